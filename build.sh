@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# idiff's one entry point for a fresh Debian 12 machine.
+#
+#   ./build.sh demo    install what is missing, build, run the demo (see README)
+#   ./build.sh test    install what is missing, build, run the test suite (CI runs this)
+#   ./build.sh setup   only install (Debian packages, the torch wheel in .venv)
+#   ./build.sh build   only configure and build (after setup)
+#
+# Environment: IDIFF_VENV (default ./.venv) and IDIFF_BUILD_DIR (default ./build) move
+# the virtual environment and build tree; IDIFF_JOBS sets build parallelism.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+VENV=${IDIFF_VENV:-$ROOT/.venv}
+BUILD=${IDIFF_BUILD_DIR:-$ROOT/build}
+JOBS=${IDIFF_JOBS:-$(nproc)}
+TORCH_VERSION=2.11.0
+
+APT_PACKAGES=(
+  build-essential cmake ninja-build ccache git pkg-config
+  python3 python3-venv python3-pip
+  libgtest-dev libcli11-dev libstb-dev nlohmann-json3-dev libzip-dev zlib1g-dev
+  clang libclang-rt-14-dev
+  openmpi-bin libopenmpi-dev
+  dataset-fashion-mnist
+)
+
+log() { printf '\033[1m[build.sh]\033[0m %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "build.sh: need root (or sudo) to install: $*" >&2; exit 1; fi
+}
+
+setup() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating the virtual environment $VENV"
+    python3 -m venv "$VENV"
+  fi
+  if ! "$VENV/bin/python" -c "import torch, numpy, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+    log "installing torch==$TORCH_VERSION and numpy into $VENV (a few GB on first run)"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy
+  fi
+}
+
+build() {
+  local prefix
+  prefix=$("$VENV/bin/python" -c 'import torch; print(torch.utils.cmake_prefix_path)')
+  if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+    log "configuring $BUILD"
+    cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_PREFIX_PATH="$prefix" -DIDIFF_PYTHON="$VENV/bin/python" ${IDIFF_CMAKE_ARGS:-}
+  fi
+  log "building with $JOBS jobs"
+  cmake --build "$BUILD" -j "$JOBS"
+}
+
+run_tests() {
+  log "running the tests"
+  cd "$BUILD"
+  ctest --output-on-failure -j "$JOBS" --timeout 900
+}
+
+demo() {
+  "$BUILD/idiff" --help
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  build) setup; build ;;
+  test) setup; build; run_tests ;;
+  demo) setup; build; demo ;;
+  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

@@ -1,0 +1,93 @@
+#include "flags.h"
+
+#include "idiff/common/strings.h"
+
+namespace idiff::cli {
+namespace {
+
+std::string bool_str(bool b) { return b ? "True" : "False"; }
+
+}  // namespace
+
+CLI::Option* Flags::add(const std::string& name, int64_t& field, const std::string& help) {
+  return app_.add_option("--" + name, field, help)->capture_default_str()->type_name("INT");
+}
+
+CLI::Option* Flags::add(const std::string& name, double& field, const std::string& help) {
+  return app_.add_option("--" + name, field, help)->capture_default_str()->type_name("FLOAT");
+}
+
+CLI::Option* Flags::add(const std::string& name, std::string& field, const std::string& help) {
+  return app_.add_option("--" + name, field, help)->capture_default_str()->type_name("TEXT");
+}
+
+CLI::Option* Flags::add(const std::string& name, bool& field, const std::string& help) {
+  const std::string flag = "--" + name;
+  return app_
+      .add_option_function<std::string>(
+          flag, [&field, flag](const std::string& v) { field = parse_bool(v, flag); }, help)
+      ->default_str(bool_str(field))
+      ->type_name("BOOL");
+}
+
+CLI::Option* Flags::add(const std::string& name, bool& field, bool& mirror,
+                        const std::string& help) {
+  const std::string flag = "--" + name;
+  return app_
+      .add_option_function<std::string>(
+          flag,
+          [&field, &mirror, flag](const std::string& v) { field = mirror = parse_bool(v, flag); },
+          help)
+      ->default_str(bool_str(field))
+      ->type_name("BOOL");
+}
+
+void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& m, DiffusionConfig& d,
+                                   bool super_res) {
+  Flags f(app);
+  d.learn_sigma = m.learn_sigma;
+  const std::string group = "Model";
+  if (super_res) {
+    f.add("large_size", m.large_size, "output image size of the upsampler (64 or 256)")->group(group);
+    f.add("small_size", m.small_size, "input (low-resolution) image size")->group(group);
+  } else {
+    f.add("image_size", m.image_size, "image side in pixels (32, 64 or 256)")->group(group);
+  }
+  f.add("num_channels", m.num_channels, "base channel count of the UNet")->group(group);
+  f.add("num_res_blocks", m.num_res_blocks, "residual blocks per resolution")->group(group);
+  f.add("num_heads", m.num_heads, "attention heads")->group(group);
+  f.add("num_heads_upsample", m.num_heads_upsample, "attention heads on the up path (-1: num_heads)")
+      ->group(group);
+  f.add("attention_resolutions", m.attention_resolutions, "resolutions with attention, e.g. 16,8")
+      ->group(group);
+  f.add("dropout", m.dropout, "dropout rate in residual blocks")->group(group);
+  f.add("learn_sigma", m.learn_sigma, d.learn_sigma, "learn the variance (6 output channels)")
+      ->group(group);
+  f.add("class_cond", m.class_cond, "class-conditional model (1000 classes)")->group(group);
+  f.add("use_checkpoint", m.use_checkpoint, "gradient checkpointing (less memory, more time)")
+      ->group(group);
+  f.add("use_scale_shift_norm", m.use_scale_shift_norm, "FiLM-style scale-shift norm")->group(group);
+
+  const std::string dgroup = "Diffusion";
+  if (!super_res) {
+    f.add("sigma_small", d.sigma_small, "fixed small variance (else fixed large)")->group(dgroup);
+  }
+  f.add("diffusion_steps", d.diffusion_steps, "number of diffusion steps T")->group(dgroup);
+  f.add("noise_schedule", d.noise_schedule, "beta schedule: linear or cosine")->group(dgroup);
+  f.add("timestep_respacing", d.timestep_respacing, "respacing, e.g. 250, 10,15,20 or ddim50")
+      ->group(dgroup);
+  f.add("use_kl", d.use_kl, "train on the variational bound")->group(dgroup);
+  f.add("predict_xstart", d.predict_xstart, "the model predicts x_0 instead of the noise")
+      ->group(dgroup);
+  f.add("rescale_timesteps", d.rescale_timesteps, "feed the model t scaled to [0, 1000)")
+      ->group(dgroup);
+  f.add("rescale_learned_sigmas", d.rescale_learned_sigmas, "hybrid loss (rescaled MSE + VLB)")
+      ->group(dgroup);
+}
+
+void add_device_flag(CLI::App& app, std::string& device) {
+  app.add_option("--device", device, "compute device: auto, cpu, cuda or cuda:N")
+      ->capture_default_str();
+}
+
+}  // namespace idiff::cli

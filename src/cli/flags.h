@@ -1,0 +1,38 @@
+// The flag table: every flag is bound to a field of a config struct (idiff/config.h) under
+// the reference's name, with the struct's default shown in --help. Booleans take the
+// reference's str2bool values (True/False, yes/no, 1/0).
+#pragma once
+
+#include "idiff/config.h"
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+namespace idiff::cli {
+
+// Binds one flag to a field. Values are validated when parsed; a bad value is a
+// ConfigError naming the flag.
+class Flags {
+ public:
+  explicit Flags(CLI::App& app) : app_(app) {}
+  CLI::Option* add(const std::string& name, int64_t& field, const std::string& help);
+  CLI::Option* add(const std::string& name, double& field, const std::string& help);
+  CLI::Option* add(const std::string& name, std::string& field, const std::string& help);
+  CLI::Option* add(const std::string& name, bool& field, const std::string& help);
+  // A boolean flag whose value also sets `mirror` (learn_sigma feeds model and diffusion).
+  CLI::Option* add(const std::string& name, bool& field, bool& mirror, const std::string& help);
+
+ private:
+  CLI::App& app_;
+};
+
+// image_size, num_channels, ..., use_scale_shift_norm and the diffusion flags
+// (model_and_diffusion_defaults). With super_res, large_size/small_size replace image_size.
+void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& model, DiffusionConfig& diffusion,
+                                   bool super_res = false);
+
+// --device auto|cpu|cuda|cuda:N
+void add_device_flag(CLI::App& app, std::string& device);
+
+}  // namespace idiff::cli

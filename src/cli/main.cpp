@@ -1,0 +1,60 @@
+// The idiff program: parses the subcommand and its flags (CLI11) and hands the work to the
+// library. User errors become one line on stderr and exit code 1; flag errors exit 2.
+#include "command.h"
+
+#include "idiff/common/error.h"
+
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <iostream>
+
+namespace idiff::cli {
+
+std::vector<Command>& registry() {
+  static std::vector<Command> commands;
+  return commands;
+}
+
+bool register_command(Command command) {
+  registry().push_back(std::move(command));
+  return true;
+}
+
+}  // namespace idiff::cli
+
+int main(int argc, char** argv) {
+  using idiff::cli::registry;
+  CLI::App app{
+      "idiff: improved denoising diffusion probabilistic models (Nichol & Dhariwal 2021) on "
+      "LibTorch.\nFlags are the reference's (improved-diffusion); booleans take True/False."};
+  app.name("idiff");
+  app.require_subcommand(1);
+  app.failure_message(CLI::FailureMessage::simple);
+  app.set_version_flag("--version", "idiff 0.1.0");
+
+  auto commands = registry();
+  std::sort(commands.begin(), commands.end(),
+            [](const auto& a, const auto& b) { return a.order < b.order; });
+  for (const auto& c : commands) {
+    CLI::App* sub = app.add_subcommand(c.name, c.help);
+    sub->failure_message(CLI::FailureMessage::simple);
+    c.setup(*sub);
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const idiff::Error& e) {
+    std::cerr << "idiff: error: " << e.what() << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "idiff: error: " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "idiff: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,26 @@
+// State dicts of modules: the reference's key order (module by module, pre-order, each
+// module's parameters then buffers) and a strict loader that reports every missing,
+// unexpected and mis-shaped key at once.
+#pragma once
+
+#include "idiff/io/tensor_map.h"
+
+#include <torch/nn/module.h>
+
+#include <string>
+
+namespace idiff {
+
+// Parameters and buffers by dotted name, in PyTorch's state_dict order. The tensors are
+// the module's own (not copies): detach/clone before mutating.
+TensorMap state_dict(const torch::nn::Module& module);
+
+// Copies every tensor of `sd` into the module's parameter/buffer of the same name,
+// converting dtype as PyTorch's load_state_dict does. Throws FileError naming `source`
+// and listing all missing, unexpected and mis-shaped keys when they do not match exactly.
+void load_state_dict(torch::nn::Module& module, const TensorMap& sd, const std::string& source);
+
+// Number of parameter elements.
+int64_t parameter_count(const torch::nn::Module& module);
+
+}  // namespace idiff

@@ -1,0 +1,121 @@
+#include "test_util.h"
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sys/wait.h>
+
+namespace idiff::test {
+
+nlohmann::json load_json(const std::string& name) {
+  std::ifstream in(data_path(name));
+  return nlohmann::json::parse(in);
+}
+
+ModelConfig model_config_from_flags(const nlohmann::json& f) {
+  ModelConfig m;
+  auto get = [&](const char* k, auto& field) {
+    if (f.contains(k)) field = f[k].get<std::decay_t<decltype(field)>>();
+  };
+  get("image_size", m.image_size);
+  get("num_channels", m.num_channels);
+  get("num_res_blocks", m.num_res_blocks);
+  get("num_heads", m.num_heads);
+  get("num_heads_upsample", m.num_heads_upsample);
+  get("attention_resolutions", m.attention_resolutions);
+  get("dropout", m.dropout);
+  get("learn_sigma", m.learn_sigma);
+  get("class_cond", m.class_cond);
+  get("use_checkpoint", m.use_checkpoint);
+  get("use_scale_shift_norm", m.use_scale_shift_norm);
+  get("large_size", m.large_size);
+  get("small_size", m.small_size);
+  return m;
+}
+
+DiffusionConfig diffusion_config_from_flags(const nlohmann::json& f) {
+  DiffusionConfig d;
+  auto get = [&](const char* k, auto& field) {
+    if (f.contains(k)) field = f[k].get<std::decay_t<decltype(field)>>();
+  };
+  get("learn_sigma", d.learn_sigma);
+  get("sigma_small", d.sigma_small);
+  get("diffusion_steps", d.diffusion_steps);
+  get("noise_schedule", d.noise_schedule);
+  get("timestep_respacing", d.timestep_respacing);
+  get("use_kl", d.use_kl);
+  get("predict_xstart", d.predict_xstart);
+  get("rescale_timesteps", d.rescale_timesteps);
+  get("rescale_learned_sigmas", d.rescale_learned_sigmas);
+  return d;
+}
+
+double rel_error(const at::Tensor& a, const at::Tensor& b) {
+  const at::Tensor a64 = a.detach().to(at::kCPU).to(at::kDouble);
+  const at::Tensor b64 = b.detach().to(at::kCPU).to(at::kDouble);
+  const double num = (a64 - b64).norm().item<double>();
+  const double den = b64.norm().item<double>();
+  if (den == 0.0) return num;
+  return num / den;
+}
+
+::testing::AssertionResult all_close(const at::Tensor& a, const at::Tensor& b, double tol) {
+  if (a.sizes() != b.sizes()) {
+    return ::testing::AssertionFailure() << "shapes differ: " << a.sizes() << " vs " << b.sizes();
+  }
+  const double e = rel_error(a, b);
+  if (e <= tol) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "relative error " << e << " > " << tol;
+}
+
+TempDir::TempDir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "idiff-test-XXXXXX").string();
+  char* p = mkdtemp(tmpl.data());
+  if (!p) throw std::runtime_error("mkdtemp failed");
+  path_ = p;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+namespace {
+
+std::string quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') out += "'\\''";
+    else out += c;
+  }
+  return out + "'";
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+RunResult run_shell(const std::string& command) {
+  TempDir tmp;
+  const std::string out = tmp.file("stdout"), err = tmp.file("stderr");
+  const std::string full = "(" + command + ") >" + quote(out) + " 2>" + quote(err) + " </dev/null";
+  const int status = std::system(full.c_str());
+  RunResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+RunResult run_idiff(const std::vector<std::string>& args) {
+  std::string cmd = quote(IDIFF_EXE);
+  for (const auto& a : args) cmd += " " + quote(a);
+  return run_shell(cmd);
+}
+
+}  // namespace idiff::test
