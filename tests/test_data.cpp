@@ -264,6 +264,26 @@ TEST(DataLoader, FewerItemsThanABatchRunOnIntoTheNextEpochs) {
   }
 }
 
+TEST(DataLoader, StartBatchContinuesThePlan) {
+  // Full shards (drop_last, 10 // 3 = 3 batches per epoch) and a shard shorter than a
+  // batch, shuffled or not: batches k.. of a fresh loader.
+  for (auto [n, batch] : {std::pair<int64_t, int64_t>{10, 3}, {3, 8}}) {
+    for (bool shuffle : {true, false}) {
+      auto ds = std::make_shared<FakeDataset>(n);
+      LoaderOptions o = opts(batch, 11, 1);
+      o.shuffle = shuffle;
+      DataLoader fresh(ds, o);
+      const std::vector<int64_t> all = take(fresh, 12);
+      for (int64_t k : {1, 3, 5, 7}) {
+        o.start_batch = k;
+        DataLoader resumed(ds, o);
+        EXPECT_EQ(take(resumed, int(12 - k)), std::vector<int64_t>(all.begin() + k * batch, all.end()))
+            << n << " items, batch " << batch << ", start " << k << (shuffle ? ", shuffled" : "");
+      }
+    }
+  }
+}
+
 TEST(DataLoader, LabelsOnlyWhenAskedAndAvailable) {
   auto ds = std::make_shared<FakeDataset>(6);
   LoaderOptions o = opts(6);
@@ -290,6 +310,9 @@ TEST(DataLoader, BadOptionsAreErrors) {
   EXPECT_ERROR(ConfigError, DataLoader(ds, o), "fewer than the 4 processes");
   o = opts(1, 0, -1);
   EXPECT_ERROR(ConfigError, DataLoader(ds, o), "--num_workers");
+  o = opts(1);
+  o.start_batch = -1;
+  EXPECT_ERROR(ConfigError, DataLoader(ds, o), "first batch");
 }
 
 TEST(DataLoader, BadItemsFailWithTheirName) {

@@ -54,7 +54,9 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, LoaderOptions opt
   IDIFF_REQUIRE(n >= o.world_size, ConfigError, "the data has ", n, " items, fewer than the ", o.world_size,
                 " processes that share it: ", dataset_->summary());
   for (int64_t i = o.rank; i < n; i += o.world_size) shard_.push_back(i);
+  IDIFF_REQUIRE(o.start_batch >= 0, ConfigError, "the first batch must be 0 or more, got ", o.start_batch);
   if (options_.prefetch == 0) options_.prefetch = 2 * std::max<int64_t>(o.num_workers, 1);
+  if (o.start_batch > 0) skip_to(o.start_batch);
   for (int64_t w = 0; w < o.num_workers; ++w) workers_.emplace_back([this] { worker_loop(); });
 }
 
@@ -85,6 +87,19 @@ void DataLoader::start_epoch() {
     for (size_t i = order_.size() - 1; i > 0; --i) std::swap(order_[i], order_[draw_below(rng, i + 1)]);
   }
   cursor_ = 0;
+}
+
+void DataLoader::skip_to(int64_t k) {
+  // Where plan_next_batch() would be after k batches: with a full shard, batch k is
+  // batch k % per_epoch of epoch k / per_epoch; with a short one, the batches are a
+  // stream through the epochs and batch k starts at item k * batch_size of it.
+  const int64_t n = shard_size(), b = options_.batch_size;
+  const int64_t epoch = n >= b ? k / (n / b) : k * b / n;
+  const int64_t cursor = n >= b ? (k % (n / b)) * b : k * b % n;
+  epoch_ = epoch - 1;
+  start_epoch();
+  cursor_ = size_t(cursor);
+  planned_ = consumed_ = k;
 }
 
 std::vector<int64_t> DataLoader::plan_next_batch() {

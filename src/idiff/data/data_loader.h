@@ -58,6 +58,9 @@ struct LoaderOptions {
   uint64_t seed = 0;
   int64_t rank = 0;          // this process's shard: items [rank::world_size]
   int64_t world_size = 1;
+  // Resuming: the first batch is batch `start_batch` of the plan from 0 (the same items
+  // as batch start_batch of a fresh loader), reached without decoding the ones before.
+  int64_t start_batch = 0;
 };
 
 class DataLoader {
@@ -83,6 +86,7 @@ class DataLoader {
   // The dataset indices of batch `k` in plan order, advancing the plan (under mutex_).
   std::vector<int64_t> plan_next_batch();
   void start_epoch();
+  void skip_to(int64_t k);  // the plan as after k batches
   // Decodes one planned batch; errors are stored, not thrown.
   struct Slot {
     Batch batch;

@@ -27,6 +27,7 @@ std::unique_ptr<DataLoader> load_data(const DataConfig& config) {
   o.seed = config.seed;
   o.rank = config.rank;
   o.world_size = config.world_size;
+  o.start_batch = config.start_batch;
   IDIFF_REQUIRE(config.batch_size >= 1, ConfigError, "--batch_size must be at least 1, got ", config.batch_size);
   return std::make_unique<DataLoader>(open_dataset(config.data_dir, config.image_size), o);
 }

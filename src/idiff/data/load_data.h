@@ -23,6 +23,7 @@ struct DataConfig {
   uint64_t seed = 0;             // shuffling seed
   int64_t rank = 0;              // this process; it reads items [rank::world_size]
   int64_t world_size = 1;
+  int64_t start_batch = 0;       // resuming at step k: start with batch k of this plan
 };
 
 // The dataset --data_dir names, at image_size x image_size:
