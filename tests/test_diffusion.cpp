@@ -31,14 +31,18 @@ DiffusionParams params(ModelMeanType mean, ModelVarType var, LossType loss = Los
   return p;
 }
 
-at::Generator generator(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+at::Generator generator(uint64_t seed) {
+  return at::make_generator<at::CPUGeneratorImpl>(seed);
+}
 
 // x_0 in [-1, 1], [2, 3, 4, 4] (float64 unless asked otherwise).
 at::Tensor x_start(at::ScalarType dtype = at::kDouble) {
   return (at::rand({2, 3, 4, 4}, generator(1), at::TensorOptions().dtype(dtype)) * 2 - 1);
 }
 
-at::Tensor steps(std::initializer_list<int64_t> t) { return at::tensor(t, at::kLong); }
+at::Tensor steps(std::initializer_list<int64_t> t) {
+  return at::tensor(t, at::kLong);
+}
 
 // A model whose output depends on x and t, with 2C channels when `learned`.
 ModelFn smooth_model(bool learned) {
@@ -50,7 +54,9 @@ ModelFn smooth_model(bool learned) {
 }
 
 // Scalar value at timestep i of a schedule array.
-double at_t(const std::vector<double>& v, int64_t i) { return v[static_cast<size_t>(i)]; }
+double at_t(const std::vector<double>& v, int64_t i) {
+  return v[static_cast<size_t>(i)];
+}
 
 TEST(GaussianDiffusion, PosteriorIsBayes) {
   // q(x_{t-1} | x_t, x_0) from q(x_t | x_{t-1}) q(x_{t-1} | x_0) directly: precision
@@ -102,10 +108,12 @@ TEST(GaussianDiffusion, EveryMeanTypeRecoversXStart) {
     const GaussianDiffusion d(params(mean, ModelVarType::FixedSmall));
     const at::Tensor posterior_mean = d.q_posterior_mean_variance(x0, xt, t).mean;
     // A perfect model of each kind: x_0, mu~_t(x_0, x_t), or the epsilon behind x_t.
-    const at::Tensor eps = (xt - d.q_mean_variance(x0, t).mean) /
-                           at::sqrt(d.q_mean_variance(x0, t).variance);
+    const at::Tensor eps =
+        (xt - d.q_mean_variance(x0, t).mean) / at::sqrt(d.q_mean_variance(x0, t).variance);
     ModelFn perfect = [&](const at::Tensor&, const at::Tensor&) {
-      return mean == ModelMeanType::StartX ? x0 : mean == ModelMeanType::PreviousX ? posterior_mean : eps;
+      return mean == ModelMeanType::StartX      ? x0
+             : mean == ModelMeanType::PreviousX ? posterior_mean
+                                                : eps;
     };
     const PMeanVariance out = d.p_mean_variance(perfect, xt, t, /*clip_denoised=*/false);
     EXPECT_CLOSE(out.pred_xstart, x0, 1e-9);
@@ -165,8 +173,8 @@ TEST(GaussianDiffusion, DenoisedFnRunsBeforeClipping) {
   };
   const at::Tensor t = steps({5, 6});
   EXPECT_CLOSE(d.p_mean_variance(model, x0, t, false, times_ten).pred_xstart, x0 * 10, 1e-15);
-  EXPECT_CLOSE(d.p_mean_variance(model, x0, t, true, times_ten).pred_xstart,
-               (x0 * 10).clamp(-1, 1), 1e-15);
+  EXPECT_CLOSE(d.p_mean_variance(model, x0, t, true, times_ten).pred_xstart, (x0 * 10).clamp(-1, 1),
+               1e-15);
   EXPECT_EQ(calls, 2);
 }
 
@@ -211,7 +219,8 @@ TEST(GaussianDiffusion, EveryLossType) {
   const at::Tensor noise = at::randn(x0.sizes(), generator(3), x0.options());
   const ModelFn learned = smooth_model(true);
 
-  const GaussianDiffusion kl(params(ModelMeanType::Epsilon, ModelVarType::LearnedRange, LossType::KL));
+  const GaussianDiffusion kl(
+      params(ModelMeanType::Epsilon, ModelVarType::LearnedRange, LossType::KL));
   const at::Tensor xt = kl.q_sample(x0, t, noise);
   const at::Tensor vb = kl.vb_terms_bpd(learned, x0, xt, t, /*clip_denoised=*/false).output;
   LossTerms terms = kl.training_losses(learned, x0, t, noise);
@@ -223,7 +232,8 @@ TEST(GaussianDiffusion, EveryLossType) {
 
   // Hybrid: the VLB term of the frozen mean equals the KL loss here (the model is not
   // trained), scaled by T/1000 for RESCALED_MSE.
-  const GaussianDiffusion mse(params(ModelMeanType::Epsilon, ModelVarType::LearnedRange, LossType::MSE));
+  const GaussianDiffusion mse(
+      params(ModelMeanType::Epsilon, ModelVarType::LearnedRange, LossType::MSE));
   const GaussianDiffusion rmse(
       params(ModelMeanType::Epsilon, ModelVarType::LearnedRange, LossType::RescaledMSE));
   EXPECT_CLOSE(mse.training_losses(learned, x0, t, noise).at("vb"), vb, 1e-15);
@@ -237,18 +247,21 @@ TEST(GaussianDiffusion, EveryLossType) {
   for (auto mean : {ModelMeanType::Epsilon, ModelMeanType::StartX, ModelMeanType::PreviousX}) {
     SCOPED_TRACE(enum_name(mean));
     const GaussianDiffusion d(params(mean, ModelVarType::FixedLarge, LossType::RescaledMSE));
-    const at::Tensor target = mean == ModelMeanType::Epsilon  ? noise
-                              : mean == ModelMeanType::StartX ? x0
-                                                              : d.q_posterior_mean_variance(x0, xt, t).mean;
+    const at::Tensor target = mean == ModelMeanType::Epsilon ? noise
+                              : mean == ModelMeanType::StartX
+                                  ? x0
+                                  : d.q_posterior_mean_variance(x0, xt, t).mean;
     terms = d.training_losses(fixed, x0, t, noise);
     EXPECT_EQ(terms.size(), 2u);
-    EXPECT_CLOSE(terms.at("mse"), mean_flat((target - fixed(xt, d.model_timesteps(t))).pow(2)), 1e-15);
+    EXPECT_CLOSE(terms.at("mse"), mean_flat((target - fixed(xt, d.model_timesteps(t))).pow(2)),
+                 1e-15);
     EXPECT_TRUE(at::equal(terms.at("loss"), terms.at("mse")));
   }
 }
 
 TEST(DiffusionLosses, ClosedForms) {
-  // KL(N(m, 1) || N(0, 1)) = m^2 / 2; KL(N(0, s1^2) || N(0, s2^2)) = log(s2/s1) + s1^2/(2 s2^2) - 1/2.
+  // KL(N(m, 1) || N(0, 1)) = m^2 / 2; KL(N(0, s1^2) || N(0, s2^2)) = log(s2/s1) + s1^2/(2 s2^2) -
+  // 1/2.
   const at::Tensor m = at::tensor({0.0, 0.5, -2.0}, at::kDouble);
   const at::Tensor zero = at::zeros({}, at::kDouble);
   EXPECT_CLOSE(normal_kl(m, zero, zero, zero), m.pow(2) / 2, 1e-15);
@@ -258,14 +271,17 @@ TEST(DiffusionLosses, ClosedForms) {
               std::log(4.0) + 0.25 / 8.0 - 0.5, 1e-15);
   // The approximate CDF is within 1e-3 of the exact one.
   const at::Tensor x = at::linspace(-4, 4, 81, at::kDouble);
-  EXPECT_LT((approx_standard_normal_cdf(x) - 0.5 * at::erfc(-x / std::sqrt(2.0))).abs().max().item<double>(),
+  EXPECT_LT((approx_standard_normal_cdf(x) - 0.5 * at::erfc(-x / std::sqrt(2.0)))
+                .abs()
+                .max()
+                .item<double>(),
             1e-3);
   // The discretised likelihood is a distribution over the 256 pixel values.
   const at::Tensor bins = at::linspace(-1, 1, 256, at::kDouble);
   for (double mean : {-0.9, 0.0, 0.3}) {
     for (double log_scale : {-5.0, -2.0, 0.0}) {
-      const at::Tensor lp = discretized_gaussian_log_likelihood(
-          bins, at::full_like(bins, mean), at::full_like(bins, log_scale));
+      const at::Tensor lp = discretized_gaussian_log_likelihood(bins, at::full_like(bins, mean),
+                                                                at::full_like(bins, log_scale));
       EXPECT_NEAR(at::exp(lp).sum().item<double>(), 1.0, 1e-9) << mean << " " << log_scale;
     }
   }
@@ -311,11 +327,12 @@ TEST(Sampling, AncestralLoopIsSeededAndProgressive) {
   SampleOptions opts;
   opts.generator = generator(21);
   std::vector<int64_t> seen;
-  const at::Tensor sample = d.p_sample_loop_progressive(model, shape, opts, [&](const SampleStep& s) {
-    EXPECT_EQ(s.index, static_cast<int64_t>(seen.size()));
-    EXPECT_EQ(s.num_steps, 8);
-    seen.push_back(s.t);
-  });
+  const at::Tensor sample =
+      d.p_sample_loop_progressive(model, shape, opts, [&](const SampleStep& s) {
+        EXPECT_EQ(s.index, static_cast<int64_t>(seen.size()));
+        EXPECT_EQ(s.num_steps, 8);
+        seen.push_back(s.t);
+      });
   EXPECT_EQ(seen, (std::vector<int64_t>{7, 6, 5, 4, 3, 2, 1, 0}));
   EXPECT_EQ(sample.sizes(), at::IntArrayRef(shape));
   EXPECT_LE(sample.abs().max().item<float>(), 1.0f);  // x_0 = the clipped x_0 prediction
@@ -399,23 +416,42 @@ TEST(GaussianDiffusion, BadTimestepsAndMismatchedModelsAreClearErrors) {
     const std::string msg = error_of(f);
     EXPECT_NE(msg.find(text), std::string::npos) << "'" << msg << "' lacks '" << text << "'";
   };
-  expect_error([&] { d.q_sample(x0, steps({-1, 3})); }, "timesteps must be in [0, 100), got values from -1 to 3");
+  expect_error(
+      [&] {
+        d.q_sample(x0, steps({-1, 3}));
+      },
+      "timesteps must be in [0, 100), got values from -1 to 3");
   expect_error([&] { d.p_mean_variance(model, x0, steps({0, 100})); }, "from 0 to 100");
   expect_error([&] { d.training_losses(model, x0, steps({0, 1000})); }, "must be in [0, 100)");
   expect_error([&] { d.p_sample(model, x0, steps({1, 2, 3})); }, "must be [2] (one per sample)");
   expect_error([&] { d.q_sample(x0, at::tensor({1.0, 2.0})); }, "must be integers");
-  expect_error([&] { d.training_losses(model, x0, steps({1, 2}), at::zeros({2, 3})); },
-               "noise [2, 3] differs in shape");
+  expect_error(
+      [&] {
+        d.training_losses(model, x0, steps({1, 2}), at::zeros({2, 3}));
+      },
+      "noise [2, 3] differs in shape");
   // A learned-variance model on a fixed-variance diffusion and the other way round.
-  expect_error([&] { d.p_mean_variance(smooth_model(true), x0, steps({1, 2})); }, "--learn_sigma False");
+  expect_error(
+      [&] {
+        d.p_mean_variance(smooth_model(true), x0, steps({1, 2}));
+      },
+      "--learn_sigma False");
   const GaussianDiffusion learned(params(ModelMeanType::Epsilon, ModelVarType::LearnedRange));
   expect_error([&] { learned.training_losses(model, x0, steps({1, 2})); }, "--learn_sigma True");
   expect_error([&] { learned.p_mean_variance(model, x0, steps({1, 2})); }, "--learn_sigma True");
   SampleOptions opts;
   opts.noise = at::zeros({1, 3, 4, 4});
-  expect_error([&] { d.p_sample_loop(model, {2, 3, 4, 4}, opts); }, "starting noise is [1, 3, 4, 4]");
+  expect_error(
+      [&] {
+        d.p_sample_loop(model, {2, 3, 4, 4}, opts);
+      },
+      "starting noise is [1, 3, 4, 4]");
   expect_error([&] { d.ddim_sample_loop(model, {2, 3, 4, 4}, {}, -0.5); }, "eta must be >= 0");
-  expect_error([&] { GaussianDiffusion bad(DiffusionParams{{0.1, 1.5}}); }, "betas must be in (0, 1]");
+  expect_error(
+      [&] {
+        GaussianDiffusion bad(DiffusionParams{{0.1, 1.5}});
+      },
+      "betas must be in (0, 1]");
   expect_error([&] { GaussianDiffusion bad(DiffusionParams{{0.1}}); }, "at least 2 steps");
 }
 

@@ -19,7 +19,9 @@ GaussianDiffusion diffusion_of(int64_t steps) {
   return GaussianDiffusion(DiffusionParams{get_named_beta_schedule("cosine", steps)});
 }
 
-at::Generator generator(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+at::Generator generator(uint64_t seed) {
+  return at::make_generator<at::CPUGeneratorImpl>(seed);
+}
 
 // Fills every step's history: step t sees losses (t + 1) * scale.
 void fill(LossSecondMomentResampler& s, int64_t steps, int64_t rounds, double scale = 1.0) {
@@ -51,7 +53,7 @@ TEST(ScheduleSampler, UniformDrawsEveryStepWithUnitWeights) {
 TEST(ScheduleSampler, LossSecondMomentIsUniformUntilWarmedUp) {
   const GaussianDiffusion d = diffusion_of(4);
   LossSecondMomentResampler s(d);
-  fill(s, 4, 9);  // 9 of 10 losses everywhere
+  fill(s, 4, 9);                                         // 9 of 10 losses everywhere
   s.update_with_all_losses({0, 1, 2}, {5.0, 5.0, 5.0});  // step 3 still lacks one
   EXPECT_FALSE(s.warmed_up());
   for (double p : s.probabilities()) EXPECT_DOUBLE_EQ(p, 0.25);

@@ -28,7 +28,9 @@ std::string config_error(F&& f) {
   return "";
 }
 
-at::Tensor to_tensor(const std::vector<double>& v) { return at::tensor(v, at::kDouble); }
+at::Tensor to_tensor(const std::vector<double>& v) {
+  return at::tensor(v, at::kDouble);
+}
 
 TEST(BetaSchedule, MatchesReferenceArrays) {
   for (const std::string name : {"linear", "cosine"}) {

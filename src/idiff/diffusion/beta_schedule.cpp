@@ -12,7 +12,8 @@ const std::vector<std::string>& beta_schedule_names() {
   return names;
 }
 
-std::vector<double> betas_for_alpha_bar(int64_t steps, const std::function<double(double)>& alpha_bar,
+std::vector<double> betas_for_alpha_bar(int64_t steps,
+                                        const std::function<double(double)>& alpha_bar,
                                         double max_beta) {
   std::vector<double> betas(static_cast<size_t>(steps));
   for (int64_t i = 0; i < steps; ++i) {
@@ -51,8 +52,8 @@ std::vector<double> get_named_beta_schedule(const std::string& name, int64_t ste
   }
   std::string allowed;
   for (const auto& n : beta_schedule_names()) allowed += (allowed.empty() ? "" : ", ") + n;
-  throw ConfigError(str("--noise_schedule '", name, "' is not a known beta schedule (expected one of: ",
-                        allowed, ")"));
+  throw ConfigError(str("--noise_schedule '", name,
+                        "' is not a known beta schedule (expected one of: ", allowed, ")"));
 }
 
 }  // namespace idiff

@@ -20,7 +20,8 @@ std::vector<double> get_named_beta_schedule(const std::string& name, int64_t ste
 
 // Betas that discretise alpha_bar(t), t in [0, 1], the cumulative product of (1 - beta):
 // beta_i = min(1 - alpha_bar((i+1)/T) / alpha_bar(i/T), max_beta).
-std::vector<double> betas_for_alpha_bar(int64_t steps, const std::function<double(double)>& alpha_bar,
+std::vector<double> betas_for_alpha_bar(int64_t steps,
+                                        const std::function<double(double)>& alpha_bar,
                                         double max_beta = 0.999);
 
 }  // namespace idiff

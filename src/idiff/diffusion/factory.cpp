@@ -3,7 +3,6 @@
 #include "idiff/common/error.h"
 #include "idiff/diffusion/beta_schedule.h"
 
-
 namespace idiff {
 
 DiffusionParams diffusion_params(const DiffusionConfig& c) {

@@ -15,29 +15,40 @@ namespace idiff {
 
 const char* enum_name(ModelMeanType v) {
   switch (v) {
-    case ModelMeanType::PreviousX: return "PREVIOUS_X";
-    case ModelMeanType::StartX: return "START_X";
-    case ModelMeanType::Epsilon: return "EPSILON";
+    case ModelMeanType::PreviousX:
+      return "PREVIOUS_X";
+    case ModelMeanType::StartX:
+      return "START_X";
+    case ModelMeanType::Epsilon:
+      return "EPSILON";
   }
   return "?";
 }
 
 const char* enum_name(ModelVarType v) {
   switch (v) {
-    case ModelVarType::Learned: return "LEARNED";
-    case ModelVarType::FixedSmall: return "FIXED_SMALL";
-    case ModelVarType::FixedLarge: return "FIXED_LARGE";
-    case ModelVarType::LearnedRange: return "LEARNED_RANGE";
+    case ModelVarType::Learned:
+      return "LEARNED";
+    case ModelVarType::FixedSmall:
+      return "FIXED_SMALL";
+    case ModelVarType::FixedLarge:
+      return "FIXED_LARGE";
+    case ModelVarType::LearnedRange:
+      return "LEARNED_RANGE";
   }
   return "?";
 }
 
 const char* enum_name(LossType v) {
   switch (v) {
-    case LossType::MSE: return "MSE";
-    case LossType::RescaledMSE: return "RESCALED_MSE";
-    case LossType::KL: return "KL";
-    case LossType::RescaledKL: return "RESCALED_KL";
+    case LossType::MSE:
+      return "MSE";
+    case LossType::RescaledMSE:
+      return "RESCALED_MSE";
+    case LossType::KL:
+      return "KL";
+    case LossType::RescaledKL:
+      return "RESCALED_KL";
   }
   return "?";
 }
@@ -70,14 +81,13 @@ DiffusionSchedule::DiffusionSchedule(std::vector<double> b) : betas(std::move(b)
   // Ho et al. eq. 7: beta~_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * beta_t and
   // mu~_t = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x_0
   //       + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t.
-  posterior_variance =
-      each([&](size_t i) { return betas[i] * (1.0 - acp[i]) / (1.0 - ac[i]); });
+  posterior_variance = each([&](size_t i) { return betas[i] * (1.0 - acp[i]) / (1.0 - ac[i]); });
   posterior_log_variance_clipped =
       each([&](size_t i) { return std::log(posterior_variance[i == 0 ? 1 : i]); });
   posterior_mean_coef1 =
       each([&](size_t i) { return betas[i] * std::sqrt(acp[i]) / (1.0 - ac[i]); });
-  posterior_mean_coef2 = each(
-      [&](size_t i) { return (1.0 - acp[i]) * std::sqrt(1.0 - betas[i]) / (1.0 - ac[i]); });
+  posterior_mean_coef2 =
+      each([&](size_t i) { return (1.0 - acp[i]) * std::sqrt(1.0 - betas[i]) / (1.0 - ac[i]); });
 }
 
 struct GaussianDiffusion::DeviceTables {
@@ -134,8 +144,7 @@ GaussianDiffusion::GaussianDiffusion(const DiffusionParams& params,
   row(kPosteriorMeanCoef2OverCoef1,
       [&](size_t i) { return s.posterior_mean_coef2[i] / s.posterior_mean_coef1[i]; });
   row(kLogBetas, [&](size_t i) { return std::log(s.betas[i]); });
-  row(kFixedLargeVariance,
-      [&](size_t i) { return i == 0 ? s.posterior_variance[1] : s.betas[i]; });
+  row(kFixedLargeVariance, [&](size_t i) { return i == 0 ? s.posterior_variance[1] : s.betas[i]; });
   row(kFixedLargeLogVariance,
       [&](size_t i) { return std::log(i == 0 ? s.posterior_variance[1] : s.betas[i]); });
 }
@@ -161,7 +170,8 @@ at::Tensor GaussianDiffusion::extract(Coef c, const at::Tensor& t, const at::Ten
   return res.view(shape).expand(like.sizes());
 }
 
-void GaussianDiffusion::check_timesteps(const at::Tensor& t, int64_t batch, const char* where) const {
+void GaussianDiffusion::check_timesteps(const at::Tensor& t, int64_t batch,
+                                        const char* where) const {
   IDIFF_REQUIRE(t.defined(), Error, where, ": timesteps t are missing");
   IDIFF_REQUIRE(t.dim() == 1 && t.size(0) == batch, Error, where, ": timesteps t must be [", batch,
                 "] (one per sample), got ", t.sizes());
@@ -183,7 +193,8 @@ MeanVariance GaussianDiffusion::q_mean_variance_impl(const at::Tensor& x_start,
           extract(kLogOneMinusAlphasCumprod, t, x_start)};
 }
 
-MeanVariance GaussianDiffusion::q_mean_variance(const at::Tensor& x_start, const at::Tensor& t) const {
+MeanVariance GaussianDiffusion::q_mean_variance(const at::Tensor& x_start,
+                                                const at::Tensor& t) const {
   check_timesteps(t, x_start.size(0), "q_mean_variance");
   return q_mean_variance_impl(x_start, t);
 }
@@ -208,10 +219,11 @@ at::Tensor GaussianDiffusion::q_sample(const at::Tensor& x_start, const at::Tens
 
 MeanVariance GaussianDiffusion::q_posterior_impl(const at::Tensor& x_start, const at::Tensor& x_t,
                                                  const at::Tensor& t) const {
-  TORCH_CHECK(x_start.sizes() == x_t.sizes(), "q_posterior: x_start ", x_start.sizes(),
-              " and x_t ", x_t.sizes(), " differ in shape");
-  return {extract(kPosteriorMeanCoef1, t, x_t) * x_start + extract(kPosteriorMeanCoef2, t, x_t) * x_t,
-          extract(kPosteriorVariance, t, x_t), extract(kPosteriorLogVarianceClipped, t, x_t)};
+  TORCH_CHECK(x_start.sizes() == x_t.sizes(), "q_posterior: x_start ", x_start.sizes(), " and x_t ",
+              x_t.sizes(), " differ in shape");
+  return {
+      extract(kPosteriorMeanCoef1, t, x_t) * x_start + extract(kPosteriorMeanCoef2, t, x_t) * x_t,
+      extract(kPosteriorVariance, t, x_t), extract(kPosteriorLogVarianceClipped, t, x_t)};
 }
 
 MeanVariance GaussianDiffusion::q_posterior_mean_variance(const at::Tensor& x_start,
@@ -326,8 +338,9 @@ PMeanVariance GaussianDiffusion::p_mean_variance_from_output(const at::Tensor& m
   return p_mean_variance_from_output_impl(model_output, x, t, clip_denoised, denoised_fn);
 }
 
-PMeanVariance GaussianDiffusion::p_mean_variance_unchecked(const ModelFn& model, const at::Tensor& x,
-                                                           const at::Tensor& t, bool clip_denoised,
+PMeanVariance GaussianDiffusion::p_mean_variance_unchecked(const ModelFn& model,
+                                                           const at::Tensor& x, const at::Tensor& t,
+                                                           bool clip_denoised,
                                                            const DenoisedFn& denoised_fn) const {
   const at::Tensor output = model(x, model_timesteps(t));
   return p_mean_variance_from_output_impl(output, x, t, clip_denoised, denoised_fn);

@@ -42,7 +42,9 @@ enum class LossType { MSE, RescaledMSE, KL, RescaledKL };
 const char* enum_name(ModelMeanType v);
 const char* enum_name(ModelVarType v);
 const char* enum_name(LossType v);
-inline bool is_vb(LossType t) { return t == LossType::KL || t == LossType::RescaledKL; }
+inline bool is_vb(LossType t) {
+  return t == LossType::KL || t == LossType::RescaledKL;
+}
 
 struct DiffusionParams {
   std::vector<double> betas;  // beta_1 .. beta_T, each in (0, 1]
@@ -139,7 +141,8 @@ class GaussianDiffusion {
   at::Tensor model_timesteps(const at::Tensor& t) const;
   // p(x_{t-1} | x_t): runs the model on (x, model_timesteps(t)).
   PMeanVariance p_mean_variance(const ModelFn& model, const at::Tensor& x, const at::Tensor& t,
-                                bool clip_denoised = true, const DenoisedFn& denoised_fn = {}) const;
+                                bool clip_denoised = true,
+                                const DenoisedFn& denoised_fn = {}) const;
   // The same from a model output already computed for (x, t).
   PMeanVariance p_mean_variance_from_output(const at::Tensor& model_output, const at::Tensor& x,
                                             const at::Tensor& t, bool clip_denoised = true,
@@ -165,7 +168,8 @@ class GaussianDiffusion {
   // L_T = KL(q(x_T | x_0) || N(0, I)) in bits/dim, [N]; constant for a given x_0.
   at::Tensor prior_bpd(const at::Tensor& x_start) const;
   // The whole bound, one model call per timestep (T calls), under no_grad.
-  BpdResult calc_bpd_loop(const ModelFn& model, const at::Tensor& x_start, bool clip_denoised = true,
+  BpdResult calc_bpd_loop(const ModelFn& model, const at::Tensor& x_start,
+                          bool clip_denoised = true,
                           const std::optional<at::Generator>& generator = std::nullopt) const;
 
   // ---- sampling (sampling.cpp) ----
@@ -251,15 +255,13 @@ class GaussianDiffusion {
   SampleOutput p_sample_unchecked(const ModelFn& model, const at::Tensor& x, const at::Tensor& t,
                                   bool clip_denoised, const DenoisedFn& denoised_fn,
                                   const std::optional<at::Generator>& generator) const;
-  SampleOutput ddim_sample_unchecked(const ModelFn& model, const at::Tensor& x,
-                                     const at::Tensor& t, bool clip_denoised,
-                                     const DenoisedFn& denoised_fn, double eta,
+  SampleOutput ddim_sample_unchecked(const ModelFn& model, const at::Tensor& x, const at::Tensor& t,
+                                     bool clip_denoised, const DenoisedFn& denoised_fn, double eta,
                                      const std::optional<at::Generator>& generator) const;
   // The loop both samplers share: step(x, t) from T-1 down to 0.
-  at::Tensor sample_loop(at::IntArrayRef shape, const SampleOptions& options,
-                         const StepCallback& on_step,
-                         const std::function<SampleOutput(const at::Tensor&, const at::Tensor&)>&
-                             step) const;
+  at::Tensor sample_loop(
+      at::IntArrayRef shape, const SampleOptions& options, const StepCallback& on_step,
+      const std::function<SampleOutput(const at::Tensor&, const at::Tensor&)>& step) const;
 
   DiffusionSchedule schedule_;
   ModelMeanType mean_type_;
@@ -268,7 +270,7 @@ class GaussianDiffusion {
   bool rescale_timesteps_;
   std::vector<int64_t> timestep_map_;
   int64_t original_num_steps_;
-  at::Tensor table_cpu_;  // [K, T] float64, one row per Coef
+  at::Tensor table_cpu_;               // [K, T] float64, one row per Coef
   std::shared_ptr<TableCache> cache_;  // shared by copies: the tables never change
 };
 

@@ -31,8 +31,9 @@ at::Tensor discretized_gaussian_log_likelihood(const at::Tensor& x, const at::Te
   const at::Tensor log_cdf_plus = at::log(cdf_plus.clamp_min(1e-12));
   const at::Tensor log_one_minus_cdf_min = at::log((1.0 - cdf_min).clamp_min(1e-12));
   const at::Tensor cdf_delta = cdf_plus - cdf_min;
-  return at::where(x < -0.999, log_cdf_plus,
-                   at::where(x > 0.999, log_one_minus_cdf_min, at::log(cdf_delta.clamp_min(1e-12))));
+  return at::where(
+      x < -0.999, log_cdf_plus,
+      at::where(x > 0.999, log_one_minus_cdf_min, at::log(cdf_delta.clamp_min(1e-12))));
 }
 
 at::Tensor mean_flat(const at::Tensor& x) {

@@ -85,9 +85,15 @@ LossTerms GaussianDiffusion::training_losses(const ModelFn& model, const at::Ten
 
   at::Tensor target;
   switch (mean_type_) {
-    case ModelMeanType::PreviousX: target = q_posterior_impl(x_start, x_t, t).mean; break;
-    case ModelMeanType::StartX: target = x_start; break;
-    case ModelMeanType::Epsilon: target = noise; break;  // L_simple, Ho et al. eq. 14
+    case ModelMeanType::PreviousX:
+      target = q_posterior_impl(x_start, x_t, t).mean;
+      break;
+    case ModelMeanType::StartX:
+      target = x_start;
+      break;
+    case ModelMeanType::Epsilon:
+      target = noise;
+      break;  // L_simple, Ho et al. eq. 14
   }
   IDIFF_REQUIRE(mean_output.sizes() == target.sizes(), Error, "the model output is ",
                 model_output.sizes(), " but the diffusion expects ", target.sizes(),

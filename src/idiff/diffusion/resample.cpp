@@ -85,8 +85,8 @@ std::vector<double> LossSecondMomentResampler::weights() const {
 
 void LossSecondMomentResampler::update_with_all_losses(const std::vector<int64_t>& ts,
                                                        const std::vector<double>& losses) {
-  TORCH_CHECK(ts.size() == losses.size(), "update_with_all_losses: ", ts.size(),
-              " timesteps but ", losses.size(), " losses");
+  TORCH_CHECK(ts.size() == losses.size(), "update_with_all_losses: ", ts.size(), " timesteps but ",
+              losses.size(), " losses");
   for (size_t i = 0; i < ts.size(); ++i) {
     const int64_t t = ts[i];
     TORCH_CHECK(t >= 0 && t < num_timesteps_, "update_with_all_losses: timestep ", t,

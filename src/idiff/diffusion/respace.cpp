@@ -20,8 +20,9 @@ int64_t parse_count(const std::string& item, const std::string& whole) {
   char* end = nullptr;
   errno = 0;
   const long long v = s.empty() ? 0 : std::strtoll(s.c_str(), &end, 10);
-  IDIFF_REQUIRE(!s.empty() && errno == 0 && *end == '\0', ConfigError, kFlag, " '", whole,
-                "': '", item, "' is not an integer (expected step counts like \"10,15,20\" or "
+  IDIFF_REQUIRE(!s.empty() && errno == 0 && *end == '\0', ConfigError, kFlag, " '", whole, "': '",
+                item,
+                "' is not an integer (expected step counts like \"10,15,20\" or "
                 "\"ddim50\")");
   return v;
 }
@@ -32,8 +33,8 @@ std::pair<DiffusionParams, std::vector<int64_t>> respaced(const std::set<int64_t
   const int64_t n = static_cast<int64_t>(params.betas.size());
   IDIFF_REQUIRE(!use_timesteps.empty(), ConfigError, kFlag, ": no timesteps to keep");
   IDIFF_REQUIRE(*use_timesteps.begin() >= 0 && *use_timesteps.rbegin() < n, ConfigError, kFlag,
-                ": timesteps to keep must be in [0, ", n, "), got ", *use_timesteps.begin(),
-                " .. ", *use_timesteps.rbegin());
+                ": timesteps to keep must be in [0, ", n, "), got ", *use_timesteps.begin(), " .. ",
+                *use_timesteps.rbegin());
   std::vector<double> new_betas;
   std::vector<int64_t> timestep_map;
   double alpha_cumprod = 1.0, last_alpha_cumprod = 1.0;
@@ -98,7 +99,8 @@ std::set<int64_t> space_timesteps(int64_t num_timesteps, const std::string& sect
   return steps;
 }
 
-SpacedDiffusion::SpacedDiffusion(const std::set<int64_t>& use_timesteps, const DiffusionParams& base)
+SpacedDiffusion::SpacedDiffusion(const std::set<int64_t>& use_timesteps,
+                                 const DiffusionParams& base)
     : SpacedDiffusion(respaced(use_timesteps, base), static_cast<int64_t>(base.betas.size())) {}
 
 SpacedDiffusion::SpacedDiffusion(std::pair<DiffusionParams, std::vector<int64_t>> r,

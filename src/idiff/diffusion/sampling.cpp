@@ -51,7 +51,8 @@ SampleOutput GaussianDiffusion::p_sample(const ModelFn& model, const at::Tensor&
 
 SampleOutput GaussianDiffusion::ddim_sample_unchecked(
     const ModelFn& model, const at::Tensor& x, const at::Tensor& t, bool clip_denoised,
-    const DenoisedFn& denoised_fn, double eta, const std::optional<at::Generator>& generator) const {
+    const DenoisedFn& denoised_fn, double eta,
+    const std::optional<at::Generator>& generator) const {
   const PMeanVariance out = p_mean_variance_unchecked(model, x, t, clip_denoised, denoised_fn);
   // Re-derive epsilon from x_0 whatever the model predicts (x_0 may have been clipped).
   const at::Tensor eps = predict_eps_from_xstart(x, t, out.pred_xstart);
@@ -101,8 +102,8 @@ at::Tensor GaussianDiffusion::sample_loop(
     IDIFF_REQUIRE(shape.size() >= 2, Error, "sampling: the sample shape must be [N, C, ...], got ",
                   shape);
     const c10::Device device = options.device.value_or(c10::Device(c10::kCPU));
-    img = draw_normal(shape, at::TensorOptions().dtype(at::kFloat).device(device),
-                      options.generator);
+    img =
+        draw_normal(shape, at::TensorOptions().dtype(at::kFloat).device(device), options.generator);
   }
   const int64_t n = num_timesteps();
   const auto long_opts = at::TensorOptions().dtype(at::kLong).device(img.device());
