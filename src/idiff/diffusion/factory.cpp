@@ -1,0 +1,38 @@
+#include "idiff/diffusion/factory.h"
+
+#include "idiff/common/error.h"
+#include "idiff/diffusion/beta_schedule.h"
+
+namespace idiff {
+
+DiffusionParams diffusion_params(const DiffusionConfig& c) {
+  IDIFF_REQUIRE(c.diffusion_steps >= 2, ConfigError, "--diffusion_steps must be at least 2, got ",
+                c.diffusion_steps);
+  DiffusionParams p;
+  p.betas = get_named_beta_schedule(c.noise_schedule, c.diffusion_steps);
+  p.loss_type = c.use_kl                   ? LossType::RescaledKL
+                : c.rescale_learned_sigmas ? LossType::RescaledMSE
+                                           : LossType::MSE;
+  p.model_mean_type = c.predict_xstart ? ModelMeanType::StartX : ModelMeanType::Epsilon;
+  p.model_var_type = c.learn_sigma   ? ModelVarType::LearnedRange
+                     : c.sigma_small ? ModelVarType::FixedSmall
+                                     : ModelVarType::FixedLarge;
+  p.rescale_timesteps = c.rescale_timesteps;
+  return p;
+}
+
+SpacedDiffusion create_gaussian_diffusion(const DiffusionConfig& config) {
+  const DiffusionParams params = diffusion_params(config);
+  std::set<int64_t> use_timesteps;
+  if (config.timestep_respacing.empty()) {
+    for (int64_t i = 0; i < config.diffusion_steps; ++i) use_timesteps.insert(i);
+  } else {
+    use_timesteps = space_timesteps(config.diffusion_steps, config.timestep_respacing);
+    IDIFF_REQUIRE(use_timesteps.size() >= 2, ConfigError, "--timestep_respacing '",
+                  config.timestep_respacing, "' keeps ", use_timesteps.size(),
+                  " step: a diffusion process needs at least 2");
+  }
+  return SpacedDiffusion(use_timesteps, params);
+}
+
+}  // namespace idiff

@@ -1,0 +1,22 @@
+// Building a diffusion from the reference's flags (reference: improved_diffusion/
+// script_util.py, create_gaussian_diffusion).
+//   loss:  --use_kl -> RESCALED_KL, else --rescale_learned_sigmas -> RESCALED_MSE, else MSE
+//   var:   --learn_sigma -> LEARNED_RANGE, else --sigma_small -> FIXED_SMALL, else FIXED_LARGE
+//   mean:  --predict_xstart -> START_X, else EPSILON
+//   steps: --diffusion_steps of --noise_schedule, respaced by --timestep_respacing ("" keeps
+//          them all); --rescale_timesteps scales the model's timesteps to 0..1000.
+#pragma once
+
+#include "idiff/config.h"
+#include "idiff/diffusion/respace.h"
+
+namespace idiff {
+
+// The parameters of the full (not respaced) process.
+DiffusionParams diffusion_params(const DiffusionConfig& config);
+
+// Always a SpacedDiffusion, as in the reference (with every step kept when
+// timestep_respacing is empty). Bad settings are ConfigErrors naming the flag.
+SpacedDiffusion create_gaussian_diffusion(const DiffusionConfig& config);
+
+}  // namespace idiff

@@ -1,0 +1,153 @@
+// GaussianDiffusion's sampling members (declared in gaussian_diffusion.h; reference:
+// improved_diffusion/gaussian_diffusion.py, p_sample*, ddim_sample*, ddim_reverse_sample).
+// Random numbers are drawn where and in the order the reference draws them (x_T first, then
+// one normal tensor per step after the model call, DDIM included even with eta = 0), so a
+// seeded CPU generator walks the same stream as the reference's global generator.
+#include "idiff/diffusion/gaussian_diffusion.h"
+
+#include "idiff/common/error.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+namespace idiff {
+
+at::Tensor draw_normal(at::IntArrayRef shape, const at::TensorOptions& options,
+                       const std::optional<at::Generator>& generator) {
+  if (generator.has_value() && generator->device().type() != options.device().type()) {
+    // e.g. a CPU generator for CUDA samples: draw on the generator's device, then copy.
+    return at::randn(shape, generator, options.device(generator->device())).to(options.device());
+  }
+  return at::randn(shape, generator, options);
+}
+
+namespace {
+
+// [N] -> [N, 1, ...]: 1 where t > 0, 0 at the last step (no noise is added there).
+at::Tensor nonzero_mask(const at::Tensor& t, const at::Tensor& x) {
+  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+  shape[0] = x.size(0);
+  return (t != 0).to(x.scalar_type()).view(shape);
+}
+
+}  // namespace
+
+SampleOutput GaussianDiffusion::p_sample_unchecked(
+    const ModelFn& model, const at::Tensor& x, const at::Tensor& t, bool clip_denoised,
+    const DenoisedFn& denoised_fn, const std::optional<at::Generator>& generator) const {
+  const PMeanVariance out = p_mean_variance_unchecked(model, x, t, clip_denoised, denoised_fn);
+  const at::Tensor noise = draw_normal(x.sizes(), x.options(), generator);
+  // x_{t-1} = mu + sigma z (Ho et al. Algorithm 2, line 4).
+  return {out.mean + nonzero_mask(t, x) * at::exp(0.5 * out.log_variance) * noise, out.pred_xstart};
+}
+
+SampleOutput GaussianDiffusion::p_sample(const ModelFn& model, const at::Tensor& x,
+                                         const at::Tensor& t, bool clip_denoised,
+                                         const DenoisedFn& denoised_fn,
+                                         const std::optional<at::Generator>& generator) const {
+  check_timesteps(t, x.size(0), "p_sample");
+  return p_sample_unchecked(model, x, t, clip_denoised, denoised_fn, generator);
+}
+
+SampleOutput GaussianDiffusion::ddim_sample_unchecked(
+    const ModelFn& model, const at::Tensor& x, const at::Tensor& t, bool clip_denoised,
+    const DenoisedFn& denoised_fn, double eta,
+    const std::optional<at::Generator>& generator) const {
+  const PMeanVariance out = p_mean_variance_unchecked(model, x, t, clip_denoised, denoised_fn);
+  // Re-derive epsilon from x_0 whatever the model predicts (x_0 may have been clipped).
+  const at::Tensor eps = predict_eps_from_xstart(x, t, out.pred_xstart);
+  const at::Tensor alpha_bar = extract(kAlphasCumprod, t, x);
+  const at::Tensor alpha_bar_prev = extract(kAlphasCumprodPrev, t, x);
+  // Song et al. eq. 16: sigma_t = eta sqrt((1 - a_{t-1}) / (1 - a_t)) sqrt(1 - a_t / a_{t-1}).
+  const at::Tensor sigma = eta * at::sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) *
+                           at::sqrt(1 - alpha_bar / alpha_bar_prev);
+  const at::Tensor noise = draw_normal(x.sizes(), x.options(), generator);
+  // Song et al. eq. 12: x_{t-1} = sqrt(a_{t-1}) x_0 + sqrt(1 - a_{t-1} - sigma^2) eps + sigma z.
+  const at::Tensor mean_pred = out.pred_xstart * at::sqrt(alpha_bar_prev) +
+                               at::sqrt(1 - alpha_bar_prev - sigma.pow(2)) * eps;
+  return {mean_pred + nonzero_mask(t, x) * sigma * noise, out.pred_xstart};
+}
+
+SampleOutput GaussianDiffusion::ddim_sample(const ModelFn& model, const at::Tensor& x,
+                                            const at::Tensor& t, bool clip_denoised,
+                                            const DenoisedFn& denoised_fn, double eta,
+                                            const std::optional<at::Generator>& generator) const {
+  check_timesteps(t, x.size(0), "ddim_sample");
+  IDIFF_REQUIRE(eta >= 0.0, ConfigError, "DDIM eta must be >= 0, got ", eta);
+  return ddim_sample_unchecked(model, x, t, clip_denoised, denoised_fn, eta, generator);
+}
+
+SampleOutput GaussianDiffusion::ddim_reverse_sample(const ModelFn& model, const at::Tensor& x,
+                                                    const at::Tensor& t, bool clip_denoised,
+                                                    const DenoisedFn& denoised_fn) const {
+  check_timesteps(t, x.size(0), "ddim_reverse_sample");
+  const PMeanVariance out = p_mean_variance_unchecked(model, x, t, clip_denoised, denoised_fn);
+  const at::Tensor eps = predict_eps_from_xstart(x, t, out.pred_xstart);
+  const at::Tensor alpha_bar_next = extract(kAlphasCumprodNext, t, x);
+  // Song et al. eq. 12 reversed, sigma = 0: x_{t+1} = sqrt(a_{t+1}) x_0 + sqrt(1 - a_{t+1}) eps.
+  return {out.pred_xstart * at::sqrt(alpha_bar_next) + at::sqrt(1 - alpha_bar_next) * eps,
+          out.pred_xstart};
+}
+
+at::Tensor GaussianDiffusion::sample_loop(
+    at::IntArrayRef shape, const SampleOptions& options, const StepCallback& on_step,
+    const std::function<SampleOutput(const at::Tensor&, const at::Tensor&)>& step) const {
+  const c10::NoGradGuard no_grad;
+  at::Tensor img;
+  if (options.noise.defined()) {
+    IDIFF_REQUIRE(options.noise.sizes() == shape, Error, "sampling: the starting noise is ",
+                  options.noise.sizes(), " but the sample shape is ", shape);
+    img = options.device ? options.noise.to(*options.device) : options.noise;
+  } else {
+    IDIFF_REQUIRE(shape.size() >= 2, Error, "sampling: the sample shape must be [N, C, ...], got ",
+                  shape);
+    const c10::Device device = options.device.value_or(c10::Device(c10::kCPU));
+    img =
+        draw_normal(shape, at::TensorOptions().dtype(at::kFloat).device(device), options.generator);
+  }
+  const int64_t n = num_timesteps();
+  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(img.device());
+  for (int64_t i = n - 1; i >= 0; --i) {
+    const at::Tensor t = at::full({img.size(0)}, i, long_opts);
+    SampleOutput out = step(img, t);
+    img = out.sample;
+    if (on_step || options.progress) {
+      const SampleStep info{n - 1 - i, n, i, out.sample, out.pred_xstart};
+      if (on_step) on_step(info);
+      if (options.progress) options.progress(info);
+    }
+  }
+  return img;
+}
+
+at::Tensor GaussianDiffusion::p_sample_loop_progressive(const ModelFn& model, at::IntArrayRef shape,
+                                                        const SampleOptions& options,
+                                                        const StepCallback& on_step) const {
+  return sample_loop(shape, options, on_step, [&](const at::Tensor& x, const at::Tensor& t) {
+    return p_sample_unchecked(model, x, t, options.clip_denoised, options.denoised_fn,
+                              options.generator);
+  });
+}
+
+at::Tensor GaussianDiffusion::p_sample_loop(const ModelFn& model, at::IntArrayRef shape,
+                                            const SampleOptions& options) const {
+  return p_sample_loop_progressive(model, shape, options, {});
+}
+
+at::Tensor GaussianDiffusion::ddim_sample_loop_progressive(const ModelFn& model,
+                                                           at::IntArrayRef shape,
+                                                           const SampleOptions& options, double eta,
+                                                           const StepCallback& on_step) const {
+  IDIFF_REQUIRE(eta >= 0.0, ConfigError, "DDIM eta must be >= 0, got ", eta);
+  return sample_loop(shape, options, on_step, [&](const at::Tensor& x, const at::Tensor& t) {
+    return ddim_sample_unchecked(model, x, t, options.clip_denoised, options.denoised_fn, eta,
+                                 options.generator);
+  });
+}
+
+at::Tensor GaussianDiffusion::ddim_sample_loop(const ModelFn& model, at::IntArrayRef shape,
+                                               const SampleOptions& options, double eta) const {
+  return ddim_sample_loop_progressive(model, shape, options, eta, {});
+}
+
+}  // namespace idiff
