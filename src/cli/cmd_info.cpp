@@ -1,13 +1,17 @@
 // `idiff info`: with model flags, builds the model they describe and prints its parameter
-// count and layout; with a checkpoint path, lists what the file holds.
+// count and layout; with a checkpoint path (.pt, .safetensors, .npz), lists what the file
+// holds and the model flags its UNet weights imply.
 #include "command.h"
 #include "flags.h"
 
-#include "idiff/io/safetensors.h"
+#include "idiff/io/pt_file.h"
+#include "idiff/io/tensor_file.h"
 #include "idiff/model/factory.h"
+#include "idiff/model/infer_config.h"
 #include "idiff/model/state_dict.h"
 #include "idiff/model/summary.h"
 
+#include <algorithm>
 #include <iostream>
 
 namespace idiff::cli {
@@ -42,19 +46,78 @@ void print_model(const InfoArgs& a) {
   }
 }
 
-void print_checkpoint(const InfoArgs& a) {
-  const TensorMap sd = read_safetensors(a.checkpoint);
+void print_inferred(const TensorMap& sd) {
+  const InferredModel m = infer_model_config(sd);
+  if (!m.is_unet) {
+    std::cout << "not a UNet state dict (no input_blocks.0.0.weight / out.2.weight / time_embed)\n";
+    return;
+  }
+  std::cout << (m.super_res ? "SuperResModel" : "UNetModel") << ", channel_mult ";
+  for (size_t i = 0; i < m.channel_mult.size(); ++i) std::cout << (i ? "," : "") << m.channel_mult[i];
+  std::cout << "\nflags: " << m.flags << "\n";
+  for (const auto& note : m.notes) std::cout << "note: " << note << "\n";
+}
+
+void print_tensor_map(const std::string& path, TensorFileKind kind, const TensorMap& sd) {
+  size_t width = 0;
+  for (const auto& [name, t] : sd) width = std::max(width, std::min<size_t>(name.size(), 60));
   int64_t total = 0;
   for (const auto& [name, t] : sd) {
-    std::cout << name << " " << t.sizes() << " " << t.scalar_type() << "\n";
+    std::cout << name << std::string(width > name.size() ? width - name.size() : 0, ' ') << "  "
+              << dtype_name(dtype_of(t.scalar_type(), name)) << " " << t.sizes() << "\n";
     total += t.numel();
   }
-  std::cout << sd.size() << " tensors, " << with_commas(total) << " elements\n";
+  std::cout << path << ": " << tensor_file_kind_name(kind) << ", " << sd.size() << " tensors, "
+            << with_commas(total) << " parameters\n";
+  print_inferred(sd);
+}
+
+// A nested .pt (an optimizer state, a training checkpoint): one line per leaf, keys
+// joined with dots.
+void print_tree(const PickleValue& v, const std::string& key, int64_t* tensors, int64_t* elements) {
+  const std::string prefix = key.empty() ? "" : key + ".";
+  if (v.is_dict()) {
+    for (const auto& [k, x] : v.dict_items()) {
+      print_tree(x, prefix + (k.kind() == PickleValue::Kind::String ? k.as_string() : k.repr()), tensors, elements);
+    }
+    if (v.size() == 0) std::cout << key << " = {}\n";
+  } else if (v.kind() == PickleValue::Kind::List) {
+    for (size_t i = 0; i < v.size(); ++i) print_tree(v.items()[i], prefix + std::to_string(i), tensors, elements);
+    if (v.size() == 0) std::cout << key << " = []\n";
+  } else if (v.is_tensor()) {
+    const RawTensor& t = v.as_tensor();
+    std::cout << key << "  " << dtype_name(t.dtype) << " " << shape_string(t.sizes) << "\n";
+    ++*tensors;
+    *elements += t.numel();
+  } else {
+    std::cout << key << " = " << v.repr() << "\n";
+  }
+}
+
+void print_checkpoint(const InfoArgs& a) {
+  const TensorFileKind kind = detect_tensor_file(a.checkpoint);
+  if (kind == TensorFileKind::Pt) {
+    const PickleValue v = read_pt(a.checkpoint);
+    bool flat = v.is_dict();
+    if (flat) {
+      for (const auto& [k, x] : v.dict_items()) flat = flat && k.kind() == PickleValue::Kind::String && x.is_tensor();
+    }
+    if (!flat) {
+      int64_t tensors = 0, elements = 0;
+      print_tree(v, "", &tensors, &elements);
+      std::cout << a.checkpoint << ": PyTorch .pt holding a " << v.kind_name() << ", " << tensors
+                << " tensors, " << with_commas(elements) << " elements\n";
+      return;
+    }
+    print_tensor_map(a.checkpoint, kind, tensors_of(v, a.checkpoint));
+    return;
+  }
+  print_tensor_map(a.checkpoint, kind, load_tensor_file(a.checkpoint));
 }
 
 void setup(CLI::App& sub) {
   auto a = std::make_shared<InfoArgs>();
-  sub.add_option("checkpoint", a->checkpoint, "checkpoint to describe (.safetensors)");
+  sub.add_option("checkpoint", a->checkpoint, "checkpoint to describe (.pt, .pth, .safetensors, .npz)");
   sub.add_flag("--super_res", a->super_res, "describe the super-resolution model");
   sub.add_flag("--keys", a->keys, "also list every state-dict key and shape");
   add_model_and_diffusion_flags(sub, a->model, a->diffusion);

@@ -1,6 +1,4 @@
-// safetensors files (https://github.com/huggingface/safetensors, format section): an 8-byte
-// little-endian header length, a JSON header {name: {dtype, shape, data_offsets}} with an
-// optional "__metadata__" object of strings, then the raw little-endian tensor bytes.
+// safetensors files with at::Tensors (the format and its validation: safetensors_format.h).
 #pragma once
 
 #include "idiff/io/tensor_map.h"
@@ -17,5 +15,10 @@ TensorMap read_safetensors(const std::string& path);
 
 // The "__metadata__" strings of a safetensors file (empty when absent).
 std::map<std::string, std::string> read_safetensors_metadata(const std::string& path);
+
+// Writes the tensors (made contiguous, moved to the CPU) in map order, atomically.
+// The default metadata {"format": "pt"} is what Hugging Face loaders look for.
+void write_safetensors(const std::string& path, const TensorMap& tensors,
+                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
 }  // namespace idiff

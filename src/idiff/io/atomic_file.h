@@ -1,0 +1,37 @@
+// Writing files so that they are never seen half-written: the content goes to a fresh
+// temporary file in the same directory, which is flushed to disk (fsync) and then renamed
+// over the destination (atomic on POSIX file systems), and the directory is synced. A
+// failure or an exception leaves the old file (if any) untouched and removes the
+// temporary one.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+
+namespace idiff {
+
+// Calls write(tmp_path) to fill the temporary file, then moves it to `path`.
+void write_file_atomically(const std::string& path,
+                           const std::function<void(const std::string& tmp_path)>& write);
+
+// Sequential writes to a file opened for writing (truncated), with errors as FileError.
+class FileWriter {
+ public:
+  explicit FileWriter(const std::string& path);
+  FileWriter(const FileWriter&) = delete;
+  FileWriter& operator=(const FileWriter&) = delete;
+  ~FileWriter();
+  void write(const void* data, size_t size);
+  void write(const std::string& bytes) { write(bytes.data(), bytes.size()); }
+  void close();
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// write_file_atomically for content already in memory.
+void write_bytes_atomically(const std::string& path, const std::string& bytes);
+
+}  // namespace idiff

@@ -1,0 +1,30 @@
+// One entry point for tensor files: the format is recognised by content when reading
+// (file_format.h) and by extension when writing. Writing is atomic (atomic_file.h): a
+// checkpoint is never left half-written.
+//
+//   .pt / .pth      torch.save zip with a flat state dict (pt_file.h)
+//   .safetensors    safetensors (safetensors.h)
+//   .npz            numpy archive (npz.h)
+#pragma once
+
+#include "idiff/io/tensor_map.h"
+
+#include <string>
+
+namespace idiff {
+
+enum class TensorFileKind { Pt, Safetensors, Npz };
+
+// By extension (case-insensitive); FileError naming the supported ones otherwise.
+TensorFileKind tensor_file_kind(const std::string& path);
+const char* tensor_file_kind_name(TensorFileKind kind);
+
+// What `path` holds, recognised by its first bytes: a zip with data.pkl is a .pt (a flat
+// state dict), a zip of .npy records an npz, otherwise safetensors. Legacy torch.save
+// files and anything unrecognised are FileErrors that say what was found.
+TensorFileKind detect_tensor_file(const std::string& path);
+TensorMap load_tensor_file(const std::string& path);
+
+void save_tensor_file(const std::string& path, const TensorMap& tensors);
+
+}  // namespace idiff
