@@ -85,6 +85,42 @@ void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& m, DiffusionConfi
       ->group(dgroup);
 }
 
+void add_train_flags(CLI::App& app, TrainConfig& t) {
+  Flags f(app);
+  const std::string g = "Training";
+  f.add("data_dir", t.data_dir, "image folder, IDX folder/file, or fashion-mnist")->group(g);
+  f.add("schedule_sampler", t.schedule_sampler, "timestep sampler: uniform or loss-second-moment")
+      ->group(g);
+  f.add("lr", t.lr, "AdamW learning rate")->group(g);
+  f.add("weight_decay", t.weight_decay, "AdamW weight decay")->group(g);
+  f.add("lr_anneal_steps", t.lr_anneal_steps, "anneal lr linearly to 0 over this many steps, then stop (0: never)")
+      ->group(g);
+  f.add("batch_size", t.batch_size, "images per step (per process)")->group(g);
+  f.add("microbatch", t.microbatch, "split each batch into microbatches of this size (-1: off)")
+      ->group(g);
+  f.add("ema_rate", t.ema_rate, "comma-separated EMA rates")->group(g);
+  f.add("log_interval", t.log_interval, "steps between log lines")->group(g);
+  f.add("save_interval", t.save_interval, "steps between checkpoints")->group(g);
+  f.add("resume_checkpoint", t.resume_checkpoint, "path/to/modelNNNNNN.pt to resume from")->group(g);
+  f.add("use_fp16", t.use_fp16, "16-bit training with loss scaling (the reference's scheme)")
+      ->group(g);
+  f.add("fp16_scale_growth", t.fp16_scale_growth, "lg loss scale growth per good step")->group(g);
+  const std::string a = "idiff additions";
+  f.add("log_dir", t.log_dir, "where logs and checkpoints go (else $OPENAI_LOGDIR, else /tmp/openai-<time>)")
+      ->group(a);
+  f.add("max_steps", t.max_steps, "stop after this many steps in total, resumed ones included (0: no limit)")
+      ->group(a);
+  f.add("max_minutes", t.max_minutes, "stop and save after this many minutes (0: no limit)")->group(a);
+  app.add_option("--seed", t.seed, "seed of the weights, data order, timesteps and noise")
+      ->capture_default_str()
+      ->group(a);
+  f.add("device", t.device, "auto, cpu, cuda or cuda:N")->group(a);
+  f.add("precision", t.precision, "fp32, fp16 (as --use_fp16 True) or bf16 (CUDA autocast)")->group(a);
+  f.add("skip_bad_images", t.skip_bad_images, "skip unreadable images with a warning instead of stopping")
+      ->group(a);
+  f.add("num_workers", t.num_workers, "background image-decoding threads")->group(a);
+}
+
 void add_device_flag(CLI::App& app, std::string& device) {
   app.add_option("--device", device, "compute device: auto, cpu, cuda or cuda:N")
       ->capture_default_str();

@@ -32,6 +32,10 @@ class Flags {
 void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& model, DiffusionConfig& diffusion,
                                    bool super_res = false);
 
+// The training flags of scripts/image_train.py (data_dir ... fp16_scale_growth) and
+// idiff's additions (log_dir, max_steps, max_minutes, seed, device, precision, ...).
+void add_train_flags(CLI::App& app, TrainConfig& train);
+
 // --device auto|cpu|cuda|cuda:N
 void add_device_flag(CLI::App& app, std::string& device);
 

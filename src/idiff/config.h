@@ -43,6 +43,54 @@ struct DiffusionConfig {
   bool rescale_learned_sigmas = true;
 };
 
+// The training loop (reference: scripts/image_train.py create_argparser and
+// train_util.TrainLoop). Fields after the reference's are idiff's additions.
+struct TrainConfig {
+  std::string data_dir = "";
+  std::string schedule_sampler = "uniform";
+  double lr = 1e-4;
+  double weight_decay = 0.0;
+  int64_t lr_anneal_steps = 0;
+  int64_t batch_size = 1;
+  int64_t microbatch = -1;  // -1: no microbatching
+  std::string ema_rate = "0.9999";
+  int64_t log_interval = 10;
+  int64_t save_interval = 10000;
+  std::string resume_checkpoint = "";
+  bool use_fp16 = false;
+  double fp16_scale_growth = 1e-3;
+  // Additions.
+  std::string log_dir = "";     // else $OPENAI_LOGDIR, else a new folder under /tmp
+  int64_t max_steps = 0;        // stop after this many steps in total (resumed ones count)
+  double max_minutes = 0.0;     // stop (and save) after this much wall time in this run
+  uint64_t seed = 0;
+  std::string device = "auto";
+  std::string precision = "fp32";  // fp32, fp16 (same as --use_fp16 True), bf16 (CUDA autocast)
+  bool skip_bad_images = false;
+  int64_t num_workers = 2;      // background decoding threads
+};
+
+// Sampling and evaluation (reference: scripts/image_sample.py, image_nll.py,
+// super_res_sample.py). Fields after the reference's are idiff's additions.
+struct SampleConfig {
+  bool clip_denoised = true;
+  int64_t num_samples = 10000;  // image_nll.py's default is 1000 (set by `idiff nll`)
+  int64_t batch_size = 16;      // image_nll.py's default is 1
+  bool use_ddim = false;
+  std::string model_path = "";
+  std::string data_dir = "";      // nll: the images to evaluate
+  std::string base_samples = "";  // super-res-sample: samples_*.npz to upsample
+  // Additions.
+  double eta = 0.0;            // DDIM eta (0: deterministic)
+  uint64_t seed = 0;           // noise and labels
+  int64_t class_label = -1;    // --class N: every sample of this class (-1: random classes)
+  std::string log_dir = "";    // where outputs go (else $OPENAI_LOGDIR, else /tmp/openai-<time>)
+  std::string device = "auto";
+  bool save_pngs = false;      // also one PNG per sample
+  int64_t grid_size = 64;      // samples in the PNG grid (0: none)
+  int64_t num_workers = 2;     // nll: decoding threads
+};
+
 // Number of classes of a class-conditional model (script_util.NUM_CLASSES).
 constexpr int64_t kNumClasses = 1000;
 

@@ -19,7 +19,7 @@ std::string shape_str(at::IntArrayRef s) {
 }
 
 // "a, b, c" with at most `limit` items and a count of the rest.
-std::string join_limited(const std::vector<std::string>& items, size_t limit = 12) {
+std::string join_limited(const std::vector<std::string>& items, size_t limit = 5) {
   std::ostringstream os;
   for (size_t i = 0; i < items.size() && i < limit; ++i) os << (i ? ", " : "") << items[i];
   if (items.size() > limit) os << " and " << items.size() - limit << " more";

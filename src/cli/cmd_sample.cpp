@@ -1,0 +1,76 @@
+// `idiff sample` (scripts/image_sample.py), `idiff super-res-sample`
+// (scripts/super_res_sample.py) and `idiff nll` (scripts/image_nll.py).
+#include "command.h"
+#include "flags.h"
+
+#include "idiff/sample/sample_driver.h"
+
+namespace idiff::cli {
+namespace {
+
+enum class Mode { Sample, SuperRes, Nll };
+
+void setup(CLI::App& sub, Mode mode) {
+  auto job = std::make_shared<SampleJob>();
+  job->super_res = mode == Mode::SuperRes;
+  SampleConfig& s = job->sample;
+  if (mode == Mode::Nll) {  // image_nll.py's defaults
+    s.num_samples = 1000;
+    s.batch_size = 1;
+  }
+  if (job->super_res) {
+    job->model.large_size = 256;
+    job->model.small_size = 64;
+  }
+  Flags f(sub);
+  const std::string g = mode == Mode::Nll ? "Evaluation" : "Sampling";
+  f.add("model_path", s.model_path, "checkpoint to load (.pt or .safetensors; model or EMA)")->group(g);
+  f.add("clip_denoised", s.clip_denoised, "clip x_0 predictions to [-1, 1]")->group(g);
+  f.add("num_samples", s.num_samples, mode == Mode::Nll ? "images to evaluate" : "images to generate")
+      ->group(g);
+  f.add("batch_size", s.batch_size, "images per batch")->group(g);
+  if (mode == Mode::Nll) {
+    f.add("data_dir", s.data_dir, "images to evaluate (as idiff train's --data_dir)")->group(g);
+  } else {
+    f.add("use_ddim", s.use_ddim, "sample with DDIM instead of ancestral sampling")->group(g);
+  }
+  if (mode == Mode::SuperRes) {
+    f.add("base_samples", s.base_samples, "samples_*.npz of low-resolution images to upsample")->group(g);
+  }
+  const std::string a = "idiff additions";
+  if (mode != Mode::Nll) {
+    f.add("eta", s.eta, "DDIM eta (0: deterministic)")->group(a);
+    if (mode == Mode::Sample) {
+      f.add("class", s.class_label, "sample only this class (class-conditional models; -1: random)")
+          ->group(a);
+    }
+    f.add("save_pngs", s.save_pngs, "also write one PNG per sample")->group(a);
+    f.add("grid_size", s.grid_size, "samples shown in samples_grid.png (0: no grid)")->group(a);
+  } else {
+    f.add("num_workers", s.num_workers, "background image-decoding threads")->group(a);
+  }
+  sub.add_option("--seed", s.seed, "seed of the noise (and random labels)")->capture_default_str()->group(a);
+  f.add("log_dir", s.log_dir, "output folder (else $OPENAI_LOGDIR, else /tmp/openai-<time>)")->group(a);
+  f.add("device", s.device, "auto, cpu, cuda or cuda:N")->group(a);
+  add_model_and_diffusion_flags(sub, job->model, job->diffusion, job->super_res);
+  sub.callback([job, mode] {
+    if (mode == Mode::Nll) {
+      run_nll(*job);
+    } else {
+      run_sampling(*job);
+    }
+  });
+}
+
+const bool registered_sample = register_command(
+    {"sample", "generate images from a checkpoint (scripts/image_sample.py)", 20,
+     [](CLI::App& sub) { setup(sub, Mode::Sample); }});
+const bool registered_sr = register_command(
+    {"super-res-sample", "upsample a samples file (scripts/super_res_sample.py)", 40,
+     [](CLI::App& sub) { setup(sub, Mode::SuperRes); }});
+const bool registered_nll = register_command(
+    {"nll", "bits/dim of images under a model (scripts/image_nll.py)", 50,
+     [](CLI::App& sub) { setup(sub, Mode::Nll); }});
+
+}  // namespace
+}  // namespace idiff::cli

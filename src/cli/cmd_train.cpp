@@ -1,0 +1,32 @@
+// `idiff train` (reference: scripts/image_train.py) and `idiff super-res-train`
+// (scripts/super_res_train.py): flags -> TrainJob -> run_training.
+#include "command.h"
+#include "flags.h"
+
+#include "idiff/train/run_training.h"
+
+namespace idiff::cli {
+namespace {
+
+void setup(CLI::App& sub, bool super_res) {
+  auto job = std::make_shared<TrainJob>();
+  job->super_res = super_res;
+  if (super_res) {
+    // sr_model_and_diffusion_defaults: the upsampler's sizes.
+    job->model.large_size = 256;
+    job->model.small_size = 64;
+  }
+  add_train_flags(sub, job->train);
+  add_model_and_diffusion_flags(sub, job->model, job->diffusion, super_res);
+  sub.callback([job] { run_training(*job); });
+}
+
+const bool registered_train = register_command(
+    {"train", "train a diffusion model on images (scripts/image_train.py)", 10,
+     [](CLI::App& sub) { setup(sub, false); }});
+const bool registered_sr = register_command(
+    {"super-res-train", "train a super-resolution model (scripts/super_res_train.py)", 30,
+     [](CLI::App& sub) { setup(sub, true); }});
+
+}  // namespace
+}  // namespace idiff::cli

@@ -1,0 +1,259 @@
+#include "idiff/sample/sample_driver.h"
+
+#include "idiff/common/device.h"
+#include "idiff/common/error.h"
+#include "idiff/common/progress.h"
+#include "idiff/data/load_data.h"
+#include "idiff/diffusion/factory.h"
+#include "idiff/io/image_grid.h"
+#include "idiff/io/npz.h"
+#include "idiff/io/tensor_file.h"
+#include "idiff/model/factory.h"
+#include "idiff/model/infer_config.h"
+#include "idiff/model/state_dict.h"
+#include "idiff/train/logger.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/InferenceMode.h>
+
+#include <cstdio>
+#include <sys/stat.h>
+
+namespace idiff {
+namespace {
+
+void check_sample_config(const SampleConfig& s) {
+  IDIFF_REQUIRE(!s.model_path.empty(), ConfigError, "--model_path is required (a model or EMA checkpoint)");
+  IDIFF_REQUIRE(s.num_samples >= 1, ConfigError, "--num_samples must be at least 1, got ", s.num_samples);
+  IDIFF_REQUIRE(s.batch_size >= 1, ConfigError, "--batch_size must be at least 1, got ", s.batch_size);
+  IDIFF_REQUIRE(s.eta >= 0, ConfigError, "--eta must be non-negative, got ", s.eta);
+  IDIFF_REQUIRE(s.grid_size >= 0, ConfigError, "--grid_size must be non-negative, got ", s.grid_size);
+}
+
+std::string shape_name(const at::Tensor& nhwc) {
+  return str("samples_", nhwc.size(0), "x", nhwc.size(1), "x", nhwc.size(2), "x", nhwc.size(3), ".npz");
+}
+
+// The low-resolution images (and labels) of a samples file, as --base_samples holds them.
+struct BaseSamples {
+  at::Tensor images;  // [N, 3, h, w] float in [-1, 1]
+  at::Tensor labels;  // [N] int64 or undefined
+};
+
+BaseSamples read_base_samples(const std::string& path, const ModelConfig& m) {
+  IDIFF_REQUIRE(!path.empty(), ConfigError,
+                "--base_samples is required: a samples_*.npz written by `idiff sample`");
+  const TensorMap arrays = read_npz(path);
+  IDIFF_REQUIRE(arrays.contains("arr_0"), FileError, path, ": no arr_0 (expected the images of a samples file)");
+  const at::Tensor& a = arrays.at("arr_0");
+  IDIFF_REQUIRE(a.dim() == 4 && a.size(3) == 3 && a.scalar_type() == at::kByte && a.size(0) > 0, FileError,
+                path, ": arr_0 must be uint8 images [N, H, W, 3], got ", a.scalar_type(), " ", a.sizes());
+  IDIFF_REQUIRE(a.size(1) == m.small_size && a.size(2) == m.small_size, FileError, path, ": images are ",
+                a.size(1), "x", a.size(2), " but --small_size is ", m.small_size);
+  BaseSamples b;
+  b.images = a.to(at::kFloat).div(127.5).sub(1.0).permute({0, 3, 1, 2}).contiguous();
+  if (m.class_cond) {
+    IDIFF_REQUIRE(arrays.contains("arr_1"), FileError, path,
+                  ": no arr_1 (labels), needed by a class-conditional model");
+    const at::Tensor& l = arrays.at("arr_1");
+    IDIFF_REQUIRE(l.dim() == 1 && l.size(0) == a.size(0), FileError, path, ": arr_1 must hold ", a.size(0),
+                  " labels, got ", l.sizes());
+    b.labels = l.to(at::kLong);
+    IDIFF_REQUIRE(b.labels.min().item<int64_t>() >= 0 && b.labels.max().item<int64_t>() < kNumClasses,
+                  FileError, path, ": labels must lie in [0, ", kNumClasses, ")");
+  }
+  return b;
+}
+
+void make_dir(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    throw FileError(str(dir, ": cannot create the directory (", std::strerror(errno), ")"));
+  }
+}
+
+}  // namespace
+
+UNetModel load_model(const ModelConfig& config, bool super_res, const std::string& path,
+                     c10::Device device) {
+  UNetModel model = super_res ? sr_create_model(config) : create_model(config);
+  const TensorMap sd = load_tensor_file(path);
+  try {
+    load_state_dict(*model, sd, path);
+  } catch (const FileError& e) {
+    std::string hint;
+    try {
+      const InferredModel inferred = infer_model_config(sd);
+      if (inferred.is_unet) hint = inferred.flags;
+    } catch (const Error&) {
+    }
+    throw FileError(str(e.what(), hint.empty() ? "" : "; the checkpoint looks like: " + hint));
+  }
+  model->to(device);
+  model->eval();
+  return model;
+}
+
+SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
+  const SampleConfig& s = job.sample;
+  check_sample_config(s);
+  const ModelConfig& m = job.model;
+  IDIFF_REQUIRE(s.class_label < 0 || (m.class_cond && s.class_label < kNumClasses), ConfigError,
+                "--class ", s.class_label,
+                m.class_cond ? str(" is not a class of the model (0..", kNumClasses - 1, ")")
+                             : std::string(" needs a class-conditional model (--class_cond True)"));
+  const c10::Device device = resolve_device(s.device);
+  Logger logger(Logger::choose_dir(s.log_dir));
+  logger.log("Logging to " + logger.dir());
+  logger.log("device: " + describe_device(device));
+
+  BaseSamples base;
+  if (job.super_res) base = read_base_samples(s.base_samples, m);
+  logger.log("loading " + s.model_path + "...");
+  UNetModel model = load_model(m, job.super_res, s.model_path, device);
+  const GaussianDiffusion diffusion = create_gaussian_diffusion(job.diffusion);
+
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(s.seed);
+  const int64_t size = job.super_res ? m.large_size : m.image_size;
+  std::vector<at::Tensor> images, labels;
+  int64_t done = 0, base_pos = 0;
+  const int64_t num_batches = (s.num_samples + s.batch_size - 1) / s.batch_size;
+  ProgressBar bar("sampling", diffusion.num_timesteps());
+  logger.log(str("sampling ", s.num_samples, " images with ", s.use_ddim ? "DDIM" : "DDPM", ", ",
+                 diffusion.num_timesteps(), " steps..."));
+  for (int64_t batch = 0; done < s.num_samples; ++batch) {
+    const int64_t n = std::min(s.batch_size, s.num_samples - done);
+    ModelKwargs kw;
+    if (job.super_res) {
+      std::vector<int64_t> idx;
+      for (int64_t i = 0; i < n; ++i) idx.push_back((base_pos + i) % base.images.size(0));
+      base_pos += n;
+      const at::Tensor index = at::tensor(idx, at::kLong);
+      kw.low_res = base.images.index_select(0, index).to(device);
+      if (base.labels.defined()) kw.y = base.labels.index_select(0, index).to(device);
+    } else if (m.class_cond) {
+      kw.y = s.class_label >= 0 ? at::full({n}, s.class_label, at::kLong)
+                                : at::randint(0, kNumClasses, {n}, gen, at::kLong);
+      kw.y = kw.y.to(device);
+    }
+    c10::InferenceMode inference;
+    ModelFn fn = [&model, &kw](const at::Tensor& x, const at::Tensor& t) {
+      return model->forward_kwargs(x, t, kw);
+    };
+    SampleOptions opts;
+    opts.clip_denoised = s.clip_denoised;
+    opts.generator = gen;
+    opts.device = device;
+    bar.set_label(str("batch ", batch + 1, "/", num_batches));
+    opts.progress = [&bar](const SampleStep& step) { bar.update(step.index + 1); };
+    const std::vector<int64_t> shape = {n, 3, size, size};
+    at::Tensor x = s.use_ddim ? diffusion.ddim_sample_loop(fn, shape, opts, s.eta)
+                              : diffusion.p_sample_loop(fn, shape, opts);
+    bar.finish();
+    images.push_back(samples_to_uint8(x));
+    if (kw.y.defined()) labels.push_back(kw.y.cpu());
+    done += n;
+    logger.log(str("created ", done, " samples"));
+  }
+
+  SampleResult r;
+  r.images = at::cat(images);
+  if (!labels.empty()) r.labels = at::cat(labels);
+  r.npz_path = logger.dir() + "/" + shape_name(r.images);
+  TensorMap arrays;
+  arrays.insert("arr_0", r.images);
+  if (r.labels.defined()) arrays.insert("arr_1", r.labels);
+  write_npz(r.npz_path, arrays);
+  logger.log("saving to " + r.npz_path);
+  if (s.grid_size > 0) {
+    r.grid_path = logger.dir() + "/samples_grid.png";
+    write_png(r.grid_path, make_grid(r.images.narrow(0, 0, std::min(s.grid_size, r.images.size(0)))));
+    logger.log("grid of " + std::to_string(std::min(s.grid_size, r.images.size(0))) + " samples: " + r.grid_path);
+  }
+  if (s.save_pngs) {
+    const std::string dir = logger.dir() + "/samples";
+    make_dir(dir);
+    for (int64_t i = 0; i < r.images.size(0); ++i) {
+      char name[32];
+      std::snprintf(name, sizeof(name), "/%06lld.png", static_cast<long long>(i));
+      write_png(dir + name, r.images[i]);
+    }
+    logger.log("one PNG per sample in " + dir);
+  }
+  logger.log("sampling complete");
+  return r;
+}
+
+NllResult run_nll(const SampleJob& job, DistContext* dist) {
+  const SampleConfig& s = job.sample;
+  IDIFF_REQUIRE(!s.model_path.empty(), ConfigError, "--model_path is required");
+  IDIFF_REQUIRE(!s.data_dir.empty(), ConfigError, "--data_dir is required (the images to evaluate)");
+  IDIFF_REQUIRE(s.num_samples >= 1, ConfigError, "--num_samples must be at least 1, got ", s.num_samples);
+  IDIFF_REQUIRE(s.batch_size >= 1, ConfigError, "--batch_size must be at least 1, got ", s.batch_size);
+  const c10::Device device = resolve_device(s.device);
+  Logger logger(Logger::choose_dir(s.log_dir));
+  logger.log("Logging to " + logger.dir());
+  UNetModel model = load_model(job.model, false, s.model_path, device);
+  const GaussianDiffusion diffusion = create_gaussian_diffusion(job.diffusion);
+
+  DataConfig dc;
+  dc.data_dir = s.data_dir;
+  dc.batch_size = s.batch_size;
+  dc.image_size = job.model.image_size;
+  dc.class_cond = job.model.class_cond;
+  dc.deterministic = true;
+  dc.num_workers = s.num_workers;
+  dc.seed = s.seed;
+  auto loader = load_data(dc);
+  logger.log(loader->dataset().summary());
+
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(s.seed);
+  std::vector<double> batch_bpd;
+  at::Tensor vb_sum, mse_sum, xmse_sum;
+  int64_t done = 0, batches = 0;
+  ProgressBar bar("nll", diffusion.num_timesteps());
+  while (done < s.num_samples) {
+    Batch b = loader->next();
+    ModelKwargs kw;
+    if (job.model.class_cond) kw.y = b.labels.to(device);
+    c10::InferenceMode inference;
+    ModelFn fn = [&model, &kw](const at::Tensor& x, const at::Tensor& t) {
+      return model->forward_kwargs(x, t, kw);
+    };
+    const BpdResult r = diffusion.calc_bpd_loop(fn, b.images.to(device), s.clip_denoised, gen);
+    const at::Tensor vb = r.vb.mean(0).to(at::kDouble).cpu(), mse = r.mse.mean(0).to(at::kDouble).cpu(),
+                     xmse = r.xstart_mse.mean(0).to(at::kDouble).cpu();
+    vb_sum = vb_sum.defined() ? vb_sum + vb : vb;
+    mse_sum = mse_sum.defined() ? mse_sum + mse : mse;
+    xmse_sum = xmse_sum.defined() ? xmse_sum + xmse : xmse;
+    batch_bpd.push_back(r.total_bpd.mean().item<double>());
+    done += b.images.size(0);
+    ++batches;
+    double mean = 0;
+    for (double v : batch_bpd) mean += v;
+    mean /= static_cast<double>(batch_bpd.size());
+    logger.log(str("done ", done, " samples: bpd=", mean));
+  }
+  NllResult out;
+  for (double v : batch_bpd) out.bpd += v;
+  out.bpd /= static_cast<double>(batch_bpd.size());
+  out.num_images = done;
+  out.vb = (vb_sum / batches).to(at::kFloat);
+  out.mse = (mse_sum / batches).to(at::kFloat);
+  out.xstart_mse = (xmse_sum / batches).to(at::kFloat);
+  out.dir = logger.dir();
+  for (const auto& [name, terms] : {std::pair<std::string, at::Tensor>{"vb", out.vb},
+                                    {"mse", out.mse},
+                                    {"xstart_mse", out.xstart_mse}}) {
+    TensorMap arrays;
+    arrays.insert("arr_0", terms);
+    const std::string path = logger.dir() + "/" + name + "_terms.npz";
+    logger.log("saving " + name + " terms to " + path);
+    write_npz(path, arrays);
+  }
+  logger.log(str("bits/dim over ", done, " images: ", out.bpd));
+  logger.log("evaluation complete");
+  return out;
+}
+
+}  // namespace idiff

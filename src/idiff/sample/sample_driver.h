@@ -1,0 +1,51 @@
+// Sampling and evaluation drivers behind `idiff sample`, `idiff super-res-sample` and
+// `idiff nll` (reference: scripts/image_sample.py, super_res_sample.py, image_nll.py).
+// Each loads a checkpoint into the model its flags describe, runs the diffusion and
+// writes the reference's output files into the log directory.
+#pragma once
+
+#include "idiff/config.h"
+#include "idiff/model/unet.h"
+
+#include <c10/core/Device.h>
+
+#include <string>
+
+namespace idiff {
+
+class DistContext;
+
+struct SampleJob {
+  ModelConfig model;
+  DiffusionConfig diffusion;
+  SampleConfig sample;
+  bool super_res = false;
+};
+
+struct SampleResult {
+  at::Tensor images;     // [N, H, W, 3] uint8
+  at::Tensor labels;     // [N] int64, class-conditional models only
+  std::string npz_path;  // samples_NxHxWx3.npz
+  std::string grid_path;  // samples_grid.png ("" when --grid_size 0)
+};
+
+// image_sample.py (super_res = false) or super_res_sample.py (true).
+SampleResult run_sampling(const SampleJob& job, DistContext* dist = nullptr);
+
+struct NllResult {
+  double bpd = 0.0;     // mean total bits/dim over the evaluated images
+  int64_t num_images = 0;
+  at::Tensor vb, mse, xstart_mse;  // [T] per-step terms averaged over the images
+  std::string dir;                 // where {vb,mse,xstart_mse}_terms.npz were written
+};
+
+// image_nll.py: bits/dim of --data_dir under the model (calc_bpd_loop).
+NllResult run_nll(const SampleJob& job, DistContext* dist = nullptr);
+
+// Builds the model the flags describe and loads `path` (.pt or .safetensors, model or EMA
+// file) into it, in eval mode on `device`. When the file does not fit the flags the error
+// lists the mismatched keys and the flags the checkpoint implies.
+UNetModel load_model(const ModelConfig& config, bool super_res, const std::string& path,
+                     c10::Device device);
+
+}  // namespace idiff

@@ -1,0 +1,86 @@
+#include "idiff/train/run_training.h"
+
+#include "idiff/common/device.h"
+#include "idiff/common/error.h"
+#include "idiff/data/load_data.h"
+#include "idiff/diffusion/factory.h"
+#include "idiff/model/factory.h"
+#include "idiff/model/state_dict.h"
+#include "idiff/model/summary.h"
+#include "idiff/train/signals.h"
+
+#include <ATen/ATen.h>
+
+namespace idiff {
+
+StopReason run_training(const TrainJob& job) {
+  const TrainConfig& tc = job.train;
+  IDIFF_REQUIRE(!tc.data_dir.empty(), ConfigError,
+                "--data_dir is required (an image folder, a folder of IDX files, or fashion-mnist)");
+  const c10::Device device = resolve_device(tc.device);
+  at::manual_seed(tc.seed);  // the model's initial weights
+
+  Logger logger(Logger::choose_dir(tc.log_dir));
+  logger.log("Logging to " + logger.dir());
+  logger.log("device: " + describe_device(device));
+
+  logger.log("creating model and diffusion...");
+  UNetModel model = job.super_res ? sr_create_model(job.model) : create_model(job.model);
+  const GaussianDiffusion diffusion = create_gaussian_diffusion(job.diffusion);
+  logger.log(str("model parameters: ", with_commas(parameter_count(*model))));
+  std::unique_ptr<ScheduleSampler> sampler =
+      create_named_schedule_sampler(tc.schedule_sampler, diffusion);
+
+  logger.log("creating data loader...");
+  DataConfig dc;
+  dc.data_dir = tc.data_dir;
+  dc.batch_size = tc.batch_size;
+  dc.image_size = job.super_res ? job.model.large_size : job.model.image_size;
+  dc.class_cond = job.model.class_cond;
+  dc.skip_bad_images = tc.skip_bad_images;
+  dc.num_workers = tc.num_workers;
+  dc.seed = tc.seed;
+  dc.start_batch = tc.resume_checkpoint.empty() ? 0 : parse_resume_step_from_filename(tc.resume_checkpoint);
+  std::shared_ptr<DataLoader> loader = load_data(dc);
+  logger.log(loader->dataset().summary());
+  if (job.model.class_cond) {
+    IDIFF_REQUIRE(loader->dataset().has_labels(), ConfigError, "--class_cond True needs labels, but ",
+                  tc.data_dir, " has none");
+    IDIFF_REQUIRE(loader->dataset().num_classes() <= kNumClasses, ConfigError, tc.data_dir, " has ",
+                  loader->dataset().num_classes(), " classes; class-conditional models have ",
+                  kNumClasses);
+  }
+
+  const int64_t small = job.model.small_size;
+  const bool super_res = job.super_res;
+  BatchFn data = [loader, super_res, small](int64_t) {
+    Batch b = loader->next();
+    TrainBatch out;
+    out.images = b.images;
+    out.kwargs.y = b.labels;
+    // The reference's F.interpolate(large, small_size, mode="area").
+    if (super_res) out.kwargs.low_res = at::adaptive_avg_pool2d(b.images, {small, small});
+    return out;
+  };
+
+  logger.log("training...");
+  TrainLoop loop(model, diffusion, std::move(sampler), data, tc, logger, device);
+  const StopReason reason = loop.run_loop();
+  switch (reason) {
+    case StopReason::Signal:
+      logger.log(str("stopped by ", stop_signal_name(), " after step ", loop.step(), "; saved to ",
+                     logger.dir()));
+      break;
+    case StopReason::MaxMinutes:
+      logger.log(str("--max_minutes reached after step ", loop.step(), "; saved to ", logger.dir()));
+      break;
+    default:
+      logger.log(str("training finished at step ", loop.step(), "; saved to ", logger.dir()));
+  }
+  if (loader->skipped_images() > 0) {
+    logger.warn(str(loader->skipped_images(), " unreadable images were skipped"));
+  }
+  return reason;
+}
+
+}  // namespace idiff

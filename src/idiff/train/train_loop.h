@@ -1,0 +1,121 @@
+// The training loop (reference: improved_diffusion/train_util.py TrainLoop): AdamW with
+// linear lr annealing, microbatches, EMA for each --ema_rate, the timestep sampler fed
+// with per-sample losses, fp16 with dynamic loss scaling (or bf16 autocast on CUDA),
+// logging every --log_interval steps, checkpoints every --save_interval steps in the
+// reference's names and format, resume, and a clean stop on SIGINT/SIGTERM.
+//
+// Step numbering: a checkpoint named NNNNNN holds the state after NNNNNN optimizer steps,
+// and resuming from it continues with step NNNNNN + 1. (The reference names its first
+// checkpoint model000000.pt although one step was taken; idiff counts completed steps.)
+#pragma once
+
+#include "idiff/config.h"
+#include "idiff/diffusion/gaussian_diffusion.h"
+#include "idiff/diffusion/resample.h"
+#include "idiff/io/tensor_map.h"
+#include "idiff/model/unet.h"
+#include "idiff/train/adamw.h"
+#include "idiff/train/logger.h"
+
+#include <c10/core/Device.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace idiff {
+
+class DistContext;
+
+// One batch: images [N, C, H, W] in [-1, 1] and the model's conditioning.
+struct TrainBatch {
+  at::Tensor images;
+  ModelKwargs kwargs;
+};
+// Produces the next batch for `step` (the number of completed steps), so a resumed run
+// sees the data a straight run would have seen.
+using BatchFn = std::function<TrainBatch(int64_t step)>;
+
+// Why run_loop returned.
+enum class StopReason { Finished, MaxSteps, MaxMinutes, Signal };
+
+class TrainLoop {
+ public:
+  TrainLoop(UNetModel model, const GaussianDiffusion& diffusion,
+            std::unique_ptr<ScheduleSampler> sampler, BatchFn data, const TrainConfig& config,
+            Logger& logger, c10::Device device, DistContext* dist = nullptr);
+
+  // Trains until --lr_anneal_steps / --max_steps / --max_minutes or a stop signal, saves
+  // the final checkpoint and says why it stopped. Throws idiff::Error when the loss
+  // becomes non-finite in fp32 (the last good checkpoint stays as it was).
+  StopReason run_loop();
+  // One optimizer step on one batch (forward/backward over the microbatches, update, EMA).
+  void run_step(const TrainBatch& batch);
+  // Writes model/ema/opt files for the current step into the log directory.
+  void save();
+
+  int64_t step() const { return step_; }  // completed optimizer steps, resumed ones included
+  const std::vector<at::Tensor>& master_params() const { return master_params_; }
+  const std::vector<std::vector<at::Tensor>>& ema_params() const { return ema_params_; }
+  const std::vector<double>& ema_rates() const { return ema_rates_; }
+  double lg_loss_scale() const { return lg_loss_scale_; }
+  void set_lg_loss_scale(double v) { lg_loss_scale_ = v; }
+  const UNetModel& model() const { return model_; }
+  AdamW& optimizer() { return *opt_; }
+
+  // The state dict of the model with `params` (master layout) as its parameters, float32.
+  TensorMap params_to_state_dict(const std::vector<at::Tensor>& params) const;
+
+ private:
+  void load_and_sync_parameters();
+  void forward_backward(const TrainBatch& batch);
+  bool optimize_fp16();
+  void optimize_normal();
+  void anneal_lr();
+  void accumulate_stats(const at::Tensor& t, const std::map<std::string, at::Tensor>& losses,
+                        const at::Tensor& weights);
+  void dump_logs();
+  bool should_save() const;
+
+  UNetModel model_;
+  const GaussianDiffusion& diffusion_;
+  std::unique_ptr<ScheduleSampler> sampler_;
+  BatchFn data_;
+  TrainConfig config_;
+  Logger& logger_;
+  c10::Device device_;
+  DistContext* dist_;
+
+  int64_t microbatch_ = 0;
+  std::vector<double> ema_rates_;
+  std::vector<at::Tensor> model_params_;   // the model's own parameters
+  std::vector<at::Tensor> master_params_;  // what the optimizer updates (flat in fp16)
+  std::vector<std::vector<at::Tensor>> ema_params_;
+  std::unique_ptr<AdamW> opt_;
+  bool fp16_ = false, bf16_ = false;
+  double lg_loss_scale_ = 20.0;  // the reference's INITIAL_LOG_LOSS_SCALE
+  int64_t step_ = 0;
+  int64_t resume_step_ = 0;
+  int64_t last_saved_step_ = -1;
+  std::chrono::steady_clock::time_point start_time_;
+
+  // Loss statistics accumulated on the device between dumps (no per-step host sync).
+  std::map<std::string, at::Tensor> stat_sums_;  // key -> [4] per-quartile sums
+  at::Tensor stat_counts_;                       // [4] samples per quartile
+  at::Tensor grad_norm_sum_, nonfinite_;         // scalars
+  int64_t grad_norm_count_ = 0;
+  int64_t steps_since_dump_ = 0;
+  std::chrono::steady_clock::time_point last_dump_time_;
+};
+
+// "path/to/model012345.pt" -> 12345; 0 when the name has no such number (the reference's
+// parse_resume_step_from_filename).
+int64_t parse_resume_step_from_filename(const std::string& filename);
+// "ema_0.9999_012345.pt": the rate written as Python's str(float) writes it.
+std::string ema_checkpoint_name(double rate, int64_t step);
+// Python's repr of a float: the shortest decimal that reads back to the same double.
+std::string python_float_repr(double v);
+
+}  // namespace idiff
