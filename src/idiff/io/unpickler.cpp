@@ -502,7 +502,9 @@ PickleValue Machine::to_value(Ref r, int depth) {
   if (depth > kMaxPickleDepth) {
     fail("values nested deeper than ", kMaxPickleDepth, " levels (or a value that contains itself)");
   }
-  if (++expanded_ > kMaxPickleNodes) fail("more than ", kMaxPickleNodes, " values after sharing");
+  if (++expanded_ > 2 * nodes_.size() + 65536) {
+    fail("the pickle's shared references unfold into more than ", 2 * nodes_.size() + 65536, " values");
+  }
   const Node& n = nodes_[r];
   switch (n.type) {
     case NodeType::None: return PickleValue::none();

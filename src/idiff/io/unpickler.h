@@ -14,7 +14,8 @@
 // value the tag stands for. Any other global or opcode is a FileError naming it. Limits
 // keep hostile input bounded: the value graph may hold at most kMaxPickleNodes nodes,
 // nest at most kMaxPickleDepth deep (self-references count as too deep), and expand
-// (through shared references) to at most kMaxPickleNodes values.
+// through shared references to at most twice its nodes (plus 65536) values, so a small
+// file cannot unfold into a huge tree.
 #pragma once
 
 #include "idiff/io/pickle_value.h"
@@ -26,7 +27,7 @@
 
 namespace idiff {
 
-constexpr size_t kMaxPickleNodes = size_t{8} << 20;
+constexpr size_t kMaxPickleNodes = size_t{4} << 20;
 
 // Returns the bytes of the storage a persistent id names: `numel` elements of `dtype`
 // (a FileError when the file holds no such record or a record of another size). Called
