@@ -7,6 +7,8 @@
 #include "idiff/io/pt_file.h"
 #include "idiff/io/safetensors.h"
 #include "idiff/io/tensor_file.h"
+#include "idiff/model/factory.h"
+#include "idiff/model/state_dict.h"
 
 #include <dirent.h>
 
@@ -54,6 +56,22 @@ TEST(PtRead, Torch113FixtureEqualsSafetensorsBitForBit) {
   EXPECT_TRUE(same_maps(pt, st));
   // The same through the format-sniffing entry point.
   EXPECT_TRUE(same_maps(load_tensor_file(test::data_path("unet_tiny.weights.pt")), st));
+}
+
+TEST(PtRead, LoadsIntoTheModelOrListsEveryMismatch) {
+  const std::string path = test::data_path("unet_tiny.weights.pt");
+  const TensorMap sd = read_pt_state_dict(path);
+  ModelConfig cfg = test::model_config_from_flags(test::load_json("unet_tiny.json")["flags"]);
+  UNetModel model = create_model(cfg);
+  load_state_dict(*model, sd, path);
+  EXPECT_TRUE(same_bits(state_dict(*model).at("out.2.weight"), sd.at("out.2.weight")));
+  // Wrong flags: every difference in one error, with the way to find the right flags.
+  cfg.learn_sigma = false;
+  cfg.class_cond = true;
+  UNetModel wrong = create_model(cfg);
+  EXPECT_TRUE(throws_file_error([&] { load_state_dict(*wrong, sd, path); },
+                                {"missing keys (1): label_emb.weight", "mis-shaped keys (2)", "out.2.weight",
+                                 "out.2.bias", "idiff info"}));
 }
 
 TEST(PtInterop, TorchSaveFilesReadExactly) {

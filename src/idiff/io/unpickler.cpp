@@ -5,6 +5,7 @@
 #include "idiff/io/unpickler.h"
 
 #include "idiff/common/error.h"
+#include "idiff/io/pickle_opcodes.h"
 
 #include <cstdio>
 #include <cstring>
@@ -36,35 +37,6 @@ struct Node {
   DType dtype = DType::F32;  // StorageType global, Storage
 };
 
-const char* opcode_name(uint8_t op) {
-  switch (op) {
-    case '(': return "MARK";          case '.': return "STOP";        case '0': return "POP";
-    case '1': return "POP_MARK";      case '2': return "DUP";         case 'F': return "FLOAT";
-    case 'I': return "INT";           case 'J': return "BININT";      case 'K': return "BININT1";
-    case 'L': return "LONG";          case 'M': return "BININT2";     case 'N': return "NONE";
-    case 'P': return "PERSID";        case 'Q': return "BINPERSID";   case 'R': return "REDUCE";
-    case 'S': return "STRING";        case 'T': return "BINSTRING";   case 'U': return "SHORT_BINSTRING";
-    case 'V': return "UNICODE";       case 'X': return "BINUNICODE";  case 'a': return "APPEND";
-    case 'b': return "BUILD";         case 'c': return "GLOBAL";      case 'd': return "DICT";
-    case '}': return "EMPTY_DICT";    case 'e': return "APPENDS";     case 'g': return "GET";
-    case 'h': return "BINGET";        case 'i': return "INST";        case 'j': return "LONG_BINGET";
-    case 'l': return "LIST";          case ']': return "EMPTY_LIST";  case 'o': return "OBJ";
-    case 'p': return "PUT";           case 'q': return "BINPUT";      case 'r': return "LONG_BINPUT";
-    case 's': return "SETITEM";       case 't': return "TUPLE";       case ')': return "EMPTY_TUPLE";
-    case 'u': return "SETITEMS";      case 'G': return "BINFLOAT";    case 0x80: return "PROTO";
-    case 0x81: return "NEWOBJ";       case 0x82: return "EXT1";       case 0x83: return "EXT2";
-    case 0x84: return "EXT4";         case 0x85: return "TUPLE1";     case 0x86: return "TUPLE2";
-    case 0x87: return "TUPLE3";       case 0x88: return "NEWTRUE";    case 0x89: return "NEWFALSE";
-    case 0x8a: return "LONG1";        case 0x8b: return "LONG4";      case 'B': return "BINBYTES";
-    case 'C': return "SHORT_BINBYTES"; case 0x8c: return "SHORT_BINUNICODE";
-    case 0x8d: return "BINUNICODE8";  case 0x8e: return "BINBYTES8";  case 0x8f: return "EMPTY_SET";
-    case 0x90: return "ADDITEMS";     case 0x91: return "FROZENSET";  case 0x92: return "NEWOBJ_EX";
-    case 0x93: return "STACK_GLOBAL"; case 0x94: return "MEMOIZE";    case 0x95: return "FRAME";
-    case 0x96: return "BYTEARRAY8";   case 0x97: return "NEXT_BUFFER"; case 0x98: return "READONLY_BUFFER";
-    default: return nullptr;
-  }
-}
-
 class Machine {
  public:
   Machine(const uint8_t* data, size_t size, const StorageLoader& loader, const std::string& what)
@@ -85,7 +57,7 @@ class Machine {
                         ", opcode ", op_label(), ")"));
   }
   std::string op_label() const {
-    const char* n = opcode_name(op_);
+    const char* n = pickle_op::name(op_);
     char hex[8];
     std::snprintf(hex, sizeof hex, "0x%02x", op_);
     return n ? str(n, " ", hex) : std::string(hex);
@@ -366,31 +338,32 @@ void Machine::op_build() {
 }
 
 PickleValue Machine::run() {
+  using namespace pickle_op;
   if (size_ == 0) fail("empty pickle");
   for (;;) {
     op_pos_ = pos_;
     op_ = *take(1);
     switch (op_) {
-      case 0x80: {  // PROTO
+      case kProto: {
         const uint8_t v = *take(1);
         if (v < 2 || v > 5) fail("pickle protocol ", int{v}, " (expected 2 to 5)");
         break;
       }
-      case 0x95: take(8); break;  // FRAME: framing only, the length is not needed
-      case '.': {  // STOP
+      case kFrame: take(8); break;  // framing only, the length is not needed
+      case kStop: {
         if (stack_.size() != 1 || !marks_.empty()) fail("STOP with ", stack_.size(), " values on the stack");
         return to_value(stack_.back(), 1);
       }
-      case '(': marks_.push_back(stack_.size()); break;
-      case '0': pop(); break;
-      case '1': pop_mark(); break;
-      case 'N': push(0); break;
-      case 0x89: push(1); break;
-      case 0x88: push(2); break;
-      case 'K': push(new_int(static_cast<int64_t>(read_le(1)))); break;
-      case 'M': push(new_int(static_cast<int64_t>(read_le(2)))); break;
-      case 'J': push(new_int(static_cast<int32_t>(static_cast<uint32_t>(read_le(4))))); break;
-      case 0x8a: {  // LONG1: n-byte little-endian two's complement
+      case kMark: marks_.push_back(stack_.size()); break;
+      case kPop: pop(); break;
+      case kPopMark: pop_mark(); break;
+      case kNone: push(0); break;
+      case kNewFalse: push(1); break;
+      case kNewTrue: push(2); break;
+      case kBinInt1: push(new_int(static_cast<int64_t>(read_le(1)))); break;
+      case kBinInt2: push(new_int(static_cast<int64_t>(read_le(2)))); break;
+      case kBinInt: push(new_int(static_cast<int32_t>(static_cast<uint32_t>(read_le(4))))); break;
+      case kLong1: {  // n-byte little-endian two's complement
         const size_t n = *take(1);
         if (n > 8) fail("integer of ", n, " bytes does not fit 64 bits");
         uint64_t v = n ? read_le(n) : 0;
@@ -398,7 +371,7 @@ PickleValue Machine::run() {
         push(new_int(static_cast<int64_t>(v)));
         break;
       }
-      case 'G': {  // BINFLOAT: big-endian IEEE double
+      case kBinFloat: {  // big-endian IEEE double
         const uint8_t* p = take(8);
         uint64_t bits = 0;
         for (int i = 0; i < 8; ++i) bits = (bits << 8) | p[i];
@@ -408,33 +381,33 @@ PickleValue Machine::run() {
         push(last());
         break;
       }
-      case 'X': push(new_string(read_string(read_le(4)))); break;
-      case 0x8c: push(new_string(read_string(read_le(1)))); break;
-      case 0x8d: push(new_string(read_string(read_le(8)))); break;
-      case ']': push(new_container(NodeType::List)); break;
-      case ')': push(new_container(NodeType::Tuple)); break;
-      case '}': push(new_container(NodeType::Dict)); break;
-      case 'l': {
+      case kBinUnicode: push(new_string(read_string(read_le(4)))); break;
+      case kShortBinUnicode: push(new_string(read_string(read_le(1)))); break;
+      case kBinUnicode8: push(new_string(read_string(read_le(8)))); break;
+      case kEmptyList: push(new_container(NodeType::List)); break;
+      case kEmptyTuple: push(new_container(NodeType::Tuple)); break;
+      case kEmptyDict: push(new_container(NodeType::Dict)); break;
+      case kList: {
         std::vector<Ref> items = pop_mark();
         push(new_container(NodeType::List));
         containers_.back().items = std::move(items);
         break;
       }
-      case 't': {
+      case kTuple: {
         std::vector<Ref> items = pop_mark();
         push(new_container(NodeType::Tuple));
         containers_.back().items = std::move(items);
         break;
       }
-      case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
-        const size_t n = op_ - 0x84u;
+      case kTuple1: case kTuple2: case kTuple3: {
+        const size_t n = op_ - kTuple1 + 1u;
         std::vector<Ref> items(n);
         for (size_t i = n; i-- > 0;) items[i] = pop();
         push(new_container(NodeType::Tuple));
         containers_.back().items = std::move(items);
         break;
       }
-      case 'd': {
+      case kDict: {
         const std::vector<Ref> items = pop_mark();
         if (items.size() % 2) fail("DICT with an odd number of items");
         const Ref d = new_container(NodeType::Dict);
@@ -442,56 +415,56 @@ PickleValue Machine::run() {
         push(d);
         break;
       }
-      case 'a': {
+      case kAppend: {
         const Ref v = pop();
         container(top(), NodeType::List, "APPEND").items.push_back(v);
         break;
       }
-      case 'e': {
+      case kAppends: {
         const std::vector<Ref> items = pop_mark();
         auto& dst = container(top(), NodeType::List, "APPENDS").items;
         dst.insert(dst.end(), items.begin(), items.end());
         break;
       }
-      case 's': {
+      case kSetItem: {
         const Ref v = pop();
         const Ref k = pop();
         set_item(top(), k, v);
         break;
       }
-      case 'u': {
+      case kSetItems: {
         const std::vector<Ref> items = pop_mark();
         if (items.size() % 2) fail("SETITEMS with an odd number of items");
         const Ref d = top();
         for (size_t i = 0; i < items.size(); i += 2) set_item(d, items[i], items[i + 1]);
         break;
       }
-      case 'q': memo_[read_le(1)] = top(); break;
-      case 'r': memo_[read_le(4)] = top(); break;
-      case 0x94: memo_[memo_.size()] = top(); break;  // MEMOIZE: next free index
-      case 'h':
-      case 'j': {
-        const uint64_t k = read_le(op_ == 'h' ? 1 : 4);
+      case kBinPut: memo_[read_le(1)] = top(); break;
+      case kLongBinPut: memo_[read_le(4)] = top(); break;
+      case kMemoize: memo_[memo_.size()] = top(); break;  // the next free index
+      case kBinGet:
+      case kLongBinGet: {
+        const uint64_t k = read_le(op_ == kBinGet ? 1 : 4);
         auto it = memo_.find(k);
         if (it == memo_.end()) fail("memo entry ", k, " was never stored");
         push(it->second);
         break;
       }
-      case 'c': {
+      case kGlobal: {
         const std::string module = read_line();
         const std::string name = read_line();
         op_global(module, name);
         break;
       }
-      case 0x93: {  // STACK_GLOBAL
+      case kStackGlobal: {
         const Ref name = pop();
         const Ref module = pop();
         op_global(string_of(module, "STACK_GLOBAL module"), string_of(name, "STACK_GLOBAL name"));
         break;
       }
-      case 'Q': op_persistent_id(); break;
-      case 'R': op_reduce(); break;
-      case 'b': op_build(); break;
+      case kBinPersId: op_persistent_id(); break;
+      case kReduce: op_reduce(); break;
+      case kBuild: op_build(); break;
       default:
         fail("this opcode is not allowed in a .pt file");
     }
