@@ -37,7 +37,9 @@ void touch(const RawTensor& t) {
 
 void touch(const PickleValue& v) {
   switch (v.kind()) {
-    case PickleValue::Kind::Tensor: touch(v.as_tensor()); break;
+    case PickleValue::Kind::Tensor:
+      touch(v.as_tensor());
+      break;
     case PickleValue::Kind::List:
     case PickleValue::Kind::Tuple:
       for (const auto& x : v.items()) touch(x);
@@ -48,7 +50,8 @@ void touch(const PickleValue& v) {
         touch(x);
       }
       break;
-    default: sink += v.repr().size();
+    default:
+      sink += v.repr().size();
   }
 }
 
@@ -64,9 +67,11 @@ void check_round_trip(const PickleValue& v) {
   for (const auto& s : p.storages) storages[s.key] = s.storage;
   const PickleValue back = idiff::unpickle(
       reinterpret_cast<const uint8_t*>(p.bytes.data()), p.bytes.size(),
-      [&](const std::string& key, idiff::DType, int64_t) { return storages.at(key); }, "round trip");
+      [&](const std::string& key, idiff::DType, int64_t) { return storages.at(key); },
+      "round trip");
   if (back.repr(1000) != v.repr(1000)) {
-    std::fprintf(stderr, "round trip changed the value:\n%s\n%s\n", v.repr(1000).c_str(), back.repr(1000).c_str());
+    std::fprintf(stderr, "round trip changed the value:\n%s\n%s\n", v.repr(1000).c_str(),
+                 back.repr(1000).c_str());
     std::abort();
   }
 }
@@ -76,7 +81,8 @@ void fuzz_pickle(const uint8_t* data, size_t size) {
   size_t budget = 1 << 20;
   const idiff::StorageLoader load = [&](const std::string&, idiff::DType dtype, int64_t numel) {
     const uint64_t n = static_cast<uint64_t>(numel) * idiff::dtype_size(dtype);
-    if (numel > (1 << 20) || n > budget) throw idiff::FileError("storage larger than the fuzzer allows");
+    if (numel > (1 << 20) || n > budget)
+      throw idiff::FileError("storage larger than the fuzzer allows");
     budget -= n;
     auto s = RawStorage::allocate(n);
     std::memset(s->mutable_data(), 0x5a, n);

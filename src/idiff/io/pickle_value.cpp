@@ -9,15 +9,24 @@ namespace {
 
 const char* name_of(PickleValue::Kind k) {
   switch (k) {
-    case PickleValue::Kind::None: return "None";
-    case PickleValue::Kind::Bool: return "bool";
-    case PickleValue::Kind::Int: return "int";
-    case PickleValue::Kind::Float: return "float";
-    case PickleValue::Kind::String: return "str";
-    case PickleValue::Kind::Tensor: return "tensor";
-    case PickleValue::Kind::List: return "list";
-    case PickleValue::Kind::Tuple: return "tuple";
-    case PickleValue::Kind::Dict: return "dict";
+    case PickleValue::Kind::None:
+      return "None";
+    case PickleValue::Kind::Bool:
+      return "bool";
+    case PickleValue::Kind::Int:
+      return "int";
+    case PickleValue::Kind::Float:
+      return "float";
+    case PickleValue::Kind::String:
+      return "str";
+    case PickleValue::Kind::Tensor:
+      return "tensor";
+    case PickleValue::Kind::List:
+      return "list";
+    case PickleValue::Kind::Tuple:
+      return "tuple";
+    case PickleValue::Kind::Dict:
+      return "dict";
   }
   return "?";
 }
@@ -131,7 +140,9 @@ const std::vector<PickleValue::Item>& PickleValue::dict_items() const {
   return entries();
 }
 
-void PickleValue::push_back(PickleValue v) { items().push_back(std::move(v)); }
+void PickleValue::push_back(PickleValue v) {
+  items().push_back(std::move(v));
+}
 
 size_t PickleValue::size() const {
   if (kind_ == Kind::Dict) return entries().size();
@@ -181,8 +192,8 @@ const PickleValue& PickleValue::at(const std::string& key) const {
 
 const PickleValue& PickleValue::at(int64_t key) const {
   if (is_sequence()) {
-    IDIFF_REQUIRE(key >= 0 && static_cast<size_t>(key) < seq().size(), FileError, "index ",
-                  key, " out of range for a ", kind_name(), " of ", seq().size());
+    IDIFF_REQUIRE(key >= 0 && static_cast<size_t>(key) < seq().size(), FileError, "index ", key,
+                  " out of range for a ", kind_name(), " of ", seq().size());
     return seq()[static_cast<size_t>(key)];
   }
   const PickleValue* v = find(integer(key));
@@ -193,10 +204,15 @@ const PickleValue& PickleValue::at(int64_t key) const {
 std::string PickleValue::repr(size_t max_items) const {
   std::ostringstream os;
   switch (kind_) {
-    case Kind::None: return "None";
-    case Kind::Bool: return as_bool() ? "True" : "False";
-    case Kind::Int: return std::to_string(as_int());
-    case Kind::Float: os << as_float(); return os.str();
+    case Kind::None:
+      return "None";
+    case Kind::Bool:
+      return as_bool() ? "True" : "False";
+    case Kind::Int:
+      return std::to_string(as_int());
+    case Kind::Float:
+      os << as_float();
+      return os.str();
     case Kind::String: {
       const std::string& s = as_string();
       return "'" + (s.size() > 60 ? s.substr(0, 57) + "..." : s) + "'";

@@ -13,8 +13,8 @@
 
 #include <cstdint>
 #include <initializer_list>
-#include <string>
 #include <memory>
+#include <string>
 #include <utility>
 #include <variant>
 #include <vector>

@@ -111,7 +111,8 @@ class Pickler {
   const std::string& storage_key(const RawTensor& t) {
     // Same memory, same dtype: one storage (torch.save's sharing). Empty storages have
     // no identity and get a key each.
-    const auto id = std::make_tuple(static_cast<const void*>(t.storage->data), t.storage->nbytes, t.dtype);
+    const auto id =
+        std::make_tuple(static_cast<const void*>(t.storage->data), t.storage->nbytes, t.dtype);
     if (t.storage->nbytes > 0) {
       auto it = storage_keys_.find(id);
       if (it != storage_keys_.end()) return it->second;
@@ -149,9 +150,15 @@ class Pickler {
     IDIFF_REQUIRE(depth <= kMaxPickleDepth, FileError, "cannot save values nested deeper than ",
                   kMaxPickleDepth, " levels");
     switch (v.kind()) {
-      case PickleValue::Kind::None: byte(kNone); return;
-      case PickleValue::Kind::Bool: byte(v.as_bool() ? kNewTrue : kNewFalse); return;
-      case PickleValue::Kind::Int: write_int(v.as_int()); return;
+      case PickleValue::Kind::None:
+        byte(kNone);
+        return;
+      case PickleValue::Kind::Bool:
+        byte(v.as_bool() ? kNewTrue : kNewFalse);
+        return;
+      case PickleValue::Kind::Int:
+        write_int(v.as_int());
+        return;
       case PickleValue::Kind::Float: {
         const double d = v.as_float();
         uint64_t bits;
@@ -160,8 +167,12 @@ class Pickler {
         for (int i = 7; i >= 0; --i) byte(static_cast<uint8_t>(bits >> (8 * i)));
         return;
       }
-      case PickleValue::Kind::String: write_string(v.as_string()); return;
-      case PickleValue::Kind::Tensor: write_tensor(v.as_tensor()); return;
+      case PickleValue::Kind::String:
+        write_string(v.as_string());
+        return;
+      case PickleValue::Kind::Tensor:
+        write_tensor(v.as_tensor());
+        return;
       case PickleValue::Kind::List:
         byte(kEmptyList);
         if (!v.items().empty()) {
@@ -190,7 +201,8 @@ class Pickler {
         if (v.size() > 0) {
           byte(kMark);
           for (const auto& [k, x] : v.dict_items()) {
-            IDIFF_REQUIRE(k.kind() == PickleValue::Kind::String || k.kind() == PickleValue::Kind::Int ||
+            IDIFF_REQUIRE(k.kind() == PickleValue::Kind::String ||
+                              k.kind() == PickleValue::Kind::Int ||
                               k.kind() == PickleValue::Kind::Bool,
                           FileError, "cannot save a dict key of type ", k.kind_name(),
                           " (str or int expected)");
@@ -211,6 +223,8 @@ class Pickler {
 
 }  // namespace
 
-Pickled pickle(const PickleValue& value) { return Pickler().run(value); }
+Pickled pickle(const PickleValue& value) {
+  return Pickler().run(value);
+}
 
 }  // namespace idiff

@@ -14,7 +14,19 @@
 namespace idiff {
 namespace {
 
-enum class NodeType : uint8_t { None, Bool, Int, Float, String, Tensor, List, Tuple, Dict, Global, Storage };
+enum class NodeType : uint8_t {
+  None,
+  Bool,
+  Int,
+  Float,
+  String,
+  Tensor,
+  List,
+  Tuple,
+  Dict,
+  Global,
+  Storage
+};
 
 // What an allowed global stands for.
 enum class Global : uint8_t { OrderedDict, RebuildTensorV2, RebuildParameter, StorageType };
@@ -22,17 +34,17 @@ enum class Global : uint8_t { OrderedDict, RebuildTensorV2, RebuildParameter, St
 using Ref = uint32_t;
 
 struct Container {
-  std::vector<Ref> items;                     // list, tuple
-  std::vector<std::pair<Ref, Ref>> entries;   // dict, in insertion order
+  std::vector<Ref> items;                         // list, tuple
+  std::vector<std::pair<Ref, Ref>> entries;       // dict, in insertion order
   std::unordered_map<std::string, size_t> index;  // dict key (see key_code) -> entry
-  bool ordered = false;                       // collections.OrderedDict
+  bool ordered = false;                           // collections.OrderedDict
 };
 
 struct Node {
   NodeType type = NodeType::None;
-  bool flag = false;   // Bool value
-  int64_t i = 0;       // Int value; index into strings_/containers_/tensors_/storages_
-  double f = 0.0;      // Float value
+  bool flag = false;  // Bool value
+  int64_t i = 0;      // Int value; index into strings_/containers_/tensors_/storages_
+  double f = 0.0;     // Float value
   Global global = Global::OrderedDict;
   DType dtype = DType::F32;  // StorageType global, Storage
 };
@@ -122,17 +134,28 @@ class Machine {
   }
   const char* type_name(Ref r) const {
     switch (nodes_[r].type) {
-      case NodeType::None: return "None";
-      case NodeType::Bool: return "bool";
-      case NodeType::Int: return "int";
-      case NodeType::Float: return "float";
-      case NodeType::String: return "str";
-      case NodeType::Tensor: return "tensor";
-      case NodeType::List: return "list";
-      case NodeType::Tuple: return "tuple";
-      case NodeType::Dict: return "dict";
-      case NodeType::Global: return "global";
-      case NodeType::Storage: return "storage";
+      case NodeType::None:
+        return "None";
+      case NodeType::Bool:
+        return "bool";
+      case NodeType::Int:
+        return "int";
+      case NodeType::Float:
+        return "float";
+      case NodeType::String:
+        return "str";
+      case NodeType::Tensor:
+        return "tensor";
+      case NodeType::List:
+        return "list";
+      case NodeType::Tuple:
+        return "tuple";
+      case NodeType::Dict:
+        return "dict";
+      case NodeType::Global:
+        return "global";
+      case NodeType::Storage:
+        return "storage";
     }
     return "?";
   }
@@ -190,8 +213,10 @@ class Machine {
   void set_item(Ref dict, Ref key, Ref value) {
     Container& c = container(dict, NodeType::Dict, "SETITEM");
     auto [it, inserted] = c.index.emplace(key_code(key), c.entries.size());
-    if (inserted) c.entries.emplace_back(key, value);
-    else c.entries[it->second].second = value;
+    if (inserted)
+      c.entries.emplace_back(key, value);
+    else
+      c.entries[it->second].second = value;
   }
 
   void op_global(const std::string& module, const std::string& name);
@@ -250,7 +275,8 @@ void Machine::op_persistent_id() {
   }
   const Node& type = nodes_[c.items[1]];
   if (type.type != NodeType::Global || type.global != Global::StorageType) {
-    fail("a persistent id's storage type must be a torch storage class, not ", type_name(c.items[1]));
+    fail("a persistent id's storage type must be a torch storage class, not ",
+         type_name(c.items[1]));
   }
   const DType dtype = type.dtype;
   const std::string key = string_of(c.items[2], "a storage key");
@@ -276,7 +302,8 @@ void Machine::op_persistent_id() {
 }
 
 Ref Machine::rebuild_tensor(const std::vector<Ref>& args) {
-  // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
+  // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[,
+  // metadata])
   if (args.size() != 6 && args.size() != 7) {
     fail("_rebuild_tensor_v2 takes 6 or 7 arguments, got ", args.size());
   }
@@ -334,7 +361,8 @@ void Machine::op_build() {
   // versions); it does not change the tensors, so it is read and dropped.
   pop();
   const Ref target = top();
-  if (nodes_[target].type != NodeType::Dict) fail("BUILD on a ", type_name(target), " is not supported");
+  if (nodes_[target].type != NodeType::Dict)
+    fail("BUILD on a ", type_name(target), " is not supported");
 }
 
 PickleValue Machine::run() {
@@ -349,20 +377,41 @@ PickleValue Machine::run() {
         if (v < 2 || v > 5) fail("pickle protocol ", int{v}, " (expected 2 to 5)");
         break;
       }
-      case kFrame: take(8); break;  // framing only, the length is not needed
+      case kFrame:
+        take(8);
+        break;  // framing only, the length is not needed
       case kStop: {
-        if (stack_.size() != 1 || !marks_.empty()) fail("STOP with ", stack_.size(), " values on the stack");
+        if (stack_.size() != 1 || !marks_.empty())
+          fail("STOP with ", stack_.size(), " values on the stack");
         return to_value(stack_.back(), 1);
       }
-      case kMark: marks_.push_back(stack_.size()); break;
-      case kPop: pop(); break;
-      case kPopMark: pop_mark(); break;
-      case kNone: push(0); break;
-      case kNewFalse: push(1); break;
-      case kNewTrue: push(2); break;
-      case kBinInt1: push(new_int(static_cast<int64_t>(read_le(1)))); break;
-      case kBinInt2: push(new_int(static_cast<int64_t>(read_le(2)))); break;
-      case kBinInt: push(new_int(static_cast<int32_t>(static_cast<uint32_t>(read_le(4))))); break;
+      case kMark:
+        marks_.push_back(stack_.size());
+        break;
+      case kPop:
+        pop();
+        break;
+      case kPopMark:
+        pop_mark();
+        break;
+      case kNone:
+        push(0);
+        break;
+      case kNewFalse:
+        push(1);
+        break;
+      case kNewTrue:
+        push(2);
+        break;
+      case kBinInt1:
+        push(new_int(static_cast<int64_t>(read_le(1))));
+        break;
+      case kBinInt2:
+        push(new_int(static_cast<int64_t>(read_le(2))));
+        break;
+      case kBinInt:
+        push(new_int(static_cast<int32_t>(static_cast<uint32_t>(read_le(4)))));
+        break;
       case kLong1: {  // n-byte little-endian two's complement
         const size_t n = *take(1);
         if (n > 8) fail("integer of ", n, " bytes does not fit 64 bits");
@@ -381,12 +430,24 @@ PickleValue Machine::run() {
         push(last());
         break;
       }
-      case kBinUnicode: push(new_string(read_string(read_le(4)))); break;
-      case kShortBinUnicode: push(new_string(read_string(read_le(1)))); break;
-      case kBinUnicode8: push(new_string(read_string(read_le(8)))); break;
-      case kEmptyList: push(new_container(NodeType::List)); break;
-      case kEmptyTuple: push(new_container(NodeType::Tuple)); break;
-      case kEmptyDict: push(new_container(NodeType::Dict)); break;
+      case kBinUnicode:
+        push(new_string(read_string(read_le(4))));
+        break;
+      case kShortBinUnicode:
+        push(new_string(read_string(read_le(1))));
+        break;
+      case kBinUnicode8:
+        push(new_string(read_string(read_le(8))));
+        break;
+      case kEmptyList:
+        push(new_container(NodeType::List));
+        break;
+      case kEmptyTuple:
+        push(new_container(NodeType::Tuple));
+        break;
+      case kEmptyDict:
+        push(new_container(NodeType::Dict));
+        break;
       case kList: {
         std::vector<Ref> items = pop_mark();
         push(new_container(NodeType::List));
@@ -399,7 +460,9 @@ PickleValue Machine::run() {
         containers_.back().items = std::move(items);
         break;
       }
-      case kTuple1: case kTuple2: case kTuple3: {
+      case kTuple1:
+      case kTuple2:
+      case kTuple3: {
         const size_t n = op_ - kTuple1 + 1u;
         std::vector<Ref> items(n);
         for (size_t i = n; i-- > 0;) items[i] = pop();
@@ -439,9 +502,15 @@ PickleValue Machine::run() {
         for (size_t i = 0; i < items.size(); i += 2) set_item(d, items[i], items[i + 1]);
         break;
       }
-      case kBinPut: memo_[read_le(1)] = top(); break;
-      case kLongBinPut: memo_[read_le(4)] = top(); break;
-      case kMemoize: memo_[memo_.size()] = top(); break;  // the next free index
+      case kBinPut:
+        memo_[read_le(1)] = top();
+        break;
+      case kLongBinPut:
+        memo_[read_le(4)] = top();
+        break;
+      case kMemoize:
+        memo_[memo_.size()] = top();
+        break;  // the next free index
       case kBinGet:
       case kLongBinGet: {
         const uint64_t k = read_le(op_ == kBinGet ? 1 : 4);
@@ -462,9 +531,15 @@ PickleValue Machine::run() {
         op_global(string_of(module, "STACK_GLOBAL module"), string_of(name, "STACK_GLOBAL name"));
         break;
       }
-      case kBinPersId: op_persistent_id(); break;
-      case kReduce: op_reduce(); break;
-      case kBuild: op_build(); break;
+      case kBinPersId:
+        op_persistent_id();
+        break;
+      case kReduce:
+        op_reduce();
+        break;
+      case kBuild:
+        op_build();
+        break;
       default:
         fail("this opcode is not allowed in a .pt file");
     }
@@ -473,23 +548,32 @@ PickleValue Machine::run() {
 
 PickleValue Machine::to_value(Ref r, int depth) {
   if (depth > kMaxPickleDepth) {
-    fail("values nested deeper than ", kMaxPickleDepth, " levels (or a value that contains itself)");
+    fail("values nested deeper than ", kMaxPickleDepth,
+         " levels (or a value that contains itself)");
   }
   if (++expanded_ > 2 * nodes_.size() + 65536) {
-    fail("the pickle's shared references unfold into more than ", 2 * nodes_.size() + 65536, " values");
+    fail("the pickle's shared references unfold into more than ", 2 * nodes_.size() + 65536,
+         " values");
   }
   const Node& n = nodes_[r];
   switch (n.type) {
-    case NodeType::None: return PickleValue::none();
-    case NodeType::Bool: return PickleValue::boolean(n.flag);
-    case NodeType::Int: return PickleValue::integer(n.i);
-    case NodeType::Float: return PickleValue::real(n.f);
-    case NodeType::String: return PickleValue::string(strings_[static_cast<size_t>(n.i)]);
-    case NodeType::Tensor: return PickleValue::tensor(tensors_[static_cast<size_t>(n.i)]);
+    case NodeType::None:
+      return PickleValue::none();
+    case NodeType::Bool:
+      return PickleValue::boolean(n.flag);
+    case NodeType::Int:
+      return PickleValue::integer(n.i);
+    case NodeType::Float:
+      return PickleValue::real(n.f);
+    case NodeType::String:
+      return PickleValue::string(strings_[static_cast<size_t>(n.i)]);
+    case NodeType::Tensor:
+      return PickleValue::tensor(tensors_[static_cast<size_t>(n.i)]);
     case NodeType::List:
     case NodeType::Tuple: {
       std::vector<PickleValue> items;
-      for (Ref x : containers_[static_cast<size_t>(n.i)].items) items.push_back(to_value(x, depth + 1));
+      for (Ref x : containers_[static_cast<size_t>(n.i)].items)
+        items.push_back(to_value(x, depth + 1));
       return n.type == NodeType::List ? PickleValue::list(std::move(items))
                                       : PickleValue::tuple(std::move(items));
     }
@@ -497,11 +581,14 @@ PickleValue Machine::to_value(Ref r, int depth) {
       const Container& c = containers_[static_cast<size_t>(n.i)];
       PickleValue d = PickleValue::dict(c.ordered);
       // Keys are unique already (set_item), so append without PickleValue::set's search.
-      for (const auto& [k, v] : c.entries) d.append_item(to_value(k, depth + 1), to_value(v, depth + 1));
+      for (const auto& [k, v] : c.entries)
+        d.append_item(to_value(k, depth + 1), to_value(v, depth + 1));
       return d;
     }
-    case NodeType::Global: fail("a global (class or function) is not a value");
-    case NodeType::Storage: fail("a bare storage is not a value");
+    case NodeType::Global:
+      fail("a global (class or function) is not a value");
+    case NodeType::Storage:
+      fail("a bare storage is not a value");
   }
   fail("unknown node");
 }
