@@ -40,7 +40,8 @@ TEST(IdiffConvert, PtToSafetensorsToNpzAndBack) {
   EXPECT_TRUE(same_maps(read_safetensors(dir.file("w.safetensors")), original));
   // The .pt keeps the state-dict order of the original.
   size_t i = 0;
-  for (const auto& [name, t] : read_pt_state_dict(dir.file("w.pt"))) EXPECT_EQ(name, original.entries()[i++].first);
+  for (const auto& [name, t] : read_pt_state_dict(dir.file("w.pt")))
+    EXPECT_EQ(name, original.entries()[i++].first);
 }
 
 TEST(IdiffConvert, Errors) {
@@ -52,18 +53,22 @@ TEST(IdiffConvert, Errors) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("missing.pt: cannot open"), std::string::npos) << r.err;
   PickleValue nested = PickleValue::dict();
-  nested.set("model", state_dict_value(read_safetensors(test::data_path("unet_tiny.weights.safetensors"))));
+  nested.set("model",
+             state_dict_value(read_safetensors(test::data_path("unet_tiny.weights.safetensors"))));
   nested.set("step", PickleValue::integer(100));
   write_pt(dir.file("nested.pt"), nested);
   r = run_idiff({"convert", dir.file("nested.pt"), dir.file("w.safetensors")});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("not a flat state dict of named tensors (top-level keys: 'model', 'step')"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("not a flat state dict of named tensors (top-level keys: 'model', 'step')"),
+            std::string::npos)
+      << r.err;
   EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
 }
 
 TEST(IdiffInfo, CheckpointsListKeysAndPasteableFlags) {
   for (const std::string name : {"unet_tiny", "unet_tiny_cc", "sr_tiny"}) {
-    const std::string file = test::data_path(name + (name == "unet_tiny" ? ".weights.pt" : ".weights.safetensors"));
+    const std::string file =
+        test::data_path(name + (name == "unet_tiny" ? ".weights.pt" : ".weights.safetensors"));
     auto r = run_idiff({"info", file});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.out.find("input_blocks.0.0.weight"), std::string::npos) << name;
@@ -85,11 +90,14 @@ TEST(IdiffInfo, CheckpointsListKeysAndPasteableFlags) {
       line << k << " " << t.sizes() << "\n";
       EXPECT_NE(model.out.find(line.str()), std::string::npos) << name << ": " << line.str();
     }
-    EXPECT_NE(model.out.find("parameters: " + with_commas(total)), std::string::npos) << name << "\n" << model.out;
+    EXPECT_NE(model.out.find("parameters: " + with_commas(total)), std::string::npos)
+        << name << "\n"
+        << model.out;
   }
   auto r = run_idiff({"info", test::data_path("unet_tiny_cc.weights.safetensors")});
   EXPECT_NE(r.out.find("--class_cond True --attention_resolutions 16 --use_scale_shift_norm False"),
-            std::string::npos) << r.out;
+            std::string::npos)
+      << r.out;
 }
 
 TEST(IdiffInfo, NestedPtPrintsItsTree) {
@@ -119,7 +127,8 @@ TEST(InferConfig, PublishedModelsFromShapesAlone) {
     const auto& flags = it.value()["flags"];
     TensorMap sd;  // meta tensors: shapes without memory
     for (const auto& key : it.value()["keys"]) {
-      sd.insert(key[0].get<std::string>(), at::empty(key[1].get<std::vector<int64_t>>(), at::device(at::kMeta)));
+      sd.insert(key[0].get<std::string>(),
+                at::empty(key[1].get<std::vector<int64_t>>(), at::device(at::kMeta)));
     }
     const InferredModel m = infer_model_config(sd);
     const ModelConfig want = test::model_config_from_flags(flags);
@@ -127,7 +136,9 @@ TEST(InferConfig, PublishedModelsFromShapesAlone) {
     ASSERT_TRUE(m.is_unet) << it.key();
     EXPECT_TRUE(m.image_size_known) << it.key();
     EXPECT_EQ(m.super_res, sr) << it.key();
-    EXPECT_EQ(sr ? m.config.large_size : m.config.image_size, sr ? want.large_size : want.image_size) << it.key();
+    EXPECT_EQ(sr ? m.config.large_size : m.config.image_size,
+              sr ? want.large_size : want.image_size)
+        << it.key();
     EXPECT_EQ(m.config.num_channels, want.num_channels) << it.key();
     EXPECT_EQ(m.config.num_res_blocks, want.num_res_blocks) << it.key();
     EXPECT_EQ(m.config.learn_sigma, want.learn_sigma) << it.key();

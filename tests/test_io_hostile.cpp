@@ -22,9 +22,15 @@ std::string le(uint64_t v, int n) {
   for (int i = 0; i < n; ++i) s += static_cast<char>((v >> (8 * i)) & 0xff);
   return s;
 }
-std::string unicode(const std::string& s) { return "X" + le(s.size(), 4) + s; }
-std::string int32(int64_t v) { return "J" + le(static_cast<uint32_t>(static_cast<int32_t>(v)), 4); }
-std::string long8(int64_t v) { return std::string("\x8a\x08", 2) + le(static_cast<uint64_t>(v), 8); }
+std::string unicode(const std::string& s) {
+  return "X" + le(s.size(), 4) + s;
+}
+std::string int32(int64_t v) {
+  return "J" + le(static_cast<uint32_t>(static_cast<int32_t>(v)), 4);
+}
+std::string long8(int64_t v) {
+  return std::string("\x8a\x08", 2) + le(static_cast<uint64_t>(v), 8);
+}
 std::string ints_tuple(const std::vector<int64_t>& v) {
   std::string s = "(";
   for (int64_t x : v) s += int32(x);
@@ -42,15 +48,18 @@ struct TensorSpec {
   std::string hooks = "ccollections\nOrderedDict\n)R";
 };
 
-// _rebuild_tensor_v2(('storage', torch.<type>, key, 'cpu', numel), offset, sizes, strides, False, hooks)
+// _rebuild_tensor_v2(('storage', torch.<type>, key, 'cpu', numel), offset, sizes, strides, False,
+// hooks)
 std::string tensor_ops(const TensorSpec& t) {
-  return "ctorch._utils\n_rebuild_tensor_v2\n((" + unicode("storage") + "ctorch\n" + t.storage_type + "\n" +
-         unicode(t.key) + unicode("cpu") + t.numel + "tQ" + int32(t.offset) + ints_tuple(t.sizes) +
-         ints_tuple(t.strides) + kFalse + t.hooks + "tR";
+  return "ctorch._utils\n_rebuild_tensor_v2\n((" + unicode("storage") + "ctorch\n" +
+         t.storage_type + "\n" + unicode(t.key) + unicode("cpu") + t.numel + "tQ" +
+         int32(t.offset) + ints_tuple(t.sizes) + ints_tuple(t.strides) + kFalse + t.hooks + "tR";
 }
 
 // {'w': tensor}
-std::string state_dict_pickle(const TensorSpec& t) { return kProto2 + "}(" + unicode("w") + tensor_ops(t) + "u."; }
+std::string state_dict_pickle(const TensorSpec& t) {
+  return kProto2 + "}(" + unicode("w") + tensor_ops(t) + "u.";
+}
 
 class HostilePt : public ::testing::Test {
  protected:
@@ -64,12 +73,14 @@ class HostilePt : public ::testing::Test {
     zip.close();
     return path;
   }
-  ::testing::AssertionResult refused(const std::string& pickle, const std::vector<std::string>& needles,
+  ::testing::AssertionResult refused(const std::string& pickle,
+                                     const std::vector<std::string>& needles,
                                      const std::map<std::string, std::string>& records = {}) {
     const std::string path = pt(pickle, records);
     return throws_file_error([&] { read_pt(path); }, needles);
   }
-  const std::map<std::string, std::string> kFourFloats = {{"archive/data/0", std::string(16, '\0')}};
+  const std::map<std::string, std::string> kFourFloats = {
+      {"archive/data/0", std::string(16, '\0')}};
   TempDir dir_;
 };
 
@@ -80,14 +91,17 @@ TEST_F(HostilePt, ValidHandMadePickleReads) {
 }
 
 TEST_F(HostilePt, GlobalsOutsideTheAllowlist) {
-  EXPECT_TRUE(refused(kProto2 + "cos\nsystem\n" + unicode("touch pwned") + "\x85R.", {"t.pt", "'os.system'", "not allowed"}));
+  EXPECT_TRUE(refused(kProto2 + "cos\nsystem\n" + unicode("touch pwned") + "\x85R.",
+                      {"t.pt", "'os.system'", "not allowed"}));
   // Protocol 4 spells globals with STACK_GLOBAL.
-  EXPECT_TRUE(refused(std::string("\x80\x04\x8c\x08") + "builtins" + "\x8c\x04" + "eval\x93" + unicode("1") + "\x85R.",
+  EXPECT_TRUE(refused(std::string("\x80\x04\x8c\x08") + "builtins" + "\x8c\x04" + "eval\x93" +
+                          unicode("1") + "\x85R.",
                       {"'builtins.eval'"}));
   EXPECT_TRUE(refused(kProto2 + "ctorch\nload\n.", {"'torch.load'"}));
   EXPECT_TRUE(refused(kProto2 + "ctorch._utils\n_rebuild_qtensor\n.", {"_rebuild_qtensor"}));
   // An allowed name called in a way torch.save never does.
-  EXPECT_TRUE(refused(kProto2 + "ccollections\nOrderedDict\n" + unicode("x") + "\x85R.", {"without arguments"}));
+  EXPECT_TRUE(refused(kProto2 + "ccollections\nOrderedDict\n" + unicode("x") + "\x85R.",
+                      {"without arguments"}));
   EXPECT_TRUE(refused(kProto2 + "ctorch\nFloatStorage\n)R.", {"persistent ids"}));
 }
 
@@ -111,7 +125,8 @@ TEST_F(HostilePt, MalformedPickles) {
   EXPECT_TRUE(refused(kProto2 + "N(Na.", {"underflow"}));  // APPEND cannot reach below a MARK
   EXPECT_TRUE(refused(kProto2 + "NNa.", {"APPEND applied to a None"}));
   EXPECT_TRUE(refused(kProto2 + "\x8a\x09" + std::string(9, '\1') + ".", {"64 bits"}));
-  EXPECT_TRUE(refused(kProto2 + "}G" + std::string(8, '\0') + "Ns.", {"dict keys must be str or int"}));
+  EXPECT_TRUE(
+      refused(kProto2 + "}G" + std::string(8, '\0') + "Ns.", {"dict keys must be str or int"}));
   // A declared string of 4 GiB in a tiny file: refused before anything is allocated.
   EXPECT_TRUE(refused(kProto2 + "X\xf0\xff\xff\xff" + "abc.", {"truncated", "4294967280"}));
   EXPECT_TRUE(refused(kProto2 + "Q.", {"underflow"}));
@@ -120,7 +135,8 @@ TEST_F(HostilePt, MalformedPickles) {
 
 TEST_F(HostilePt, DeepNestingSelfReferenceAndSharingBombs) {
   // 100,000 nested lists built without recursion in the file.
-  EXPECT_TRUE(refused(kProto2 + std::string(100000, ']') + std::string(99999, 'a') + ".", {"deeper than 100"}));
+  EXPECT_TRUE(refused(kProto2 + std::string(100000, ']') + std::string(99999, 'a') + ".",
+                      {"deeper than 100"}));
   // A list that contains itself.
   EXPECT_TRUE(refused(kProto2 + std::string("]q\0h\0a.", 7), {"contains itself"}));
   // 30 levels of a list holding ten references to the level below: 10^30 values unfolded.
@@ -138,11 +154,13 @@ TEST_F(HostilePt, TensorsThatDoNotFitTheirStorage) {
   EXPECT_TRUE(refused(state_dict_pickle(t), {"no record archive/data/0"}));
   EXPECT_TRUE(refused(state_dict_pickle(t), {"declares 4 F32 elements (16 bytes)", "holds 12"},
                       {{"archive/data/0", std::string(12, '\0')}}));
-  t.numel = long8(int64_t{1} << 60);  // a huge declared storage: compared with the record, not allocated
+  t.numel =
+      long8(int64_t{1} << 60);  // a huge declared storage: compared with the record, not allocated
   EXPECT_TRUE(refused(state_dict_pickle(t), {"declares 1152921504606846976"}, kFourFloats));
   t = TensorSpec();
   t.sizes = {5};
-  EXPECT_TRUE(refused(state_dict_pickle(t), {"reaches past its storage of 4 elements"}, kFourFloats));
+  EXPECT_TRUE(
+      refused(state_dict_pickle(t), {"reaches past its storage of 4 elements"}, kFourFloats));
   t.sizes = {int64_t{1} << 30, int64_t{1} << 30};
   t.strides = {int64_t{1} << 30, 1};
   EXPECT_TRUE(refused(state_dict_pickle(t), {"storage"}, kFourFloats));
@@ -164,13 +182,15 @@ TEST_F(HostilePt, TensorsThatDoNotFitTheirStorage) {
   // One storage key used as two dtypes.
   TensorSpec a, b;
   b.storage_type = "IntStorage";
-  EXPECT_TRUE(refused(kProto2 + "}(" + unicode("a") + tensor_ops(a) + unicode("b") + tensor_ops(b) + "u.",
-                      {"used as both F32 and I32"}, kFourFloats));
+  EXPECT_TRUE(
+      refused(kProto2 + "}(" + unicode("a") + tensor_ops(a) + unicode("b") + tensor_ops(b) + "u.",
+              {"used as both F32 and I32"}, kFourFloats));
 }
 
 TEST_F(HostilePt, BrokenArchives) {
   const std::string fixture = read_bytes(test::data_path("unet_tiny.weights.pt"));
-  for (size_t cut : {size_t{3}, size_t{100}, size_t{5000}, fixture.size() / 2, fixture.size() - 1}) {
+  for (size_t cut :
+       {size_t{3}, size_t{100}, size_t{5000}, fixture.size() / 2, fixture.size() - 1}) {
     const std::string path = dir_.file("cut.pt");
     write_bytes(path, fixture.substr(0, cut));
     EXPECT_TRUE(throws_file_error([&] { read_pt(path); }, {"cut.pt"})) << "cut at " << cut;
@@ -183,11 +203,14 @@ TEST_F(HostilePt, BrokenArchives) {
   EXPECT_TRUE(throws_file_error([&] { read_pt(dir_.file("flip.pt")); }, {"flip.pt", "corrupt"}));
 
   write_bytes(dir_.file("text.pt"), "this is not a checkpoint, it is a text file\n");
-  EXPECT_TRUE(throws_file_error([&] { read_pt(dir_.file("text.pt")); }, {"text.pt", "not a PyTorch file"}));
-  EXPECT_TRUE(throws_file_error([&] { load_tensor_file(dir_.file("text.pt")); }, {"not a tensor file"}));
+  EXPECT_TRUE(
+      throws_file_error([&] { read_pt(dir_.file("text.pt")); }, {"text.pt", "not a PyTorch file"}));
+  EXPECT_TRUE(
+      throws_file_error([&] { load_tensor_file(dir_.file("text.pt")); }, {"not a tensor file"}));
   write_bytes(dir_.file("empty.pt"), "");
   EXPECT_TRUE(throws_file_error([&] { load_tensor_file(dir_.file("empty.pt")); }, {"empty.pt"}));
-  EXPECT_TRUE(throws_file_error([&] { read_pt(dir_.file("missing.pt")); }, {"missing.pt", "cannot open"}));
+  EXPECT_TRUE(
+      throws_file_error([&] { read_pt(dir_.file("missing.pt")); }, {"missing.pt", "cannot open"}));
 
   auto zip_of = [&](const std::string& name, const std::map<std::string, std::string>& records) {
     ZipWriter zip(dir_.file(name));
@@ -195,18 +218,29 @@ TEST_F(HostilePt, BrokenArchives) {
     zip.close();
     return dir_.file(name);
   };
-  EXPECT_TRUE(throws_file_error([&] { read_pt(zip_of("nopkl.pt", {{"a/readme.txt", "hi"}})); },
-                                {"without a <folder>/data.pkl"}));
-  EXPECT_TRUE(throws_file_error([&] { read_pt(zip_of("ts.pt", {{"m/constants.pkl", ""}, {"m/code/m.py", ""}})); },
-                                {"TorchScript"}));
   EXPECT_TRUE(throws_file_error(
-      [&] { read_pt(zip_of("two.pt", {{"a/data.pkl", kProto2 + "N."}, {"b/data.pkl", kProto2 + "N."}})); },
+      [&] {
+        read_pt(zip_of("nopkl.pt", {{"a/readme.txt", "hi"}}));
+      },
+      {"without a <folder>/data.pkl"}));
+  EXPECT_TRUE(throws_file_error(
+      [&] {
+        read_pt(zip_of("ts.pt", {{"m/constants.pkl", ""}, {"m/code/m.py", ""}}));
+      },
+      {"TorchScript"}));
+  EXPECT_TRUE(throws_file_error(
+      [&] {
+        read_pt(zip_of("two.pt", {{"a/data.pkl", kProto2 + "N."}, {"b/data.pkl", kProto2 + "N."}}));
+      },
       {"2 data.pkl"}));
   EXPECT_TRUE(throws_file_error(
-      [&] { read_pt(zip_of("be.pt", {{"a/data.pkl", kProto2 + "N."}, {"a/byteorder", "big"}})); },
+      [&] {
+        read_pt(zip_of("be.pt", {{"a/data.pkl", kProto2 + "N."}, {"a/byteorder", "big"}}));
+      },
       {"byteorder is 'big'"}));
   // Any folder name works.
-  EXPECT_TRUE(read_pt(zip_of("any.pt", {{"whatever_name/data.pkl", kProto2 + "K\x07."}})).as_int() == 7);
+  EXPECT_TRUE(
+      read_pt(zip_of("any.pt", {{"whatever_name/data.pkl", kProto2 + "K\x07."}})).as_int() == 7);
 }
 
 // A safetensors file from a header text and data bytes.
@@ -226,14 +260,16 @@ TEST(HostileSafetensors, BadHeaders) {
   EXPECT_TRUE(refused(le(uint64_t{1} << 62, 8) + "{}", {"declared header"}));
   EXPECT_TRUE(refused(safetensors_bytes("[1,2]", ""), {"does not start with '{'"}));
   EXPECT_TRUE(refused(safetensors_bytes("{\"a\":", ""), {"not valid JSON"}));
-  EXPECT_TRUE(refused(safetensors_bytes(R"({"a":{)" + f4 + R"(,"data_offsets":[0,8]}})", std::string(4, '\0')),
-                      {"'a'", "outside the 4-byte data section"}));
+  EXPECT_TRUE(refused(
+      safetensors_bytes(R"({"a":{)" + f4 + R"(,"data_offsets":[0,8]}})", std::string(4, '\0')),
+      {"'a'", "outside the 4-byte data section"}));
   EXPECT_TRUE(refused(safetensors_bytes(R"({"a":{)" + f4 + R"(,"data_offsets":[0,8]},"b":{)" + f4 +
                                             R"(,"data_offsets":[4,12]}})",
                                         std::string(12, '\0')),
                       {"overlap"}));
-  EXPECT_TRUE(refused(safetensors_bytes(R"({"a":{)" + f4 + R"(,"data_offsets":[0,4]}})", std::string(4, '\0')),
-                      {"holds 4 bytes", "need 8"}));
+  EXPECT_TRUE(refused(
+      safetensors_bytes(R"({"a":{)" + f4 + R"(,"data_offsets":[0,4]}})", std::string(4, '\0')),
+      {"holds 4 bytes", "need 8"}));
   EXPECT_TRUE(refused(safetensors_bytes(R"({"a":{)" + f4 + R"(,"data_offsets":[0,8]},"a":{)" + f4 +
                                             R"(,"data_offsets":[8,16]}})",
                                         std::string(16, '\0')),
@@ -241,17 +277,24 @@ TEST(HostileSafetensors, BadHeaders) {
   EXPECT_TRUE(refused(safetensors_bytes(R"({"a":{"dtype":"C64","shape":[1],"data_offsets":[0,8]}})",
                                         std::string(8, '\0')),
                       {"unsupported dtype \"C64\""}));
-  EXPECT_TRUE(refused(safetensors_bytes(R"({"a":{"dtype":"F32","shape":[0,9223372036854775808],"data_offsets":[0,0]}})", ""),
-                      {"malformed shape"}));
-  EXPECT_TRUE(refused(safetensors_bytes(R"({"a":{"dtype":"F32","shape":[2147483648,2147483648,4],"data_offsets":[0,0]}})", ""),
-                      {"more than 2^62"}));
-  EXPECT_TRUE(refused(safetensors_bytes(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}})", ""),
-                      {"malformed shape"}));
-  EXPECT_TRUE(refused(safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1]}})", ""), {"needs dtype, shape and data_offsets"}));
+  EXPECT_TRUE(refused(
+      safetensors_bytes(
+          R"({"a":{"dtype":"F32","shape":[0,9223372036854775808],"data_offsets":[0,0]}})", ""),
+      {"malformed shape"}));
+  EXPECT_TRUE(refused(
+      safetensors_bytes(
+          R"({"a":{"dtype":"F32","shape":[2147483648,2147483648,4],"data_offsets":[0,0]}})", ""),
+      {"more than 2^62"}));
+  EXPECT_TRUE(
+      refused(safetensors_bytes(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}})", ""),
+              {"malformed shape"}));
+  EXPECT_TRUE(refused(safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1]}})", ""),
+                      {"needs dtype, shape and data_offsets"}));
   EXPECT_TRUE(refused(safetensors_bytes(R"({"__metadata__":{"k":1}})", ""), {"__metadata__"}));
   // Deeply nested JSON is an error, not a stack overflow.
-  EXPECT_TRUE(refused(safetensors_bytes("{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}", ""),
-                      {"'a'"}));
+  EXPECT_TRUE(refused(
+      safetensors_bytes("{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}", ""),
+      {"'a'"}));
   // Cut short: the header promises more data than there is.
   const std::string good = read_bytes(test::data_path("unet_tiny.weights.safetensors"));
   EXPECT_TRUE(refused(good.substr(0, good.size() - 1), {"outside"}));
@@ -268,18 +311,24 @@ TEST(HostileNpy, BadArrays) {
     return throws_file_error([&] { read_npy(dir.file("x.npy")); }, needles);
   };
   EXPECT_TRUE(refused("NUMPY", {"no \\x93NUMPY magic"}));
-  EXPECT_TRUE(refused(npy("{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }", std::string(4, '\0')),
-                      {"'>f4' is not supported"}));
-  EXPECT_TRUE(refused(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", std::string(8, '\0')),
-                      {"needs 12 bytes", "holds 8"}));
+  EXPECT_TRUE(refused(
+      npy("{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }", std::string(4, '\0')),
+      {"'>f4' is not supported"}));
+  EXPECT_TRUE(refused(
+      npy("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", std::string(8, '\0')),
+      {"needs 12 bytes", "holds 8"}));
   EXPECT_TRUE(refused(npy("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }", ""),
                       {"structured"}));
-  EXPECT_TRUE(refused(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", ""),
-                      {"too large"}));
-  EXPECT_TRUE(refused(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (3,", ""), {"bad .npy header"}));
-  EXPECT_TRUE(refused(npy("{'descr': '<f4', 'shape': (3,), }", ""), {"needs descr, fortran_order and shape"}));
-  EXPECT_TRUE(refused(npy("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", std::string(8, '\0')),
-                      {"'|O'"}));
+  EXPECT_TRUE(refused(
+      npy("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", ""),
+      {"too large"}));
+  EXPECT_TRUE(refused(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (3,", ""),
+                      {"bad .npy header"}));
+  EXPECT_TRUE(refused(npy("{'descr': '<f4', 'shape': (3,), }", ""),
+                      {"needs descr, fortran_order and shape"}));
+  EXPECT_TRUE(
+      refused(npy("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", std::string(8, '\0')),
+              {"'|O'"}));
   EXPECT_TRUE(refused(std::string("\x93NUMPY\x01\x00\xff\x00", 10) + "{", {"does not fit"}));
 }
 

@@ -22,7 +22,8 @@ using test::write_bytes;
 // The arrays of tests/py/npz_roundtrip.py, by the same formulas.
 TensorMap npz_arrays() {
   TensorMap m;
-  m.insert("arr_0", (at::arange(2 * 4 * 5 * 3, at::kLong) % 251).to(at::kByte).reshape({2, 4, 5, 3}));
+  m.insert("arr_0",
+           (at::arange(2 * 4 * 5 * 3, at::kLong) % 251).to(at::kByte).reshape({2, 4, 5, 3}));
   m.insert("arr_1", at::arange(2, at::kLong) * 7 - 3);
   m.insert("f32", (at::arange(6, at::kFloat) / 4 - 1).reshape({2, 3}));
   m.insert("f64", at::arange(5, at::kDouble) / 3);
@@ -46,7 +47,8 @@ TEST(Npz, NumpyWrittenArraysReadExactly) {
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < got.size(); ++i) {
     EXPECT_EQ(got.entries()[i].first, want.entries()[i].first);
-    EXPECT_TRUE(same_bits(got.entries()[i].second, want.entries()[i].second)) << want.entries()[i].first;
+    EXPECT_TRUE(same_bits(got.entries()[i].second, want.entries()[i].second))
+        << want.entries()[i].first;
   }
   EXPECT_EQ(detect_tensor_file(dir.file("np.npz")), TensorFileKind::Npz);
   EXPECT_TRUE(same_maps(load_tensor_file(dir.file("np.npz")), want));
@@ -66,10 +68,12 @@ TEST(Npz, NpyFilesAndViews) {
   f += dict;
   for (int64_t v : {0, 3, 1, 4, 2, 5}) f += std::string(reinterpret_cast<const char*>(&v), 8);
   write_bytes(dir.file("f.npy"), f);
-  EXPECT_TRUE(same_bits(read_npy(dir.file("f.npy")).contiguous(), at::arange(6, at::kLong).reshape({2, 3})));
+  EXPECT_TRUE(same_bits(read_npy(dir.file("f.npy")).contiguous(),
+                        at::arange(6, at::kLong).reshape({2, 3})));
   // Every numpy dtype idiff has; bfloat16 has no numpy twin.
   TensorMap all;
-  for (auto s : {at::kDouble, at::kFloat, at::kHalf, at::kLong, at::kInt, at::kShort, at::kChar, at::kByte, at::kBool}) {
+  for (auto s : {at::kDouble, at::kFloat, at::kHalf, at::kLong, at::kInt, at::kShort, at::kChar,
+                 at::kByte, at::kBool}) {
     all.insert(std::string(c10::toString(s)), (at::arange(4, at::kFloat) - 1).to(s));
   }
   all.insert("scalar", at::scalar_tensor(2.5));
@@ -84,8 +88,8 @@ TEST(Npz, NpyFilesAndViews) {
 TEST(Safetensors, EveryDtypeRoundTrips) {
   TempDir dir;
   TensorMap m;
-  for (auto s : {at::kDouble, at::kFloat, at::kHalf, at::kBFloat16, at::kLong, at::kInt, at::kShort, at::kChar,
-                 at::kByte, at::kBool}) {
+  for (auto s : {at::kDouble, at::kFloat, at::kHalf, at::kBFloat16, at::kLong, at::kInt, at::kShort,
+                 at::kChar, at::kByte, at::kBool}) {
     m.insert(std::string(c10::toString(s)), (at::arange(6, at::kFloat) - 2).reshape({2, 3}).to(s));
   }
   m.insert("view", at::arange(12, at::kFloat).reshape({3, 4}).t());

@@ -7,6 +7,8 @@
 #include "idiff/io/pt_file.h"
 #include "idiff/io/safetensors.h"
 #include "idiff/io/tensor_file.h"
+#include "idiff/model/factory.h"
+#include "idiff/model/state_dict.h"
 
 #include <dirent.h>
 
@@ -56,6 +58,22 @@ TEST(PtRead, Torch113FixtureEqualsSafetensorsBitForBit) {
   EXPECT_TRUE(same_maps(load_tensor_file(test::data_path("unet_tiny.weights.pt")), st));
 }
 
+TEST(PtRead, LoadsIntoTheModelOrListsEveryMismatch) {
+  const std::string path = test::data_path("unet_tiny.weights.pt");
+  const TensorMap sd = read_pt_state_dict(path);
+  ModelConfig cfg = test::model_config_from_flags(test::load_json("unet_tiny.json")["flags"]);
+  UNetModel model = create_model(cfg);
+  load_state_dict(*model, sd, path);
+  EXPECT_TRUE(same_bits(state_dict(*model).at("out.2.weight"), sd.at("out.2.weight")));
+  // Wrong flags: every difference in one error, with the way to find the right flags.
+  cfg.learn_sigma = false;
+  cfg.class_cond = true;
+  UNetModel wrong = create_model(cfg);
+  EXPECT_TRUE(throws_file_error([&] { load_state_dict(*wrong, sd, path); },
+                                {"missing keys (1): label_emb.weight", "mis-shaped keys (2)",
+                                 "out.2.weight", "out.2.bias", "idiff info"}));
+}
+
 TEST(PtInterop, TorchSaveFilesReadExactly) {
   TempDir dir;
   const auto r = run_python_script("write_pt_fixtures.py", {dir.path()});
@@ -87,7 +105,9 @@ TEST(PtInterop, TorchSaveFilesReadExactly) {
   ASSERT_EQ(opt.at("state").size(), 2u);
   for (int64_t i = 0; i < 2; ++i) {
     for (const std::string k : {"step", "exp_avg", "exp_avg_sq"}) {
-      EXPECT_TRUE(same_bits(to_tensor(opt.at("state").at(i).at(k)), opt_expected.at(str(i, ".", k)))) << i << k;
+      EXPECT_TRUE(
+          same_bits(to_tensor(opt.at("state").at(i).at(k)), opt_expected.at(str(i, ".", k))))
+          << i << k;
     }
   }
   const PickleValue& group = opt.at("param_groups").at(0);
@@ -104,7 +124,8 @@ TEST(PtInterop, TorchSaveFilesReadExactly) {
   // The legacy format and a pickle that would run os.system are refused, saying why.
   EXPECT_TRUE(throws_file_error([&] { read_pt(dir.file("legacy.pt")); }, {"legacy", "re-save"}));
   EXPECT_TRUE(throws_file_error([&] { load_tensor_file(dir.file("legacy.pt")); }, {"legacy"}));
-  EXPECT_TRUE(throws_file_error([&] { read_pt(dir.file("evil.pt")); }, {"evil.pt", "posix.system", "not allowed"}));
+  EXPECT_TRUE(throws_file_error([&] { read_pt(dir.file("evil.pt")); },
+                                {"evil.pt", "posix.system", "not allowed"}));
 }
 
 TEST(PtInterop, IdiffFilesLoadInTorchWithWeightsOnly) {
@@ -112,7 +133,8 @@ TEST(PtInterop, IdiffFilesLoadInTorchWithWeightsOnly) {
   const TensorMap m = mixed_tensors();
   write_pt(dir.file("mixed.pt"), m);
   write_safetensors(dir.file("expected.safetensors"), m);
-  auto r = run_python_script("check_pt_from_cpp.py", {dir.file("mixed.pt"), dir.file("expected.safetensors")});
+  auto r = run_python_script("check_pt_from_cpp.py",
+                             {dir.file("mixed.pt"), dir.file("expected.safetensors")});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
 
   // The UNet fixture converted to .pt: every reference key, shape and value.
@@ -158,21 +180,36 @@ TEST(PtInterop, OptimizerStateLoadsIntoTorchAdamW) {
   sd.set("param_groups", PickleValue::list({std::move(group)}));
   write_pt(dir.file("opt.pt"), sd);
   write_safetensors(dir.file("expected.safetensors"), expected);
-  const auto r = run_python_script("check_opt_from_cpp.py", {dir.file("opt.pt"), dir.file("expected.safetensors")});
+  const auto r = run_python_script("check_opt_from_cpp.py",
+                                   {dir.file("opt.pt"), dir.file("expected.safetensors")});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
 
   // And back: the tree reads as written.
   const PickleValue back = read_pt(dir.file("opt.pt"));
   EXPECT_EQ(back.repr(20), sd.repr(20));
-  EXPECT_TRUE(same_bits(to_tensor(back.at("state").at(1).at("exp_avg_sq")), expected.at("1.exp_avg_sq")));
+  EXPECT_TRUE(
+      same_bits(to_tensor(back.at("state").at(1).at("exp_avg_sq")), expected.at("1.exp_avg_sq")));
 }
 
 TEST(PtWrite, ValueTreesRoundTrip) {
   TempDir dir;
   PickleValue v = PickleValue::ordered_dict();
-  const std::vector<int64_t> ints = {0, 1, 255, 256, 65535, 65536, -1, -129, INT32_MAX, INT32_MIN,
-                                     int64_t{INT32_MAX} + 1, int64_t{INT32_MIN} - 1, int64_t{1} << 40,
-                                     -(int64_t{1} << 55), INT64_MAX, INT64_MIN};
+  const std::vector<int64_t> ints = {0,
+                                     1,
+                                     255,
+                                     256,
+                                     65535,
+                                     65536,
+                                     -1,
+                                     -129,
+                                     INT32_MAX,
+                                     INT32_MIN,
+                                     int64_t{INT32_MAX} + 1,
+                                     int64_t{INT32_MIN} - 1,
+                                     int64_t{1} << 40,
+                                     -(int64_t{1} << 55),
+                                     INT64_MAX,
+                                     INT64_MIN};
   PickleValue int_list = PickleValue::list();
   for (int64_t i : ints) int_list.push_back(PickleValue::integer(i));
   v.set("ints", int_list);
@@ -185,7 +222,7 @@ TEST(PtWrite, ValueTreesRoundTrip) {
                                      PickleValue::boolean(true)}));
   PickleValue by_int = PickleValue::dict();
   by_int.set(PickleValue::integer(-3), PickleValue::string("minus three"));
-  by_int.set(PickleValue::integer(1) , PickleValue::string("one"));
+  by_int.set(PickleValue::integer(1), PickleValue::string("one"));
   v.set("by_int", by_int);
   const at::Tensor t = at::arange(10, at::kFloat);
   v.set("t1", tensor_value(t.slice(0, 2, 5)));
@@ -195,7 +232,8 @@ TEST(PtWrite, ValueTreesRoundTrip) {
   const PickleValue back = read_pt(dir.file("v.pt"));
   EXPECT_TRUE(back.is_ordered_dict());
   EXPECT_EQ(back.repr(100), v.repr(100));
-  for (size_t i = 0; i < ints.size(); ++i) EXPECT_EQ(back.at("ints").at(static_cast<int64_t>(i)).as_int(), ints[i]);
+  for (size_t i = 0; i < ints.size(); ++i)
+    EXPECT_EQ(back.at("ints").at(static_cast<int64_t>(i)).as_int(), ints[i]);
   EXPECT_TRUE(std::signbit(back.at("floats").at(0).as_float()));
   EXPECT_EQ(back.at("floats").at(1).as_float(), 1e-300);
   EXPECT_EQ(back.at("floats").at(3).as_float(), 0.1);
@@ -219,10 +257,13 @@ TEST(PtWrite, ValueTreesRoundTrip) {
 std::map<std::string, uint64_t> data_offsets(const std::string& bytes) {
   std::map<std::string, uint64_t> out;
   size_t pos = 0;
-  auto u16 = [&](size_t at) { return uint64_t{uint8_t(bytes[at])} | uint64_t{uint8_t(bytes[at + 1])} << 8; };
+  auto u16 = [&](size_t at) {
+    return uint64_t{uint8_t(bytes[at])} | uint64_t{uint8_t(bytes[at + 1])} << 8;
+  };
   auto u32 = [&](size_t at) { return u16(at) | u16(at + 2) << 16; };
   while (pos + 30 <= bytes.size() && u32(pos) == 0x04034b50) {
-    const uint64_t method = u16(pos + 8), size = u32(pos + 18), name_len = u16(pos + 26), extra = u16(pos + 28);
+    const uint64_t method = u16(pos + 8), size = u32(pos + 18), name_len = u16(pos + 26),
+                   extra = u16(pos + 28);
     EXPECT_EQ(method, 0u) << "records are stored";
     const std::string name = bytes.substr(pos + 30, name_len);
     out[name] = pos + 30 + name_len + extra;
@@ -235,8 +276,9 @@ TEST(PtWrite, ZipLayoutIsTorchSaves) {
   TempDir dir;
   write_pt(dir.file("m.pt"), mixed_tensors());
   const auto offsets = data_offsets(read_bytes(dir.file("m.pt")));
-  for (const std::string name : {"archive/data.pkl", "archive/byteorder", "archive/version", "archive/data/0",
-                                 "archive/.format_version", "archive/.storage_alignment"}) {
+  for (const std::string name :
+       {"archive/data.pkl", "archive/byteorder", "archive/version", "archive/data/0",
+        "archive/.format_version", "archive/.storage_alignment"}) {
     EXPECT_TRUE(offsets.count(name)) << name;
   }
   // One record per storage: 15 tensors, 14 storages (shared_a and shared_b share one).
@@ -275,7 +317,8 @@ TEST(PtWrite, ReplacesFilesAtomically) {
   bad.insert("w", at::ones({3}));
   bad.insert("z", at::ones({2}, at::kComplexFloat));
   EXPECT_TRUE(throws_file_error([&] { write_pt(path, bad); }, {"ComplexFloat"}));
-  EXPECT_TRUE(throws_file_error([&] { save_tensor_file(dir.file("x.safetensors"), bad); }, {"ComplexFloat"}));
+  EXPECT_TRUE(throws_file_error([&] { save_tensor_file(dir.file("x.safetensors"), bad); },
+                                {"ComplexFloat"}));
   EXPECT_EQ(read_bytes(path), before);
   EXPECT_EQ(list_dir(dir.path()), std::vector<std::string>{"ckpt.pt"});
   // A successful save replaces it.
@@ -284,7 +327,8 @@ TEST(PtWrite, ReplacesFilesAtomically) {
   EXPECT_TRUE(same_bits(read_pt_state_dict(path).at("w"), at::zeros({3})));
   EXPECT_EQ(list_dir(dir.path()), std::vector<std::string>{"ckpt.pt"});
   // Into a folder that does not exist: an error naming it.
-  EXPECT_TRUE(throws_file_error([&] { write_pt(dir.file("no/such/dir/x.pt"), a); }, {"no/such/dir"}));
+  EXPECT_TRUE(
+      throws_file_error([&] { write_pt(dir.file("no/such/dir/x.pt"), a); }, {"no/such/dir"}));
 }
 
 }  // namespace

@@ -24,8 +24,10 @@ inline std::string shell_quote(const std::string& s) {
 }
 
 // python tests/py/<script> args... (the scripts import tensorfiles.py from their folder).
-inline RunResult run_python_script(const std::string& script, const std::vector<std::string>& args) {
-  std::string cmd = shell_quote(python()) + " " + shell_quote(std::string(IDIFF_TEST_SCRIPTS_DIR) + "/" + script);
+inline RunResult run_python_script(const std::string& script,
+                                   const std::vector<std::string>& args) {
+  std::string cmd =
+      shell_quote(python()) + " " + shell_quote(std::string(IDIFF_TEST_SCRIPTS_DIR) + "/" + script);
   for (const auto& a : args) cmd += " " + shell_quote(a);
   return run_shell(cmd);
 }
@@ -33,7 +35,8 @@ inline RunResult run_python_script(const std::string& script, const std::vector<
 // Same dtype, same sizes and the same bytes, element by element (NaNs and -0.0 included).
 inline ::testing::AssertionResult same_bits(const at::Tensor& a, const at::Tensor& b) {
   if (a.scalar_type() != b.scalar_type()) {
-    return ::testing::AssertionFailure() << "dtypes differ: " << a.scalar_type() << " vs " << b.scalar_type();
+    return ::testing::AssertionFailure()
+           << "dtypes differ: " << a.scalar_type() << " vs " << b.scalar_type();
   }
   if (a.sizes() != b.sizes()) {
     return ::testing::AssertionFailure() << "shapes differ: " << a.sizes() << " vs " << b.sizes();
@@ -46,7 +49,8 @@ inline ::testing::AssertionResult same_bits(const at::Tensor& a, const at::Tenso
 }
 
 inline ::testing::AssertionResult same_maps(const TensorMap& a, const TensorMap& b) {
-  if (a.size() != b.size()) return ::testing::AssertionFailure() << a.size() << " vs " << b.size() << " tensors";
+  if (a.size() != b.size())
+    return ::testing::AssertionFailure() << a.size() << " vs " << b.size() << " tensors";
   for (const auto& [name, t] : a) {
     if (!b.contains(name)) return ::testing::AssertionFailure() << "'" << name << "' missing";
     auto r = same_bits(t, b.at(name));

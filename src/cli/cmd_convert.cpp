@@ -24,8 +24,8 @@ void setup(CLI::App& sub) {
     save_tensor_file(a->out, tensors);
     int64_t total = 0;
     for (const auto& [name, t] : tensors) total += t.numel();
-    std::cout << "wrote " << a->out << " (" << tensor_file_kind_name(out_kind) << "): "
-              << tensors.size() << " tensors, " << with_commas(total) << " elements\n";
+    std::cout << "wrote " << a->out << " (" << tensor_file_kind_name(out_kind)
+              << "): " << tensors.size() << " tensors, " << with_commas(total) << " elements\n";
   });
 }
 

@@ -68,12 +68,14 @@ void print_tensor_map(const std::string& path, TensorFileKind kind, const Tensor
     total += t.numel();
   }
   std::cout << path << ": " << tensor_file_kind_name(kind) << ", " << sd.size() << " tensors, "
-            << with_commas(total) << " parameters\n";
+            << with_commas(total) << " elements\n";
   print_inferred(sd);
 }
 
+bool is_scalar(const PickleValue& v) { return !v.is_dict() && !v.is_sequence() && !v.is_tensor(); }
+
 // A nested .pt (an optimizer state, a training checkpoint): one line per leaf, keys
-// joined with dots.
+// joined with dots; lists of scalars on one line.
 void print_tree(const PickleValue& v, const std::string& key, int64_t* tensors, int64_t* elements) {
   const std::string prefix = key.empty() ? "" : key + ".";
   if (v.is_dict()) {
@@ -81,7 +83,7 @@ void print_tree(const PickleValue& v, const std::string& key, int64_t* tensors, 
       print_tree(x, prefix + (k.kind() == PickleValue::Kind::String ? k.as_string() : k.repr()), tensors, elements);
     }
     if (v.size() == 0) std::cout << key << " = {}\n";
-  } else if (v.kind() == PickleValue::Kind::List) {
+  } else if (v.kind() == PickleValue::Kind::List && !std::all_of(v.items().begin(), v.items().end(), is_scalar)) {
     for (size_t i = 0; i < v.size(); ++i) print_tree(v.items()[i], prefix + std::to_string(i), tensors, elements);
     if (v.size() == 0) std::cout << key << " = []\n";
   } else if (v.is_tensor()) {

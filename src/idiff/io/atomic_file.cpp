@@ -78,7 +78,8 @@ void write_file_atomically(const std::string& path,
 
 FileWriter::FileWriter(const std::string& path) : path_(path) {
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-  IDIFF_REQUIRE(fd_ >= 0, FileError, path, ": cannot open for writing (", std::strerror(errno), ")");
+  IDIFF_REQUIRE(fd_ >= 0, FileError, path, ": cannot open for writing (", std::strerror(errno),
+                ")");
 }
 
 FileWriter::~FileWriter() {

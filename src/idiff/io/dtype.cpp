@@ -24,14 +24,24 @@ constexpr DTypeInfo kInfo[] = {
     {DType::Bool, 1, "BOOL", "BoolStorage", "|b1"},
 };
 
-const DTypeInfo& info(DType d) { return kInfo[static_cast<int>(d)]; }
+const DTypeInfo& info(DType d) {
+  return kInfo[static_cast<int>(d)];
+}
 
 }  // namespace
 
-size_t dtype_size(DType d) { return info(d).size; }
-const char* dtype_name(DType d) { return info(d).name; }
-const char* storage_type_name(DType d) { return info(d).storage; }
-const char* npy_descr(DType d) { return info(d).npy; }
+size_t dtype_size(DType d) {
+  return info(d).size;
+}
+const char* dtype_name(DType d) {
+  return info(d).name;
+}
+const char* storage_type_name(DType d) {
+  return info(d).storage;
+}
+const char* npy_descr(DType d) {
+  return info(d).npy;
+}
 
 bool dtype_from_name(const std::string& name, DType* out) {
   for (const auto& i : kInfo) {

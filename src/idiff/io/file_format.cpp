@@ -19,7 +19,8 @@ FileFormat sniff_format(const uint8_t* head, size_t n, uint64_t file_size) {
   if (n >= 9) {
     uint64_t header_len = 0;
     for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | head[i];
-    if (head[8] == '{' && header_len >= 2 && header_len <= file_size - 8) return FileFormat::Safetensors;
+    if (head[8] == '{' && header_len >= 2 && header_len <= file_size - 8)
+      return FileFormat::Safetensors;
   }
   return FileFormat::Unknown;
 }
@@ -38,7 +39,8 @@ std::string read_file_head(const std::string& path, uint64_t* file_size) {
 }
 
 std::string legacy_torch_message(const std::string& path) {
-  return str(path, ": a legacy (non-zip) torch.save file, written by PyTorch before 1.6 or with "
+  return str(path,
+             ": a legacy (non-zip) torch.save file, written by PyTorch before 1.6 or with "
              "_use_new_zipfile_serialization=False; idiff reads only the zip format: re-save it "
              "with a current PyTorch (torch.save(torch.load(old), new))");
 }

@@ -50,7 +50,8 @@ class HeaderParser {
     throw FileError(str(what_, ": bad .npy header (", std::forward<Args>(args)..., ")"));
   }
   void skip_space() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\t' || s_[i_] == '\r')) ++i_;
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\t' || s_[i_] == '\r'))
+      ++i_;
   }
   bool peek(char c) {
     skip_space();
@@ -62,7 +63,8 @@ class HeaderParser {
   }
   std::string string() {
     skip_space();
-    if (i_ >= s_.size() || (s_[i_] != '\'' && s_[i_] != '"')) fail("expected a string at byte ", i_);
+    if (i_ >= s_.size() || (s_[i_] != '\'' && s_[i_] != '"'))
+      fail("expected a string at byte ", i_);
     const char quote = s_[i_++];
     const size_t end = s_.find(quote, i_);
     if (end == std::string::npos) fail("unterminated string");
@@ -102,7 +104,8 @@ class HeaderParser {
   size_t i_ = 0;
 };
 
-void add_to_npz(ZipWriter& zip, const std::string& key, const RawTensor& t, std::deque<std::string>& copies) {
+void add_to_npz(ZipWriter& zip, const std::string& key, const RawTensor& t,
+                std::deque<std::string>& copies) {
   check_view(t, key);
   std::string header = make_npy_header(t.dtype, t.sizes);
   const size_t nbytes = static_cast<size_t>(t.numel()) * dtype_size(t.dtype);
@@ -142,15 +145,16 @@ RawTensor parse_npy(std::shared_ptr<const RawStorage> bytes, const std::string& 
   HeaderParser(header, what).parse(&descr, &fortran, &shape);
   DType dtype;
   IDIFF_REQUIRE(dtype_from_npy_descr(descr, &dtype), FileError, what, ": .npy dtype '",
-                descr.substr(0, 20), "' is not supported (little-endian bool, int8-64, uint8, "
+                descr.substr(0, 20),
+                "' is not supported (little-endian bool, int8-64, uint8, "
                 "float16/32/64 are)");
   const int64_t numel = checked_numel(shape);
   IDIFF_REQUIRE(numel >= 0, FileError, what, ": .npy shape ", shape_string(shape), " is too large");
   const size_t data_start = start + header_len;
   const uint64_t need = static_cast<uint64_t>(numel) * dtype_size(dtype);
   IDIFF_REQUIRE(n - data_start == need, FileError, what, ": .npy array of shape ",
-                shape_string(shape), " and dtype ", descr, " needs ", need, " bytes, the file holds ",
-                n - data_start);
+                shape_string(shape), " and dtype ", descr, " needs ", need,
+                " bytes, the file holds ", n - data_start);
 
   RawTensor t;
   t.dtype = dtype;
@@ -196,7 +200,8 @@ NamedRawTensors read_npz_arrays(const ZipReader& zip) {
   for (const auto& name : zip.names()) {
     if (name.size() < 4 || name.compare(name.size() - 4, 4, ".npy") != 0) continue;
     auto bytes = zip.read(name, UINT64_MAX);
-    out.emplace_back(name.substr(0, name.size() - 4), parse_npy(std::move(bytes), zip.what() + ":" + name));
+    out.emplace_back(name.substr(0, name.size() - 4),
+                     parse_npy(std::move(bytes), zip.what() + ":" + name));
   }
   IDIFF_REQUIRE(!out.empty() || zip.names().empty(), FileError, zip.what(),
                 ": a zip archive without .npy records, so not an npz file");

@@ -12,13 +12,15 @@ namespace idiff {
 
 TensorMap read_npz(const std::string& path) {
   TensorMap out;
-  for (auto& [key, raw] : read_npz_arrays(ZipReader::open_file(path))) out.insert(key, to_tensor(raw));
+  for (auto& [key, raw] : read_npz_arrays(ZipReader::open_file(path)))
+    out.insert(key, to_tensor(raw));
   return out;
 }
 
 void write_npz(const std::string& path, const TensorMap& arrays) {
   NamedRawTensors raws;
-  for (const auto& [key, t] : arrays) raws.emplace_back(key, to_raw(t, str(path, ": array '", key, "'")));
+  for (const auto& [key, t] : arrays)
+    raws.emplace_back(key, to_raw(t, str(path, ": array '", key, "'")));
   write_npz_arrays(path, raws);
 }
 

@@ -13,8 +13,10 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace idiff {
@@ -82,15 +84,17 @@ class PickleValue {
  private:
   void expect(Kind k, const char* what) const;
 
+  std::vector<PickleValue>& seq() { return std::get<std::vector<PickleValue>>(data_); }
+  const std::vector<PickleValue>& seq() const { return std::get<std::vector<PickleValue>>(data_); }
+  std::vector<Item>& entries() { return std::get<std::vector<Item>>(data_); }
+  const std::vector<Item>& entries() const { return std::get<std::vector<Item>>(data_); }
+
+  // Kept small (about 48 bytes): parsed trees may hold millions of values.
   Kind kind_ = Kind::None;
   bool ordered_ = false;
-  bool bool_ = false;
-  int64_t int_ = 0;
-  double float_ = 0.0;
-  std::string string_;
-  RawTensor tensor_;
-  std::vector<PickleValue> items_;
-  std::vector<Item> dict_items_;
+  std::variant<std::monostate, bool, int64_t, double, std::string, std::shared_ptr<const RawTensor>,
+               std::vector<PickleValue>, std::vector<Item>>
+      data_;
 };
 
 // Nesting depth (a scalar is 1). Readers and writers refuse trees deeper than this.

@@ -26,7 +26,8 @@ std::string find_folder(const ZipReader& zip) {
       folder = name.substr(0, slash);
       ++found;
     }
-    if (ends_with(name, "/constants.pkl") || name.find("/code/") != std::string::npos) torchscript = true;
+    if (ends_with(name, "/constants.pkl") || name.find("/code/") != std::string::npos)
+      torchscript = true;
   }
   IDIFF_REQUIRE(found <= 1, FileError, zip.what(), ": holds ", found,
                 " data.pkl records; a torch.save file has one");
@@ -53,9 +54,9 @@ PickleValue read_pt(const ZipReader& zip) {
                                  int64_t numel) -> std::shared_ptr<const RawStorage> {
     const std::string record = folder + "/data/" + key;
     const uint64_t elsize = dtype_size(dtype);
-    IDIFF_REQUIRE(static_cast<uint64_t>(numel) <= std::numeric_limits<uint64_t>::max() / 16 / elsize,
-                  FileError, zip.what(), ": storage '", key.substr(0, 64), "' declares ", numel,
-                  " elements");
+    IDIFF_REQUIRE(
+        static_cast<uint64_t>(numel) <= std::numeric_limits<uint64_t>::max() / 16 / elsize,
+        FileError, zip.what(), ": storage '", key.substr(0, 64), "' declares ", numel, " elements");
     const uint64_t nbytes = static_cast<uint64_t>(numel) * elsize;
     IDIFF_REQUIRE(zip.contains(record), FileError, zip.what(), ": the pickle names storage '",
                   key.substr(0, 64), "' but there is no record ", record.substr(0, 200));
@@ -88,7 +89,8 @@ void write_pt(const std::string& path, const PickleValue& value) {
     zip.add_copy(folder + ".format_version", "1");
     zip.add_copy(folder + ".storage_alignment", "64");
     zip.add_copy(folder + "byteorder", "little");
-    for (const auto& s : p.storages) zip.add(folder + "data/" + s.key, s.storage->data, s.storage->nbytes);
+    for (const auto& s : p.storages)
+      zip.add(folder + "data/" + s.key, s.storage->data, s.storage->nbytes);
     zip.add_copy(folder + "version", "3\n");
     zip.close();
   });

@@ -37,7 +37,9 @@ int64_t checked_numel(const std::vector<int64_t>& sizes) {
   return n;
 }
 
-int64_t RawTensor::numel() const { return checked_numel(sizes); }
+int64_t RawTensor::numel() const {
+  return checked_numel(sizes);
+}
 
 std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& sizes) {
   std::vector<int64_t> strides(sizes.size());
@@ -62,8 +64,8 @@ bool RawTensor::is_contiguous() const {
 
 void check_view(const RawTensor& t, const std::string& what) {
   IDIFF_REQUIRE(t.storage != nullptr, FileError, what, ": tensor without storage");
-  IDIFF_REQUIRE(t.sizes.size() == t.strides.size() && t.sizes.size() <= kMaxRank, FileError,
-                what, ": tensor of size ", shape_string(t.sizes), " has strides ",
+  IDIFF_REQUIRE(t.sizes.size() == t.strides.size() && t.sizes.size() <= kMaxRank, FileError, what,
+                ": tensor of size ", shape_string(t.sizes), " has strides ",
                 shape_string(t.strides), " (ranks must match and be at most ", kMaxRank, ")");
   const int64_t numel = t.numel();
   IDIFF_REQUIRE(numel >= 0, FileError, what, ": tensor size ", shape_string(t.sizes),
@@ -73,24 +75,23 @@ void check_view(const RawTensor& t, const std::string& what) {
   IDIFF_REQUIRE(t.storage->nbytes % elsize == 0, FileError, what, ": storage of ",
                 t.storage->nbytes, " bytes is not a whole number of ", dtype_name(t.dtype),
                 " elements");
-  IDIFF_REQUIRE(t.offset >= 0 && t.offset <= storage_elems, FileError, what,
-                ": storage offset ", t.offset, " outside a storage of ", storage_elems,
-                " elements");
+  IDIFF_REQUIRE(t.offset >= 0 && t.offset <= storage_elems, FileError, what, ": storage offset ",
+                t.offset, " outside a storage of ", storage_elems, " elements");
   if (numel == 0) return;
   // The last element a view touches is offset + sum((size_i - 1) * stride_i).
   int64_t last = t.offset;
   for (size_t i = 0; i < t.sizes.size(); ++i) {
-    IDIFF_REQUIRE(t.strides[i] >= 0 && t.strides[i] <= kMaxElements, FileError, what,
-                  ": stride ", t.strides[i], " is negative or too large");
+    IDIFF_REQUIRE(t.strides[i] >= 0 && t.strides[i] <= kMaxElements, FileError, what, ": stride ",
+                  t.strides[i], " is negative or too large");
     const int64_t reach = t.sizes[i] - 1;
     IDIFF_REQUIRE(t.strides[i] == 0 || reach <= (kMaxElements - last) / t.strides[i], FileError,
                   what, ": tensor of size ", shape_string(t.sizes), " and strides ",
                   shape_string(t.strides), " overflows");
     last += reach * t.strides[i];
   }
-  IDIFF_REQUIRE(last < storage_elems, FileError, what, ": tensor of size ",
-                shape_string(t.sizes), ", strides ", shape_string(t.strides), " and offset ",
-                t.offset, " reaches past its storage of ", storage_elems, " elements");
+  IDIFF_REQUIRE(last < storage_elems, FileError, what, ": tensor of size ", shape_string(t.sizes),
+                ", strides ", shape_string(t.strides), " and offset ", t.offset,
+                " reaches past its storage of ", storage_elems, " elements");
 }
 
 RawTensor contiguous_raw_tensor(DType dtype, std::vector<int64_t> sizes,

@@ -29,7 +29,8 @@ TensorMap read_safetensors(const std::string& path) {
   uint64_t size = 0;
   std::ifstream in = open_binary(path, &size);
   TensorMap out;
-  for (auto& [name, raw] : read_safetensors_tensors(in, size, path)) out.insert(name, to_tensor(raw));
+  for (auto& [name, raw] : read_safetensors_tensors(in, size, path))
+    out.insert(name, to_tensor(raw));
   return out;
 }
 

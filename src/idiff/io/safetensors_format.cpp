@@ -20,10 +20,9 @@ constexpr size_t kMaxRank = 64;
 
 SafetensorsEntry parse_entry(const std::string& name, const json& v, uint64_t data_size,
                              const std::string& path) {
-  IDIFF_REQUIRE(v.is_object() && v.contains("dtype") && v.contains("shape") &&
-                    v.contains("data_offsets"),
-                FileError, path, ": tensor '", name,
-                "' needs dtype, shape and data_offsets in the header");
+  IDIFF_REQUIRE(
+      v.is_object() && v.contains("dtype") && v.contains("shape") && v.contains("data_offsets"),
+      FileError, path, ": tensor '", name, "' needs dtype, shape and data_offsets in the header");
   SafetensorsEntry e;
   e.name = name;
   IDIFF_REQUIRE(v["dtype"].is_string() && dtype_from_name(v["dtype"].get<std::string>(), &e.dtype),
@@ -59,7 +58,8 @@ SafetensorsEntry parse_entry(const std::string& name, const json& v, uint64_t da
 
 }  // namespace
 
-SafetensorsHeader read_safetensors_header(std::istream& in, uint64_t file_size, const std::string& path) {
+SafetensorsHeader read_safetensors_header(std::istream& in, uint64_t file_size,
+                                          const std::string& path) {
   IDIFF_REQUIRE(file_size >= 8, FileError, path, ": not a safetensors file (", file_size,
                 " bytes, shorter than the 8-byte header length)");
   in.seekg(0);
@@ -81,7 +81,8 @@ SafetensorsHeader read_safetensors_header(std::istream& in, uint64_t file_size, 
   std::set<std::string> seen;
   std::string duplicate;
   const json::parser_callback_t on_event = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::key && depth == 1 && !seen.insert(parsed.get<std::string>()).second) {
+    if (event == json::parse_event_t::key && depth == 1 &&
+        !seen.insert(parsed.get<std::string>()).second) {
       duplicate = parsed.get<std::string>();
     }
     return true;
@@ -114,8 +115,9 @@ SafetensorsHeader read_safetensors_header(std::istream& in, uint64_t file_size, 
 
   std::vector<const SafetensorsEntry*> by_offset;
   for (const auto& e : h.entries) by_offset.push_back(&e);
-  std::sort(by_offset.begin(), by_offset.end(),
-            [](const SafetensorsEntry* a, const SafetensorsEntry* b) { return a->begin < b->begin; });
+  std::sort(
+      by_offset.begin(), by_offset.end(),
+      [](const SafetensorsEntry* a, const SafetensorsEntry* b) { return a->begin < b->begin; });
   for (size_t i = 1; i < by_offset.size(); ++i) {
     IDIFF_REQUIRE(by_offset[i]->begin >= by_offset[i - 1]->end, FileError, path, ": tensors '",
                   by_offset[i - 1]->name, "' and '", by_offset[i]->name, "' overlap");
@@ -123,7 +125,8 @@ SafetensorsHeader read_safetensors_header(std::istream& in, uint64_t file_size, 
   return h;
 }
 
-std::vector<std::pair<std::string, RawTensor>> read_safetensors_tensors(std::istream& in, uint64_t file_size,
+std::vector<std::pair<std::string, RawTensor>> read_safetensors_tensors(std::istream& in,
+                                                                        uint64_t file_size,
                                                                         const std::string& path) {
   const SafetensorsHeader h = read_safetensors_header(in, file_size, path);
   std::vector<std::pair<std::string, RawTensor>> out;
@@ -151,13 +154,16 @@ std::string make_safetensors_header(std::vector<SafetensorsEntry>& entries,
   uint64_t offset = 0;
   for (auto& e : entries) {
     IDIFF_REQUIRE(e.name != "__metadata__" && !j.contains(e.name), FileError,
-                  "cannot write tensor name '", e.name, "' twice or as __metadata__ in a safetensors file");
+                  "cannot write tensor name '", e.name,
+                  "' twice or as __metadata__ in a safetensors file");
     const int64_t numel = checked_numel(e.shape);
-    IDIFF_REQUIRE(numel >= 0, FileError, "tensor '", e.name, "' has an invalid shape ", shape_string(e.shape));
+    IDIFF_REQUIRE(numel >= 0, FileError, "tensor '", e.name, "' has an invalid shape ",
+                  shape_string(e.shape));
     e.begin = offset;
     e.end = offset + static_cast<uint64_t>(numel) * dtype_size(e.dtype);
     offset = e.end;
-    j[e.name] = {{"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {e.begin, e.end}}};
+    j[e.name] = {
+        {"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {e.begin, e.end}}};
   }
   std::string text;
   try {
@@ -167,7 +173,8 @@ std::string make_safetensors_header(std::vector<SafetensorsEntry>& entries,
   }
   text.append((8 - text.size() % 8) % 8, ' ');
   std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>((text.size() >> (8 * i)) & 0xff);
+  for (int i = 0; i < 8; ++i)
+    out[static_cast<size_t>(i)] = static_cast<char>((text.size() >> (8 * i)) & 0xff);
   return out + text;
 }
 

@@ -34,10 +34,12 @@ struct SafetensorsHeader {
 // before anything is allocated for tensors: known dtypes, no duplicate names, shapes
 // matching byte ranges, ranges inside the file and not overlapping. Any violation is a
 // FileError naming `what` (the file) and the entry.
-SafetensorsHeader read_safetensors_header(std::istream& in, uint64_t file_size, const std::string& what);
+SafetensorsHeader read_safetensors_header(std::istream& in, uint64_t file_size,
+                                          const std::string& what);
 
 // Every tensor of the file (each with its own storage), in header order.
-std::vector<std::pair<std::string, RawTensor>> read_safetensors_tensors(std::istream& in, uint64_t file_size,
+std::vector<std::pair<std::string, RawTensor>> read_safetensors_tensors(std::istream& in,
+                                                                        uint64_t file_size,
                                                                         const std::string& what);
 
 // The 8-byte length and the JSON header for `entries` (whose begin/end are filled in here:

@@ -10,16 +10,26 @@ namespace idiff {
 
 at::ScalarType to_scalar_type(DType d) {
   switch (d) {
-    case DType::F64: return at::kDouble;
-    case DType::F32: return at::kFloat;
-    case DType::F16: return at::kHalf;
-    case DType::BF16: return at::kBFloat16;
-    case DType::I64: return at::kLong;
-    case DType::I32: return at::kInt;
-    case DType::I16: return at::kShort;
-    case DType::I8: return at::kChar;
-    case DType::U8: return at::kByte;
-    case DType::Bool: return at::kBool;
+    case DType::F64:
+      return at::kDouble;
+    case DType::F32:
+      return at::kFloat;
+    case DType::F16:
+      return at::kHalf;
+    case DType::BF16:
+      return at::kBFloat16;
+    case DType::I64:
+      return at::kLong;
+    case DType::I32:
+      return at::kInt;
+    case DType::I16:
+      return at::kShort;
+    case DType::I8:
+      return at::kChar;
+    case DType::U8:
+      return at::kByte;
+    case DType::Bool:
+      return at::kBool;
   }
   TORCH_CHECK(false, "unknown DType");
 }
@@ -28,8 +38,9 @@ DType dtype_of(at::ScalarType s, const std::string& what) {
   for (DType d : kAllDTypes) {
     if (to_scalar_type(d) == s) return d;
   }
-  throw FileError(str(what, ": tensors of dtype ", s,
-                      " cannot be stored (float64/32/16, bfloat16, int64/32/16/8, uint8 and bool can)"));
+  throw FileError(
+      str(what, ": tensors of dtype ", s,
+          " cannot be stored (float64/32/16, bfloat16, int64/32/16/8, uint8 and bool can)"));
 }
 
 namespace {
@@ -42,9 +53,10 @@ at::Storage make_storage(const std::shared_ptr<const RawStorage>& raw, DType dty
   }
   // The storage owns a reference to the raw storage, which owns the bytes.
   auto* keep = new std::shared_ptr<const RawStorage>(raw);
-  at::DataPtr ptr(const_cast<uint8_t*>(raw->data), keep,
-                  [](void* ctx) { delete static_cast<std::shared_ptr<const RawStorage>*>(ctx); },
-                  at::Device(at::kCPU));
+  at::DataPtr ptr(
+      const_cast<uint8_t*>(raw->data), keep,
+      [](void* ctx) { delete static_cast<std::shared_ptr<const RawStorage>*>(ctx); },
+      at::Device(at::kCPU));
   return at::Storage(at::Storage::use_byte_size_t(), raw->nbytes, std::move(ptr),
                      /*allocator=*/nullptr, /*resizable=*/false);
 }
@@ -56,7 +68,8 @@ at::Tensor to_tensor(const RawTensor& raw, StorageCache* cache) {
   at::Storage storage;
   if (cache) {
     auto it = cache->find(raw.storage.get());
-    if (it == cache->end()) it = cache->emplace(raw.storage.get(), make_storage(raw.storage, raw.dtype)).first;
+    if (it == cache->end())
+      it = cache->emplace(raw.storage.get(), make_storage(raw.storage, raw.dtype)).first;
     storage = it->second;
   } else {
     storage = make_storage(raw.storage, raw.dtype);
@@ -68,7 +81,8 @@ at::Tensor to_tensor(const RawTensor& raw, StorageCache* cache) {
 
 RawTensor to_raw(const at::Tensor& input, const std::string& what) {
   IDIFF_REQUIRE(input.defined(), FileError, what, ": undefined tensor");
-  IDIFF_REQUIRE(input.layout() == at::kStrided, FileError, what, ": only dense tensors can be stored");
+  IDIFF_REQUIRE(input.layout() == at::kStrided, FileError, what,
+                ": only dense tensors can be stored");
   at::Tensor t = input.device().is_cpu() ? input : input.cpu();
   if (t.is_conj()) t = t.resolve_conj();
   if (t.is_neg()) t = t.resolve_neg();
@@ -91,7 +105,9 @@ PickleValue tensor_value(const at::Tensor& t, const std::string& what) {
   return PickleValue::tensor(to_raw(t, what));
 }
 
-at::Tensor to_tensor(const PickleValue& v, StorageCache* cache) { return to_tensor(v.as_tensor(), cache); }
+at::Tensor to_tensor(const PickleValue& v, StorageCache* cache) {
+  return to_tensor(v.as_tensor(), cache);
+}
 
 PickleValue state_dict_value(const TensorMap& tensors) {
   PickleValue d = PickleValue::ordered_dict();
@@ -110,8 +126,9 @@ TensorMap tensors_of(const PickleValue& dict, const std::string& what) {
     if (keys.size() < 200) keys += (keys.empty() ? "" : ", ") + k.repr(4);
     flat = flat && k.kind() == PickleValue::Kind::String && v.is_tensor();
   }
-  IDIFF_REQUIRE(flat, FileError, what, ": not a flat state dict of named tensors (top-level keys: ",
-                keys, "); save model.state_dict() itself");
+  IDIFF_REQUIRE(flat, FileError, what,
+                ": not a flat state dict of named tensors (top-level keys: ", keys,
+                "); save model.state_dict() itself");
   TensorMap out;
   StorageCache cache;
   for (const auto& [k, v] : dict.dict_items()) out.insert(k.as_string(), to_tensor(v, &cache));

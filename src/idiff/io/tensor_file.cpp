@@ -22,14 +22,18 @@ TensorFileKind tensor_file_kind(const std::string& path) {
   if (ends(".pt") || ends(".pth")) return TensorFileKind::Pt;
   if (ends(".safetensors")) return TensorFileKind::Safetensors;
   if (ends(".npz")) return TensorFileKind::Npz;
-  throw FileError(str(path, ": unknown tensor file extension (expected .pt, .pth, .safetensors or .npz)"));
+  throw FileError(
+      str(path, ": unknown tensor file extension (expected .pt, .pth, .safetensors or .npz)"));
 }
 
 const char* tensor_file_kind_name(TensorFileKind kind) {
   switch (kind) {
-    case TensorFileKind::Pt: return "PyTorch .pt";
-    case TensorFileKind::Safetensors: return "safetensors";
-    case TensorFileKind::Npz: return "numpy .npz";
+    case TensorFileKind::Pt:
+      return "PyTorch .pt";
+    case TensorFileKind::Safetensors:
+      return "safetensors";
+    case TensorFileKind::Npz:
+      return "numpy .npz";
   }
   return "?";
 }
@@ -41,18 +45,25 @@ TensorFileKind detect_tensor_file(const std::string& path) {
     case FileFormat::Zip: {
       const ZipReader zip = ZipReader::open_file(path);
       for (const auto& name : zip.names()) {
-        if (name.size() > 9 && name.compare(name.size() - 9, 9, "/data.pkl") == 0) return TensorFileKind::Pt;
+        if (name.size() > 9 && name.compare(name.size() - 9, 9, "/data.pkl") == 0)
+          return TensorFileKind::Pt;
       }
       for (const auto& name : zip.names()) {
-        if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0) return TensorFileKind::Npz;
+        if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0)
+          return TensorFileKind::Npz;
       }
-      throw FileError(str(path, ": a zip archive that is neither a torch.save file (no data.pkl) nor an npz"));
+      throw FileError(
+          str(path, ": a zip archive that is neither a torch.save file (no data.pkl) nor an npz"));
     }
-    case FileFormat::Safetensors: return TensorFileKind::Safetensors;
-    case FileFormat::LegacyTorch: throw FileError(legacy_torch_message(path));
+    case FileFormat::Safetensors:
+      return TensorFileKind::Safetensors;
+    case FileFormat::LegacyTorch:
+      throw FileError(legacy_torch_message(path));
     case FileFormat::Npy:
-      throw FileError(str(path, ": a single .npy array; idiff's tensor files are .pt, .safetensors or .npz"));
-    case FileFormat::Unknown: break;
+      throw FileError(
+          str(path, ": a single .npy array; idiff's tensor files are .pt, .safetensors or .npz"));
+    case FileFormat::Unknown:
+      break;
   }
   throw FileError(str(path, ": not a tensor file idiff knows (", size,
                       " bytes; expected a torch.save zip, safetensors or npz)"));
@@ -60,18 +71,27 @@ TensorFileKind detect_tensor_file(const std::string& path) {
 
 TensorMap load_tensor_file(const std::string& path) {
   switch (detect_tensor_file(path)) {
-    case TensorFileKind::Pt: return read_pt_state_dict(path);
-    case TensorFileKind::Safetensors: return read_safetensors(path);
-    case TensorFileKind::Npz: return read_npz(path);
+    case TensorFileKind::Pt:
+      return read_pt_state_dict(path);
+    case TensorFileKind::Safetensors:
+      return read_safetensors(path);
+    case TensorFileKind::Npz:
+      return read_npz(path);
   }
   throw FileError(str(path, ": unknown format"));
 }
 
 void save_tensor_file(const std::string& path, const TensorMap& tensors) {
   switch (tensor_file_kind(path)) {
-    case TensorFileKind::Pt: write_pt(path, tensors); return;
-    case TensorFileKind::Safetensors: write_safetensors(path, tensors); return;
-    case TensorFileKind::Npz: write_npz(path, tensors); return;
+    case TensorFileKind::Pt:
+      write_pt(path, tensors);
+      return;
+    case TensorFileKind::Safetensors:
+      write_safetensors(path, tensors);
+      return;
+    case TensorFileKind::Npz:
+      write_npz(path, tensors);
+      return;
   }
 }
 

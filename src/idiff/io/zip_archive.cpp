@@ -55,8 +55,8 @@ ZipReader::~ZipReader() {
 ZipReader ZipReader::open_file(const std::string& path) {
   int err = 0;
   ::zip* z = zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &err);
-  IDIFF_REQUIRE(z != nullptr, FileError, path, ": not a readable zip archive (",
-                libzip_error(err), ")");
+  IDIFF_REQUIRE(z != nullptr, FileError, path, ": not a readable zip archive (", libzip_error(err),
+                ")");
   struct stat st;
   const uint64_t size = ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
   return ZipReader(z, path, size);
@@ -82,7 +82,9 @@ int64_t ZipReader::index_of(const std::string& name) const {
   return zip_name_locate(archive_, name.c_str(), ZIP_FL_ENC_RAW);
 }
 
-bool ZipReader::contains(const std::string& name) const { return index_of(name) >= 0; }
+bool ZipReader::contains(const std::string& name) const {
+  return index_of(name) >= 0;
+}
 
 uint64_t ZipReader::size_of(const std::string& name) const {
   zip_stat_t st;
@@ -104,17 +106,16 @@ std::shared_ptr<RawStorage> ZipReader::read(const std::string& name, uint64_t ma
   IDIFF_REQUIRE(st.comp_method == ZIP_CM_STORE || st.comp_method == ZIP_CM_DEFLATE, FileError,
                 what_, ": record '", name, "' uses compression method ", st.comp_method,
                 " (only stored or deflated records are read)");
-  IDIFF_REQUIRE(st.comp_size <= archive_size_, FileError, what_, ": record '", name,
-                "' claims ", st.comp_size, " bytes in an archive of ", archive_size_);
-  const uint64_t plausible = st.comp_method == ZIP_CM_STORE
-                                 ? st.comp_size
-                                 : st.comp_size * kMaxDeflateRatio + 1024;
+  IDIFF_REQUIRE(st.comp_size <= archive_size_, FileError, what_, ": record '", name, "' claims ",
+                st.comp_size, " bytes in an archive of ", archive_size_);
+  const uint64_t plausible =
+      st.comp_method == ZIP_CM_STORE ? st.comp_size : st.comp_size * kMaxDeflateRatio + 1024;
   IDIFF_REQUIRE(st.size <= plausible, FileError, what_, ": record '", name, "' claims ", st.size,
                 " bytes but holds ", st.comp_size, " (corrupt or hostile archive)");
   IDIFF_REQUIRE(st.size <= max_bytes, FileError, what_, ": record '", name, "' holds ", st.size,
                 " bytes, more than the ", max_bytes, " expected");
-  IDIFF_REQUIRE(st.size <= std::numeric_limits<size_t>::max() / 2, FileError, what_,
-                ": record '", name, "' is too large");
+  IDIFF_REQUIRE(st.size <= std::numeric_limits<size_t>::max() / 2, FileError, what_, ": record '",
+                name, "' is too large");
 
   auto out = RawStorage::allocate(static_cast<size_t>(st.size));
   zip_file_t* f = zip_fopen_index(archive_, static_cast<zip_uint64_t>(i), 0);
@@ -138,11 +139,14 @@ std::shared_ptr<RawStorage> ZipReader::read(const std::string& name, uint64_t ma
     // One more read reaches the end of the record, where libzip checks the CRC.
     uint8_t extra;
     const zip_int64_t r = zip_fread(f, &extra, 1);
-    if (r < 0) problem = zip_file_strerror(f);
-    else if (r > 0) problem = "is longer than its directory entry says";
+    if (r < 0)
+      problem = zip_file_strerror(f);
+    else if (r > 0)
+      problem = "is longer than its directory entry says";
   }
   zip_fclose(f);
-  IDIFF_REQUIRE(problem.empty(), FileError, what_, ": record '", name, "' is corrupt (", problem, ")");
+  IDIFF_REQUIRE(problem.empty(), FileError, what_, ": record '", name, "' is corrupt (", problem,
+                ")");
   return out;
 }
 
@@ -178,20 +182,22 @@ void ZipWriter::add_two_parts(const std::string& name, std::string head, const v
   add_source(name, src, copies_.back().size() + size, alignment);
 }
 
-void ZipWriter::add_source(const std::string& name, zip_source_t* src, uint64_t size, size_t alignment) {
+void ZipWriter::add_source(const std::string& name, zip_source_t* src, uint64_t size,
+                           size_t alignment) {
   const zip_int64_t idx = zip_file_add(archive_, name.c_str(), src, ZIP_FL_ENC_UTF_8);
   if (idx < 0) {
     zip_source_free(src);
     throw FileError(str(path_, ": cannot add '", name, "' (", zip_strerror(archive_), ")"));
   }
   const auto i = static_cast<zip_uint64_t>(idx);
-  IDIFF_REQUIRE(zip_set_file_compression(archive_, i, ZIP_CM_STORE, 0) == 0, FileError, path_,
-                ": ", zip_strerror(archive_));
+  IDIFF_REQUIRE(zip_set_file_compression(archive_, i, ZIP_CM_STORE, 0) == 0, FileError, path_, ": ",
+                zip_strerror(archive_));
   // Local header: 30 fixed bytes, the name, our padding field (4 + pad) and, for records
   // of 4 GiB or more, libzip's Zip64 sizes field (4 + 16).
   const uint64_t zip64 = size >= 0xFFFFFFFFull ? 20 : 0;
   const uint64_t data_start = offset_ + 30 + name.size() + 4 + zip64;
-  const size_t pad = alignment > 1 ? static_cast<size_t>((alignment - data_start % alignment) % alignment) : 0;
+  const size_t pad =
+      alignment > 1 ? static_cast<size_t>((alignment - data_start % alignment) % alignment) : 0;
   static const std::string kPadding(65535, 'Z');
   IDIFF_REQUIRE(zip_file_extra_field_set(archive_, i, kPaddingFieldId, ZIP_EXTRA_FIELD_NEW,
                                          reinterpret_cast<const zip_uint8_t*>(kPadding.data()),

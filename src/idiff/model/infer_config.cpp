@@ -12,7 +12,9 @@
 namespace idiff {
 namespace {
 
-std::string yes_no(bool b) { return b ? "True" : "False"; }
+std::string yes_no(bool b) {
+  return b ? "True" : "False";
+}
 
 std::string join(const std::vector<int64_t>& v) {
   std::string s;
@@ -45,12 +47,17 @@ InferredModel infer_model_config(const TensorMap& sd) {
   c.num_channels = mc;
   m.super_res = in_ch == 6;
   c.learn_sigma = out_ch == 6;
-  if (in_ch != 3 && in_ch != 6) m.notes.push_back(str("the model takes ", in_ch, " input channels; the reference's take 3 (6 for super-resolution)"));
-  if (out_ch != 3 && out_ch != 6) m.notes.push_back(str("the model has ", out_ch, " output channels; the reference's have 3, or 6 with learned sigma"));
+  if (in_ch != 3 && in_ch != 6)
+    m.notes.push_back(str("the model takes ", in_ch,
+                          " input channels; the reference's take 3 (6 for super-resolution)"));
+  if (out_ch != 3 && out_ch != 6)
+    m.notes.push_back(str("the model has ", out_ch,
+                          " output channels; the reference's have 3, or 6 with learned sigma"));
   m.num_classes = dim_of(sd, "label_emb.weight", 0);
   c.class_cond = m.num_classes > 0;
   if (c.class_cond && m.num_classes != kNumClasses) {
-    m.notes.push_back(str("label_emb has ", m.num_classes, " classes; --class_cond True builds ", kNumClasses));
+    m.notes.push_back(
+        str("label_emb has ", m.num_classes, " classes; --class_cond True builds ", kNumClasses));
   }
   if (!c.class_cond) m.num_classes = 0;
 
@@ -101,8 +108,8 @@ InferredModel infer_model_config(const TensorMap& sd) {
   if (!regular) {
     m.notes.push_back("the down path does not have the same number of ResBlocks on every level");
   }
-  c.use_scale_shift_norm =
-      dim_of(sd, prefix + "1.0.emb_layers.1.weight", 0) == 2 * dim_of(sd, prefix + "1.0.out_layers.3.weight", 0);
+  c.use_scale_shift_norm = dim_of(sd, prefix + "1.0.emb_layers.1.weight", 0) ==
+                           2 * dim_of(sd, prefix + "1.0.out_layers.3.weight", 0);
 
   // The image size is the one whose channel_mult this is.
   int64_t size = 0;
@@ -119,9 +126,11 @@ InferredModel infer_model_config(const TensorMap& sd) {
     (m.super_res ? c.large_size : c.image_size) = size;
     c.attention_resolutions = join(resolutions);
   } else {
-    m.notes.push_back(str("channel_mult (", join(m.channel_mult),
-                          ") is not one the reference uses for an image size (32, 64, 256); attention "
-                          "sits at downsample rates ", join(resolutions)));
+    m.notes.push_back(
+        str("channel_mult (", join(m.channel_mult),
+            ") is not one the reference uses for an image size (32, 64, 256); attention "
+            "sits at downsample rates ",
+            join(resolutions)));
   }
 
   std::string f;
@@ -131,8 +140,10 @@ InferredModel infer_model_config(const TensorMap& sd) {
   if (m.image_size_known) f += str(" --attention_resolutions ", c.attention_resolutions);
   f += str(" --use_scale_shift_norm ", yes_no(c.use_scale_shift_norm));
   m.flags = f;
-  m.notes.push_back(str("num_heads, num_heads_upsample, dropout and use_checkpoint are not stored in "
-                        "the weights", m.super_res ? ", nor is small_size" : ""));
+  m.notes.push_back(
+      str("num_heads, num_heads_upsample, dropout and use_checkpoint are not stored in "
+          "the weights",
+          m.super_res ? ", nor is small_size" : ""));
   return m;
 }
 
