@@ -45,11 +45,13 @@ void setup(CLI::App& sub, Mode mode) {
           ->group(a);
     }
     f.add("save_pngs", s.save_pngs, "also write one PNG per sample")->group(a);
+    f.add("initial_noise", s.initial_noise, "start from this x_T (a tensor file [num_samples, 3, H, W])")
+        ->group(a);
     f.add("grid_size", s.grid_size, "samples shown in samples_grid.png (0: no grid)")->group(a);
   } else {
     f.add("num_workers", s.num_workers, "background image-decoding threads")->group(a);
   }
-  sub.add_option("--seed", s.seed, "seed of the noise (and random labels)")->capture_default_str()->group(a);
+  f.add("seed", s.seed, "seed of the noise (and random labels)")->group(a);
   f.add("log_dir", s.log_dir, "output folder (else $OPENAI_LOGDIR, else /tmp/openai-<time>)")->group(a);
   f.add("device", s.device, "auto, cpu, cuda or cuda:N")->group(a);
   add_model_and_diffusion_flags(sub, job->model, job->diffusion, job->super_res);

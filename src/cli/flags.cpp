@@ -7,39 +7,49 @@ namespace {
 
 std::string bool_str(bool b) { return b ? "True" : "False"; }
 
+CLI::Option* last_wins(CLI::Option* o) {
+  return o->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+}
+
 }  // namespace
 
+// Every flag takes the last of repeated values, as argparse does (flag blocks pasted one
+// after another may repeat a flag).
 CLI::Option* Flags::add(const std::string& name, int64_t& field, const std::string& help) {
-  return app_.add_option("--" + name, field, help)->capture_default_str()->type_name("INT");
+  return last_wins(app_.add_option("--" + name, field, help)->capture_default_str()->type_name("INT"));
+}
+
+CLI::Option* Flags::add(const std::string& name, uint64_t& field, const std::string& help) {
+  return last_wins(app_.add_option("--" + name, field, help)->capture_default_str()->type_name("UINT"));
 }
 
 CLI::Option* Flags::add(const std::string& name, double& field, const std::string& help) {
-  return app_.add_option("--" + name, field, help)->capture_default_str()->type_name("FLOAT");
+  return last_wins(app_.add_option("--" + name, field, help)->capture_default_str()->type_name("FLOAT"));
 }
 
 CLI::Option* Flags::add(const std::string& name, std::string& field, const std::string& help) {
-  return app_.add_option("--" + name, field, help)->capture_default_str()->type_name("TEXT");
+  return last_wins(app_.add_option("--" + name, field, help)->capture_default_str()->type_name("TEXT"));
 }
 
 CLI::Option* Flags::add(const std::string& name, bool& field, const std::string& help) {
   const std::string flag = "--" + name;
-  return app_
-      .add_option_function<std::string>(
-          flag, [&field, flag](const std::string& v) { field = parse_bool(v, flag); }, help)
-      ->default_str(bool_str(field))
-      ->type_name("BOOL");
+  return last_wins(app_.add_option_function<std::string>(
+                                flag, [&field, flag](const std::string& v) { field = parse_bool(v, flag); },
+                                help)
+                       ->default_str(bool_str(field))
+                       ->type_name("BOOL"));
 }
 
 CLI::Option* Flags::add(const std::string& name, bool& field, bool& mirror,
                         const std::string& help) {
   const std::string flag = "--" + name;
-  return app_
-      .add_option_function<std::string>(
-          flag,
-          [&field, &mirror, flag](const std::string& v) { field = mirror = parse_bool(v, flag); },
-          help)
-      ->default_str(bool_str(field))
-      ->type_name("BOOL");
+  return last_wins(
+      app_.add_option_function<std::string>(
+              flag,
+              [&field, &mirror, flag](const std::string& v) { field = mirror = parse_bool(v, flag); },
+              help)
+          ->default_str(bool_str(field))
+          ->type_name("BOOL"));
 }
 
 void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& m, DiffusionConfig& d,
@@ -111,9 +121,7 @@ void add_train_flags(CLI::App& app, TrainConfig& t) {
   f.add("max_steps", t.max_steps, "stop after this many steps in total, resumed ones included (0: no limit)")
       ->group(a);
   f.add("max_minutes", t.max_minutes, "stop and save after this many minutes (0: no limit)")->group(a);
-  app.add_option("--seed", t.seed, "seed of the weights, data order, timesteps and noise")
-      ->capture_default_str()
-      ->group(a);
+  f.add("seed", t.seed, "seed of the weights, data order, timesteps and noise")->group(a);
   f.add("device", t.device, "auto, cpu, cuda or cuda:N")->group(a);
   f.add("precision", t.precision, "fp32, fp16 (as --use_fp16 True) or bf16 (CUDA autocast)")->group(a);
   f.add("skip_bad_images", t.skip_bad_images, "skip unreadable images with a warning instead of stopping")

@@ -17,6 +17,7 @@ class Flags {
  public:
   explicit Flags(CLI::App& app) : app_(app) {}
   CLI::Option* add(const std::string& name, int64_t& field, const std::string& help);
+  CLI::Option* add(const std::string& name, uint64_t& field, const std::string& help);
   CLI::Option* add(const std::string& name, double& field, const std::string& help);
   CLI::Option* add(const std::string& name, std::string& field, const std::string& help);
   CLI::Option* add(const std::string& name, bool& field, const std::string& help);

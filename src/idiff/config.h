@@ -88,6 +88,7 @@ struct SampleConfig {
   std::string device = "auto";
   bool save_pngs = false;      // also one PNG per sample
   int64_t grid_size = 64;      // samples in the PNG grid (0: none)
+  std::string initial_noise = "";  // a tensor file holding x_T [num_samples, 3, H, W]
   int64_t num_workers = 2;     // nll: decoding threads
 };
 

@@ -115,6 +115,17 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
 
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(s.seed);
   const int64_t size = job.super_res ? m.large_size : m.image_size;
+  at::Tensor initial_noise;
+  if (!s.initial_noise.empty()) {
+    const TensorMap file = load_tensor_file(s.initial_noise);
+    IDIFF_REQUIRE(file.size() >= 1, FileError, s.initial_noise, ": holds no tensor");
+    initial_noise = file.entries().front().second.to(at::kFloat);
+    IDIFF_REQUIRE(initial_noise.dim() == 4 && initial_noise.size(0) == s.num_samples &&
+                      initial_noise.size(1) == 3 && initial_noise.size(2) == size &&
+                      initial_noise.size(3) == size,
+                  FileError, s.initial_noise, ": expected x_T of shape [", s.num_samples, ", 3, ",
+                  size, ", ", size, "] (--num_samples images), got ", initial_noise.sizes());
+  }
   std::vector<at::Tensor> images, labels;
   int64_t done = 0, base_pos = 0;
   const int64_t num_batches = (s.num_samples + s.batch_size - 1) / s.batch_size;
@@ -144,6 +155,7 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
     opts.clip_denoised = s.clip_denoised;
     opts.generator = gen;
     opts.device = device;
+    if (initial_noise.defined()) opts.noise = initial_noise.narrow(0, done, n).to(device);
     bar.set_label(str("batch ", batch + 1, "/", num_batches));
     opts.progress = [&bar](const SampleStep& step) { bar.update(step.index + 1); };
     const std::vector<int64_t> shape = {n, 3, size, size};

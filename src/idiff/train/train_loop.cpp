@@ -366,7 +366,7 @@ void TrainLoop::dump_logs() {
   }
   last_dump_time_ = now;
   steps_since_dump_ = 0;
-  logger_.dumpkvs();
+  last_logged_ = logger_.dumpkvs();
 }
 
 TensorMap TrainLoop::params_to_state_dict(const std::vector<at::Tensor>& params) const {

@@ -55,6 +55,8 @@ class TrainLoop {
   void run_step(const TrainBatch& batch);
   // Writes model/ema/opt files for the current step into the log directory.
   void save();
+  // Writes the statistics accumulated since the last dump to the logs.
+  void dump_logs();
 
   int64_t step() const { return step_; }  // completed optimizer steps, resumed ones included
   const std::vector<at::Tensor>& master_params() const { return master_params_; }
@@ -64,6 +66,8 @@ class TrainLoop {
   void set_lg_loss_scale(double v) { lg_loss_scale_ = v; }
   const UNetModel& model() const { return model_; }
   AdamW& optimizer() { return *opt_; }
+  // The values written at the last log dump (loss, mse, grad_norm, ...).
+  const std::map<std::string, double>& last_logged() const { return last_logged_; }
 
   // The state dict of the model with `params` (master layout) as its parameters, float32.
   TensorMap params_to_state_dict(const std::vector<at::Tensor>& params) const;
@@ -76,7 +80,6 @@ class TrainLoop {
   void anneal_lr();
   void accumulate_stats(const at::Tensor& t, const std::map<std::string, at::Tensor>& losses,
                         const at::Tensor& weights);
-  void dump_logs();
   bool should_save() const;
 
   UNetModel model_;
@@ -107,6 +110,7 @@ class TrainLoop {
   at::Tensor grad_norm_sum_, nonfinite_;         // scalars
   int64_t grad_norm_count_ = 0;
   int64_t steps_since_dump_ = 0;
+  std::map<std::string, double> last_logged_;
   std::chrono::steady_clock::time_point last_dump_time_;
 };
 

@@ -1,0 +1,68 @@
+// Helpers of the training and sampling tests: a tiny model configuration that trains in
+// a fraction of a second per step on the CPU, and a small generated image folder.
+#pragma once
+
+#include "test_data_util.h"
+#include "test_util.h"
+
+#include "idiff/config.h"
+
+#include <cmath>
+
+#include <string>
+#include <vector>
+
+namespace idiff::test {
+
+// 32x32, 32 channels, one res block, attention only in the middle, learned sigma.
+inline ModelConfig tiny_model() {
+  ModelConfig m;
+  m.image_size = 32;
+  m.num_channels = 32;
+  m.num_res_blocks = 1;
+  m.attention_resolutions = "";
+  m.learn_sigma = true;
+  return m;
+}
+
+inline DiffusionConfig tiny_diffusion() {
+  DiffusionConfig d;
+  d.learn_sigma = true;
+  return d;
+}
+
+// The same settings as command-line flags.
+inline std::vector<std::string> tiny_flags() {
+  return {"--image_size", "32", "--num_channels", "32", "--num_res_blocks", "1",
+          "--attention_resolutions", "", "--learn_sigma", "True"};
+}
+
+// `n` 32x32 PNGs in `dir`, two classes ("disc_", "ring_"): smooth shapes the model can
+// learn quickly.
+inline void write_shape_folder(const std::string& dir, int n = 12) {
+  for (int i = 0; i < n; ++i) {
+    const bool ring = i % 2;
+    Image8 im(32, 32, 3);
+    const float cx = 12.0f + (i % 5), cy = 14.0f + (i % 3), r = 6.0f + (i % 4);
+    for (int y = 0; y < 32; ++y) {
+      for (int x = 0; x < 32; ++x) {
+        const float d = std::sqrt((x - cx) * (x - cx) + (y - cy) * (y - cy));
+        const bool on = ring ? std::abs(d - r) < 2.0f : d < r;
+        for (int c = 0; c < 3; ++c) {
+          im.row(y)[x * 3 + c] = on ? uint8_t(200 + 20 * c) : uint8_t(30 + 10 * c);
+        }
+      }
+    }
+    char name[64];
+    std::snprintf(name, sizeof(name), "/%s_%02d.png", ring ? "ring" : "disc", i);
+    write_png(dir + name, im);
+  }
+}
+
+template <typename... Args>
+std::vector<std::string> cat_args(std::vector<std::string> a, const Args&... rest) {
+  (a.insert(a.end(), rest.begin(), rest.end()), ...);
+  return a;
+}
+
+}  // namespace idiff::test
