@@ -56,6 +56,18 @@ TEST(DistEnv, Torchrun) {
   EXPECT_EQ(e.describe(), "rank 5 of 8 (local rank 1, torchrun, rendezvous tcp://node0:29500)");
 }
 
+TEST(DistEnv, TorchrunAgentStore) {
+  DistEnv e = read_dist_env(fake_env({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"},
+                                      {"MASTER_PORT", "29500"},
+                                      {"TORCHELASTIC_USE_AGENT_STORE", "True"},
+                                      {"TORCHELASTIC_RESTART_COUNT", "3"}}));
+  EXPECT_TRUE(e.agent_store);
+  EXPECT_EQ(e.restart_count, 3);
+  e = read_dist_env(fake_env({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"},
+                              {"MASTER_PORT", "29500"}, {"TORCHELASTIC_USE_AGENT_STORE", "False"}}));
+  EXPECT_FALSE(e.agent_store);
+}
+
 TEST(DistEnv, MpirunWithTcpOrFile) {
   DistEnv e = read_dist_env(fake_env({{"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_SIZE", "2"},
                                       {"OMPI_COMM_WORLD_LOCAL_RANK", "0"},

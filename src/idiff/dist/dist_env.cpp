@@ -83,6 +83,9 @@ DistEnv read_dist_env(const EnvLookup& env) {
     IDIFF_REQUIRE(!addr->empty(), ConfigError, "environment variable MASTER_ADDR is empty");
     out.master_addr = *addr;
     out.master_port = parse_int("MASTER_PORT", *port);
+    const auto agent = env("TORCHELASTIC_USE_AGENT_STORE");
+    out.agent_store = agent && (*agent == "True" || *agent == "true" || *agent == "1");
+    if (out.agent_store) out.restart_count = get_int(env, "TORCHELASTIC_RESTART_COUNT").value_or(0);
     IDIFF_REQUIRE(out.master_port >= 1 && out.master_port <= 65535, ConfigError,
                   "environment variable MASTER_PORT=", out.master_port,
                   ": expected a TCP port in 1..65535");

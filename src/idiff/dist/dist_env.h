@@ -30,6 +30,11 @@ struct DistEnv {
   std::string master_addr;
   int64_t master_port = 0;
   std::string file_path;
+  // torchrun (torch.distributed.run) serves the TCP store itself and says so with
+  // TORCHELASTIC_USE_AGENT_STORE; rank 0 then connects to it like the others, with keys
+  // under the restart attempt's prefix (TORCHELASTIC_RESTART_COUNT), as PyTorch does.
+  bool agent_store = false;
+  int64_t restart_count = 0;
 
   // True when launcher variables were set (even WORLD_SIZE=1): such a run sets up a real
   // process group, so one GPU goes through the same code as many.

@@ -1,7 +1,8 @@
 // Rendezvous stores and backend choice for dist/ (see process_group.h). The stores are
 // c10d's: TCPStore (rank 0 serves it at MASTER_ADDR:MASTER_PORT, as torchrun's
 // env:// rendezvous), FileStore (a shared file, for mpirun without a known host), and
-// HashStore (in-process, for WORLD_SIZE=1).
+// HashStore (in-process, for WORLD_SIZE=1). Under torchrun the launcher's own TCPStore
+// is used, as torch.distributed does.
 #include "idiff/dist/process_group.h"
 
 #include "idiff/common/error.h"
@@ -9,6 +10,7 @@
 #include <c10/util/Exception.h>
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 namespace idiff::dist_detail {
@@ -36,11 +38,14 @@ c10::intrusive_ptr<c10d::Store> create_store(const DistEnv& env, std::chrono::mi
   if (!env.master_addr.empty()) {
     c10d::TCPStoreOptions opts;
     opts.port = static_cast<std::uint16_t>(env.master_port);
-    opts.isServer = env.rank == 0;
+    opts.isServer = env.rank == 0 && !env.agent_store;
     opts.numWorkers = static_cast<std::size_t>(env.world_size);
     opts.waitWorkers = true;  // rank 0 returns once every rank has connected (or times out)
     opts.timeout = timeout;
-    return c10::make_intrusive<c10d::TCPStore>(env.master_addr, opts);
+    auto store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, opts);
+    if (!env.agent_store) return store;
+    return c10::make_intrusive<c10d::PrefixStore>(str("/worker/attempt_", env.restart_count),
+                                                  store);
   }
   TORCH_CHECK(env.world_size == 1, "a multi-process DistEnv without a rendezvous");
   auto store = c10::make_intrusive<c10d::HashStore>();
@@ -52,7 +57,7 @@ std::string where(const DistEnv& env) {
   if (!env.file_path.empty()) return str("through the file IDIFF_DIST_FILE=", env.file_path);
   if (!env.master_addr.empty()) {
     return str("at MASTER_ADDR=", env.master_addr, " MASTER_PORT=", env.master_port,
-               env.rank == 0 ? " (served by this rank)" : "");
+               env.rank == 0 && !env.agent_store ? " (served by this rank)" : "");
   }
   return "in this process";
 }
