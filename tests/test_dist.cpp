@@ -9,6 +9,7 @@
 #include "idiff/dist/data_parallel.h"
 #include "idiff/dist/dist_context.h"
 #include "idiff/dist/dist_env.h"
+#include "idiff/dist/grad_reducer.h"
 
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
@@ -248,6 +249,61 @@ TEST(DistContext, WorldSizeOneRunsARealGroup) {
   EXPECT_TRUE(w.grad().equal(grad));
   ASSERT_TRUE(unused.grad().defined());
   EXPECT_TRUE(unused.grad().equal(at::zeros({2})));
+}
+
+// GradReducer on a one-rank group: the hooks launch the buckets during the backward, the
+// means (of one rank) are the accumulated gradients, unused parameters get zeros, and
+// misuse is reported.
+TEST(DistGradReducer, OverlapsAndAveragesOneRank) {
+  const DistEnv env = read_dist_env(fake_env({{"RANK", "0"}, {"WORLD_SIZE", "1"}}));
+  auto ctx = DistContext::from_env(env, at::kCPU, 10.0);
+  ctx->set_bucket_bytes(100);
+  std::vector<at::Tensor> params{at::randn({5}).set_requires_grad(true),      // unused, 20 bytes
+                                 at::randn({4, 3}).set_requires_grad(true),   // 48
+                                 at::randn({4}).set_requires_grad(true),      // 16
+                                 at::randn({2, 4}).set_requires_grad(true)};  // 32
+  GradReducer reducer(*ctx, params);
+  EXPECT_EQ(reducer.num_buckets(), 2u);  // {2x4, 4, 4x3} and {unused}: reverse order
+  auto loss = [&](const at::Tensor& x) {
+    return at::linear(at::tanh(at::linear(x, params[1], params[2])), params[3]).pow(2).sum();
+  };
+  const at::Tensor x1 = at::randn({6, 3}), x2 = at::randn({6, 3});
+  loss(x1).backward();  // an earlier microbatch: accumulates only
+  EXPECT_EQ(reducer.launched_during_backward(), 0u);
+  reducer.prepare_for_backward();
+  loss(x2).backward();
+  EXPECT_EQ(reducer.launched_during_backward(), 1u);  // the unused parameter's waits for finish
+  std::vector<at::Tensor> expected;
+  for (int i = 1; i < 4; ++i) expected.push_back(params[i].grad().clone());
+  reducer.finish();
+  for (int i = 1; i < 4; ++i) EXPECT_TRUE(params[i].grad().equal(expected[i - 1])) << i;
+  ASSERT_TRUE(params[0].grad().defined());
+  EXPECT_TRUE(params[0].grad().equal(at::zeros({5})));
+
+  // Armed for two backward passes: the second would change gradients already sent.
+  reducer.prepare_for_backward();
+  loss(x1).backward();
+  loss(x2).backward();
+  try {
+    reducer.finish();
+    ADD_FAILURE() << "no error for a gradient that arrived twice";
+  } catch (const Error& e) {
+    EXPECT_CONTAINS(std::string(e.what()), "received its gradient twice");
+  }
+  EXPECT_THROW(reducer.finish(), c10::Error);  // not armed
+  reducer.prepare_for_backward();
+  EXPECT_THROW(reducer.prepare_for_backward(), c10::Error);
+}
+
+TEST(DistGradReducer, SingleProcessDoesNothing) {
+  auto ctx = DistContext::single_process(at::kCPU);
+  at::Tensor w = at::randn({3}).set_requires_grad(true);
+  GradReducer reducer(*ctx, {w});
+  EXPECT_EQ(reducer.num_buckets(), 0u);
+  reducer.prepare_for_backward();
+  (w * w).sum().backward();
+  reducer.finish();
+  EXPECT_TRUE(w.grad().equal(2 * w.detach()));
 }
 
 TEST(DistContext, DeviceForLocalRank) {

@@ -94,8 +94,7 @@ void DistContext::set_bucket_bytes(int64_t bytes) {
   bucket_bytes_ = bytes;
 }
 
-template <typename Fn>
-void DistContext::guarded(const char* what, Fn&& fn) {
+void DistContext::guarded(const char* what, const std::function<void()>& fn) {
   try {
     at::NoGradGuard no_grad;
     fn();

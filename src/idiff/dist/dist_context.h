@@ -17,6 +17,7 @@
 #include <c10/core/Device.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,6 +27,7 @@ namespace idiff {
 namespace dist_detail {
 struct ProcessGroup;
 }
+class GradReducer;
 
 class DistContext {
  public:
@@ -94,10 +96,10 @@ class DistContext {
   void barrier();
 
  private:
+  friend class GradReducer;  // launches bucket all-reduces from autograd hooks
   DistContext(DistEnv env, c10::Device device, double timeout_seconds);
   // Throws idiff::Error naming the collective and this rank when `fn` throws.
-  template <typename Fn>
-  void guarded(const char* what, Fn&& fn);
+  void guarded(const char* what, const std::function<void()>& fn);
 
   DistEnv env_;
   c10::Device device_;
