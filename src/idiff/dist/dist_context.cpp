@@ -53,8 +53,9 @@ std::unique_ptr<DistContext> DistContext::from_env(const DistEnv& env, c10::Devi
   // c10d logs its retries and failures through c10's logger; honour TORCH_CPP_LOG_LEVEL
   // (e.g. ERROR or FATAL to quieten them) as PyTorch does.
   c10::initLogging();
-  ctx->pg_ = std::make_unique<dist_detail::ProcessGroup>(
-      dist_detail::create_process_group(env, device, to_ms(timeout_seconds)));
+  auto pg = dist_detail::create_process_group(env, device, to_ms(timeout_seconds));
+  if (!pg.backend) return ctx;  // one CPU process in a build without Gloo: run alone
+  ctx->pg_ = std::make_unique<dist_detail::ProcessGroup>(std::move(pg));
   ctx->backend_name_ = ctx->pg_->backend_name;
   return ctx;
 }

@@ -85,11 +85,17 @@ ProcessGroup create_process_group(const DistEnv& env, const c10::Device& device,
       pg.backend = create_gloo_backend(env, pg.store, timeout);
       pg.backend_name = "gloo";
     }
+  } catch (const Error&) {
+    throw;
   } catch (const std::exception& e) {
     throw Error(str("distributed set-up of rank ", env.rank, " of ", env.world_size, " ",
                     where(env), " failed within --dist_timeout ", seconds,
                     " s (a rank exited or could not be reached): ", short_message(e)));
   }
+  IDIFF_REQUIRE(pg.backend || env.world_size == 1, ConfigError,
+                "this idiff was built without Gloo, which runs multi-process work on CPUs (the "
+                "headers of Debian's libgloo-dev were missing at build time): install it and "
+                "rebuild, or run on GPUs");
   return pg;
 }
 

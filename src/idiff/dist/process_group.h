@@ -23,12 +23,15 @@ struct ProcessGroup {
 // Rendezvous through env's store (TCP at MASTER_ADDR:MASTER_PORT served by rank 0, a
 // FileStore on IDIFF_DIST_FILE, or an in-process store for a single process), then the
 // backend: NCCL when `device` is CUDA and this build has it, Gloo otherwise. Failing to
-// meet every rank within `timeout` is an idiff::Error saying where and how long.
+// meet every rank within `timeout` is an idiff::Error saying where and how long. A build
+// without Gloo gives a null backend for a CPU group of one (the caller then runs alone)
+// and a ConfigError for more.
 ProcessGroup create_process_group(const DistEnv& env, const c10::Device& device,
                                   std::chrono::milliseconds timeout);
 
 // The backends, in their own translation units (process_group_gloo.cpp,
 // process_group_nccl.cpp) because they need extra headers and definitions.
+// Null when this build has no Gloo (its headers were missing at build time).
 c10::intrusive_ptr<c10d::Backend> create_gloo_backend(const DistEnv& env,
                                                       const c10::intrusive_ptr<c10d::Store>& store,
                                                       std::chrono::milliseconds timeout);

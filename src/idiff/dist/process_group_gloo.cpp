@@ -5,16 +5,22 @@
 // the copy linked into libtorch, and this file uses nothing of Gloo but the opaque
 // device handle, so the two Gloo versions never meet in one object layout.
 // USE_C10D_GLOO exposes the class; LibTorch's CMake config defines it for builds with
-// Gloo (all Linux builds), the fallback covers a hand-made build line.
+// Gloo (all Linux builds), the fallback covers a hand-made build line. Without the
+// headers (IDIFF_WITH_GLOO unset by CMake) there is no Gloo backend (see process_group.h).
+#include "idiff/dist/process_group.h"
+
+#include "idiff/common/error.h"
+
+#ifdef IDIFF_WITH_GLOO
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO
 #endif
-
-#include "idiff/dist/process_group.h"
-
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
 
 namespace idiff::dist_detail {
+
+#ifdef IDIFF_WITH_GLOO
 
 namespace {
 
@@ -45,5 +51,16 @@ c10::intrusive_ptr<c10d::Backend> create_gloo_backend(const DistEnv& env,
   return c10::make_intrusive<c10d::ProcessGroupGloo>(store, static_cast<int>(env.rank),
                                                      static_cast<int>(env.world_size), opts);
 }
+
+#else
+
+c10::intrusive_ptr<c10d::Backend> create_gloo_backend(const DistEnv& env,
+                                                      const c10::intrusive_ptr<c10d::Store>& store,
+                                                      std::chrono::milliseconds timeout) {
+  (void)env, (void)store, (void)timeout;
+  return {};
+}
+
+#endif
 
 }  // namespace idiff::dist_detail
