@@ -215,40 +215,59 @@ TEST(DistContext, TimeoutMustBePositive) {
   }
 }
 
-// WORLD_SIZE=1 under a launcher: a real Gloo group of one rank, same code as many.
-TEST(DistContext, WorldSizeOneRunsARealGroup) {
+// WORLD_SIZE=1 under a launcher: a real group of one rank, same code as many. On the
+// CPU always (Gloo), and on the GPU too where there is one (NCCL in a CUDA build).
+void check_world_size_one(const c10::Device& device, const std::string& backend) {
+  SCOPED_TRACE(device.str());
   const DistEnv env = read_dist_env(fake_env({{"RANK", "0"}, {"WORLD_SIZE", "1"}}));
-  auto ctx = DistContext::from_env(env, at::kCPU, 10.0);
+  auto ctx = DistContext::from_env(env, device, 10.0);
   EXPECT_TRUE(ctx->is_distributed());
-  EXPECT_EQ(ctx->backend_name(), "gloo");
-  EXPECT_CONTAINS(ctx->describe(), "gloo on cpu, timeout 10 s");
+  EXPECT_EQ(ctx->backend_name(), backend);
+  EXPECT_CONTAINS(ctx->describe(), backend + " on " + device.str() + ", timeout 10 s");
   ctx->set_bucket_bytes(64);
-  std::vector<at::Tensor> ts{at::randn({5, 7}), at::randn({3}, at::kDouble), at::randn({40})};
+  const auto on = at::TensorOptions(device);
+  std::vector<at::Tensor> ts{at::randn({5, 7}, on), at::randn({3}, on.dtype(at::kDouble)),
+                             at::randn({40}, on), at::randn({6}, at::kCPU)};
   std::vector<at::Tensor> before;
   for (const auto& t : ts) before.push_back(t.clone());
   ctx->all_reduce_mean(ts);
   ctx->broadcast(ts);
-  for (size_t i = 0; i < ts.size(); ++i) EXPECT_TRUE(ts[i].equal(before[i])) << i;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    EXPECT_EQ(ts[i].device(), before[i].device());
+    EXPECT_TRUE(ts[i].equal(before[i])) << i;
+  }
   const auto g = ctx->all_gather(ts[0]);
   ASSERT_EQ(g.size(), 1u);
   EXPECT_TRUE(g[0].equal(before[0]));
   EXPECT_TRUE(ctx->all_reduce_sum(ts[2]).equal(before[2]));
-  const auto scalars = ctx->all_gather(at::scalar_tensor(2.5));
+  const at::Tensor cpu_sum = ctx->all_reduce_sum(ts[3]);  // a CPU tensor, whatever the backend
+  EXPECT_TRUE(cpu_sum.is_cpu());
+  EXPECT_TRUE(cpu_sum.equal(before[3]));
+  const auto scalars = ctx->all_gather(at::scalar_tensor(2.5, on));
   ASSERT_EQ(scalars.size(), 1u);
   EXPECT_EQ(scalars[0].dim(), 0);
   EXPECT_EQ(scalars[0].item<double>(), 2.5);
   ctx->barrier();
 
   // Parameters that require grad go through (autograd is off inside).
-  at::Tensor w = at::randn({4, 4}).set_requires_grad(true);
+  at::Tensor w = at::randn({4, 4}, on).set_requires_grad(true);
   sync_params(*ctx, {w});
   (w * w).sum().backward();
   const at::Tensor grad = w.grad().clone();
-  at::Tensor unused = at::randn({2}).set_requires_grad(true);
+  at::Tensor unused = at::randn({2}, on).set_requires_grad(true);
   average_gradients(*ctx, {w, unused});
   EXPECT_TRUE(w.grad().equal(grad));
   ASSERT_TRUE(unused.grad().defined());
-  EXPECT_TRUE(unused.grad().equal(at::zeros({2})));
+  EXPECT_TRUE(unused.grad().equal(at::zeros({2}, on)));
+}
+
+TEST(DistContext, WorldSizeOneRunsARealGroup) {
+  ASSERT_TRUE(DistContext::built_with_gloo()) << "configure with libgloo-dev installed";
+  check_world_size_one(c10::Device(c10::kCPU), "gloo");
+  if (torch::cuda::is_available()) {
+    check_world_size_one(c10::Device(c10::kCUDA, 0),
+                         DistContext::built_with_nccl() ? "nccl" : "gloo");
+  }
 }
 
 // GradReducer on a one-rank group: the hooks launch the buckets during the backward, the

@@ -84,10 +84,19 @@ c10::Device DistContext::device_for_local_rank(const std::string& device_flag,
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
 }
 
+bool DistContext::built_with_nccl() { return dist_detail::nccl_compiled_in(); }
+bool DistContext::built_with_gloo() { return dist_detail::gloo_compiled_in(); }
+
 std::string DistContext::describe() const {
   if (!pg_) return str(env_.describe(), ", ", device_.str());
   return str(env_.describe(), ", ", backend_name_, " on ", device_.str(), ", timeout ",
              timeout_seconds_, " s");
+}
+
+at::Tensor DistContext::for_backend(const at::Tensor& t) const {
+  // NCCL takes CUDA tensors only; Gloo takes CPU and CUDA tensors.
+  if (backend_name_ == "nccl" && !t.is_cuda()) return t.to(device_);
+  return t;
 }
 
 void DistContext::set_bucket_bytes(int64_t bytes) {
@@ -121,19 +130,22 @@ void DistContext::broadcast(std::vector<at::Tensor>& tensors, int64_t root) {
   if (!pg_ || tensors.empty()) return;
   guarded("broadcast", [&] {
     const auto buckets = plan_buckets(tensors, bucket_bytes_);
-    std::vector<at::Tensor> flats;
+    std::vector<at::Tensor> flats, comms;
     std::vector<c10::intrusive_ptr<c10d::Work>> works;
     c10d::BroadcastOptions opts;
     opts.rootRank = root;
     opts.timeout = to_ms(timeout_seconds_);
     for (const auto& b : buckets) {
       flats.push_back(env_.rank == root ? flatten_bucket(tensors, b) : empty_bucket(tensors, b));
-      std::vector<at::Tensor> io{flats.back()};
+      comms.push_back(for_backend(flats.back()));
+      std::vector<at::Tensor> io{comms.back()};
       works.push_back(pg_->backend->broadcast(io, opts));
     }
     for (size_t i = 0; i < buckets.size(); ++i) {
       works[i]->wait(opts.timeout);
-      if (env_.rank != root) unflatten_bucket(flats[i], tensors, buckets[i]);
+      if (env_.rank == root) continue;
+      if (!comms[i].is_same(flats[i])) flats[i].copy_(comms[i]);
+      unflatten_bucket(flats[i], tensors, buckets[i]);
     }
   });
 }
@@ -146,20 +158,22 @@ void DistContext::all_reduce_mean(std::vector<at::Tensor>& tensors) {
   if (!pg_ || tensors.empty()) return;
   guarded("gradient all_reduce_mean", [&] {
     const auto buckets = plan_buckets(tensors, bucket_bytes_);
-    std::vector<at::Tensor> flats;
+    std::vector<at::Tensor> flats, comms;
     std::vector<c10::intrusive_ptr<c10d::Work>> works;
     c10d::AllreduceOptions opts;
     opts.reduceOp = c10d::ReduceOp::SUM;
     opts.timeout = to_ms(timeout_seconds_);
     for (const auto& b : buckets) {
       flats.push_back(flatten_bucket(tensors, b));
-      std::vector<at::Tensor> io{flats.back()};
+      comms.push_back(for_backend(flats.back()));
+      std::vector<at::Tensor> io{comms.back()};
       works.push_back(pg_->backend->allreduce(io, opts));
     }
     const double scale = 1.0 / static_cast<double>(env_.world_size);
     for (size_t i = 0; i < buckets.size(); ++i) {
       works[i]->wait(opts.timeout);
-      flats[i].mul_(scale);
+      comms[i].mul_(scale);
+      if (!comms[i].is_same(flats[i])) flats[i].copy_(comms[i]);
       unflatten_bucket(flats[i], tensors, buckets[i]);
     }
   });
@@ -168,6 +182,7 @@ void DistContext::all_reduce_mean(std::vector<at::Tensor>& tensors) {
 at::Tensor DistContext::all_reduce_sum(const at::Tensor& t) {
   at::Tensor out = t.detach().clone(at::MemoryFormat::Contiguous);
   if (!pg_) return out;
+  out = for_backend(out);
   guarded("all_reduce_sum", [&] {
     c10d::AllreduceOptions opts;
     opts.reduceOp = c10d::ReduceOp::SUM;
@@ -175,7 +190,7 @@ at::Tensor DistContext::all_reduce_sum(const at::Tensor& t) {
     std::vector<at::Tensor> io{out};
     pg_->backend->allreduce(io, opts)->wait(opts.timeout);
   });
-  return out;
+  return out.to(t.device());
 }
 
 std::vector<at::Tensor> DistContext::all_gather(const at::Tensor& t) {
@@ -203,7 +218,7 @@ std::vector<at::Tensor> DistContext::all_gather(const at::Tensor& t) {
     meta[0] = static_cast<int64_t>(t.scalar_type());
     meta[1] = t.dim();
     for (int64_t d = 0; d < t.dim(); ++d) meta[2 + d] = t.size(d);
-    const auto metas = gather(meta.to(device_));
+    const auto metas = gather(for_backend(meta));
     std::vector<std::vector<int64_t>> shapes;
     int64_t max_first = 0;
     for (int64_t r = 0; r < env_.world_size; ++r) {
@@ -225,8 +240,9 @@ std::vector<at::Tensor> DistContext::all_gather(const at::Tensor& t) {
       pad_shape[0] = max_first - in.size(0);
       in = at::cat({in, at::zeros(pad_shape, in.options())});
     }
-    result = gather(in);
+    result = gather(for_backend(in));
     for (int64_t r = 0; r < env_.world_size; ++r) {
+      result[r] = result[r].to(t.device());
       if (shapes[r][0] < max_first) result[r] = result[r].narrow(0, 0, shapes[r][0]).clone();
     }
   });

@@ -53,6 +53,11 @@ class DistContext {
   static c10::Device device_for_local_rank(const std::string& device_flag);
   static c10::Device device_for_local_rank(const std::string& device_flag, const DistEnv& env);
 
+  // Which backends this build has (NCCL needs a CUDA LibTorch and nccl.h, Gloo the
+  // headers of libgloo-dev at build time).
+  static bool built_with_nccl();
+  static bool built_with_gloo();
+
   ~DistContext();
   DistContext(const DistContext&) = delete;
   DistContext& operator=(const DistContext&) = delete;
@@ -77,8 +82,9 @@ class DistContext {
 
   // Collectives. Every rank must make the same calls in the same order with tensors of
   // the same dtypes and shapes (all_gather allows a different first dimension). Tensors
-  // live on device() (CPU tensors with Gloo; CUDA tensors with NCCL). Autograd is off
-  // inside, so parameters that require grad can be passed.
+  // best live on device(); others work through a copy (e.g. CPU tensors with NCCL), and
+  // results stay on the tensors' devices. Autograd is off inside, so parameters that
+  // require grad can be passed.
 
   // Overwrites every tensor with root's, in place (parameters and EMA at start and after
   // a resume). Tensors are sent in flattened buckets.
@@ -100,6 +106,8 @@ class DistContext {
   DistContext(DistEnv env, c10::Device device, double timeout_seconds);
   // Throws idiff::Error naming the collective and this rank when `fn` throws.
   void guarded(const char* what, const std::function<void()>& fn);
+  // `t` on a device the backend takes (a copy on device() when it does not).
+  at::Tensor for_backend(const at::Tensor& t) const;
 
   DistEnv env_;
   c10::Device device_;

@@ -119,6 +119,8 @@ GradReducer::GradReducer(DistContext& ctx, std::vector<at::Tensor> params)
     const at::Tensor& p = s.params[i];
     TORCH_CHECK(p.is_leaf() && p.requires_grad(), "GradReducer: parameter ", i,
                 " is not a leaf tensor requiring grad");
+    TORCH_CHECK(ctx_.backend_name() != "nccl" || p.is_cuda(), "GradReducer: parameter ", i,
+                " is on ", p.device(), " but NCCL needs CUDA tensors");
     auto acc = torch::autograd::impl::grad_accumulator(p);
     const uintptr_t key = acc->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
         [weak, i](const torch::autograd::variable_list& outputs,

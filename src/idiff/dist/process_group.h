@@ -41,6 +41,9 @@ c10::intrusive_ptr<c10d::Backend> create_nccl_backend(const DistEnv& env,
                                                       const c10::Device& device,
                                                       std::chrono::milliseconds timeout);
 
+bool gloo_compiled_in();
+bool nccl_compiled_in();
+
 // The message of a c10d / Gloo / NCCL exception without C++ backtraces: its first line.
 std::string short_message(const std::exception& e);
 

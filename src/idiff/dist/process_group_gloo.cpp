@@ -20,6 +20,14 @@
 
 namespace idiff::dist_detail {
 
+bool gloo_compiled_in() {
+#ifdef IDIFF_WITH_GLOO
+  return true;
+#else
+  return false;
+#endif
+}
+
 #ifdef IDIFF_WITH_GLOO
 
 namespace {

@@ -17,6 +17,14 @@
 
 namespace idiff::dist_detail {
 
+bool nccl_compiled_in() {
+#if defined(IDIFF_WITH_CUDA) && defined(IDIFF_WITH_NCCL)
+  return true;
+#else
+  return false;
+#endif
+}
+
 c10::intrusive_ptr<c10d::Backend> create_nccl_backend(const DistEnv& env,
                                                       const c10::intrusive_ptr<c10d::Store>& store,
                                                       const c10::Device& device,
