@@ -46,8 +46,11 @@ TEST(DistEnv, NoVariablesIsOneProcess) {
 }
 
 TEST(DistEnv, Torchrun) {
-  const DistEnv e = read_dist_env(fake_env({{"RANK", "5"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"},
-                                            {"MASTER_ADDR", "node0"}, {"MASTER_PORT", "29500"}}));
+  const DistEnv e = read_dist_env(fake_env({{"RANK", "5"},
+                                            {"WORLD_SIZE", "8"},
+                                            {"LOCAL_RANK", "1"},
+                                            {"MASTER_ADDR", "node0"},
+                                            {"MASTER_PORT", "29500"}}));
   EXPECT_EQ(e.launcher, "torchrun");
   EXPECT_EQ(e.rank, 5);
   EXPECT_EQ(e.world_size, 8);
@@ -58,28 +61,37 @@ TEST(DistEnv, Torchrun) {
 }
 
 TEST(DistEnv, TorchrunAgentStore) {
-  DistEnv e = read_dist_env(fake_env({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"},
+  DistEnv e = read_dist_env(fake_env({{"RANK", "0"},
+                                      {"WORLD_SIZE", "2"},
+                                      {"MASTER_ADDR", "h"},
                                       {"MASTER_PORT", "29500"},
                                       {"TORCHELASTIC_USE_AGENT_STORE", "True"},
                                       {"TORCHELASTIC_RESTART_COUNT", "3"}}));
   EXPECT_TRUE(e.agent_store);
   EXPECT_EQ(e.restart_count, 3);
-  e = read_dist_env(fake_env({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"},
-                              {"MASTER_PORT", "29500"}, {"TORCHELASTIC_USE_AGENT_STORE", "False"}}));
+  e = read_dist_env(fake_env({{"RANK", "0"},
+                              {"WORLD_SIZE", "2"},
+                              {"MASTER_ADDR", "h"},
+                              {"MASTER_PORT", "29500"},
+                              {"TORCHELASTIC_USE_AGENT_STORE", "False"}}));
   EXPECT_FALSE(e.agent_store);
 }
 
 TEST(DistEnv, MpirunWithTcpOrFile) {
-  DistEnv e = read_dist_env(fake_env({{"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_SIZE", "2"},
+  DistEnv e = read_dist_env(fake_env({{"OMPI_COMM_WORLD_RANK", "1"},
+                                      {"OMPI_COMM_WORLD_SIZE", "2"},
                                       {"OMPI_COMM_WORLD_LOCAL_RANK", "0"},
-                                      {"MASTER_ADDR", "h"}, {"MASTER_PORT", "1234"}}));
+                                      {"MASTER_ADDR", "h"},
+                                      {"MASTER_PORT", "1234"}}));
   EXPECT_EQ(e.launcher, "mpirun");
   EXPECT_EQ(e.rank, 1);
   EXPECT_EQ(e.local_rank, 0);
   EXPECT_EQ(e.master_port, 1234);
   // A shared file wins over MASTER_ADDR/PORT.
-  e = read_dist_env(fake_env({{"OMPI_COMM_WORLD_RANK", "0"}, {"OMPI_COMM_WORLD_SIZE", "2"},
-                              {"IDIFF_DIST_FILE", "/shared/rdzv"}, {"MASTER_ADDR", "h"},
+  e = read_dist_env(fake_env({{"OMPI_COMM_WORLD_RANK", "0"},
+                              {"OMPI_COMM_WORLD_SIZE", "2"},
+                              {"IDIFF_DIST_FILE", "/shared/rdzv"},
+                              {"MASTER_ADDR", "h"},
                               {"MASTER_PORT", "1234"}}));
   EXPECT_EQ(e.file_path, "/shared/rdzv");
   EXPECT_EQ(e.local_rank, 0);  // defaults to the rank
@@ -87,7 +99,8 @@ TEST(DistEnv, MpirunWithTcpOrFile) {
 }
 
 TEST(DistEnv, TorchrunWinsOverMpirun) {
-  const DistEnv e = read_dist_env(fake_env({{"RANK", "0"}, {"WORLD_SIZE", "1"},
+  const DistEnv e = read_dist_env(fake_env({{"RANK", "0"},
+                                            {"WORLD_SIZE", "1"},
                                             {"OMPI_COMM_WORLD_RANK", "3"},
                                             {"OMPI_COMM_WORLD_SIZE", "4"}}));
   EXPECT_EQ(e.launcher, "torchrun");
@@ -117,12 +130,14 @@ TEST(DistEnv, BadVariablesNameTheVariable) {
   EXPECT_CONTAINS(env_error(with({{"RANK", "0"}, {"WORLD_SIZE", "0"}})), "WORLD_SIZE=0");
   EXPECT_CONTAINS(env_error(with({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", "-3"}})),
                   "LOCAL_RANK=-3");
-  EXPECT_CONTAINS(env_error({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"},
-                             {"MASTER_PORT", "70000"}}),
-                  "MASTER_PORT=70000");
-  EXPECT_CONTAINS(env_error({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"},
-                             {"MASTER_PORT", "http"}}),
-                  "MASTER_PORT='http'");
+  EXPECT_CONTAINS(
+      env_error(
+          {{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "70000"}}),
+      "MASTER_PORT=70000");
+  EXPECT_CONTAINS(
+      env_error(
+          {{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "http"}}),
+      "MASTER_PORT='http'");
   EXPECT_CONTAINS(env_error({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}}),
                   "MASTER_ADDR is set but MASTER_PORT is not");
   EXPECT_CONTAINS(env_error({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "1"}}),
@@ -139,12 +154,12 @@ TEST(DistEnv, BadVariablesNameTheVariable) {
 TEST(DistBucket, PlanGroupsByDtypeAndSize) {
   const auto f = at::TensorOptions(at::kFloat);
   const std::vector<at::Tensor> ts{
-      at::zeros({10}, f),                        // 40 bytes
-      at::zeros({10}, f.dtype(at::kDouble)),     // 80
-      at::zeros({10}, f),                        // 40 -> 80 with the first
-      at::zeros({20}, f),                        // 80: would make 160 > 100, new bucket
-      at::zeros({100}, f),                       // 400 > 100: a bucket of its own
-      at::zeros({2}, f.dtype(at::kDouble)),      // 16 -> 96 with the other double
+      at::zeros({10}, f),                     // 40 bytes
+      at::zeros({10}, f.dtype(at::kDouble)),  // 80
+      at::zeros({10}, f),                     // 40 -> 80 with the first
+      at::zeros({20}, f),                     // 80: would make 160 > 100, new bucket
+      at::zeros({100}, f),                    // 400 > 100: a bucket of its own
+      at::zeros({2}, f.dtype(at::kDouble)),   // 16 -> 96 with the other double
   };
   const auto buckets = plan_buckets(ts, 100);
   const std::vector<Bucket> expected{{0, 2}, {3}, {1, 5}, {4}};
@@ -327,8 +342,8 @@ TEST(DistGradReducer, SingleProcessDoesNothing) {
 
 TEST(DistContext, DeviceForLocalRank) {
   const DistEnv single;
-  const DistEnv launched = read_dist_env(fake_env({{"RANK", "1"}, {"WORLD_SIZE", "2"},
-                                                   {"MASTER_ADDR", "h"}, {"MASTER_PORT", "1"}}));
+  const DistEnv launched = read_dist_env(
+      fake_env({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "1"}}));
   EXPECT_EQ(DistContext::device_for_local_rank("cpu", launched), c10::Device(c10::kCPU));
   if (!torch::cuda::is_available()) {
     EXPECT_EQ(DistContext::device_for_local_rank("auto", single), c10::Device(c10::kCPU));

@@ -27,14 +27,14 @@ struct RankRun {
 };
 
 RankRun run_ranks(const std::string& scenario, int world, const TempDir& dir,
-              std::map<std::string, std::string> extra = {}) {
+                  std::map<std::string, std::string> extra = {}) {
   const int port = free_port();
   RankRun run;
   for (int r = 0; r < world; ++r) {
     auto env = torchrun_env(r, world, port);
     env.insert(extra.begin(), extra.end());
-    run.ranks.push_back(std::make_unique<WorkerProcess>(scenario, env, dir.path(),
-                                                        "rank" + std::to_string(r)));
+    run.ranks.push_back(
+        std::make_unique<WorkerProcess>(scenario, env, dir.path(), "rank" + std::to_string(r)));
   }
   for (auto& p : run.ranks) run.codes.push_back(p->wait());
   return run;
@@ -44,7 +44,8 @@ std::string describe(const RankRun& run) {
   std::ostringstream os;
   for (size_t r = 0; r < run.ranks.size(); ++r) {
     os << "--- rank " << r << " exit " << run.codes[r] << "\nstdout:\n"
-       << run.ranks[r]->out() << "stderr:\n" << run.ranks[r]->err() << "\n";
+       << run.ranks[r]->out() << "stderr:\n"
+       << run.ranks[r]->err() << "\n";
   }
   return os.str();
 }
@@ -109,7 +110,8 @@ TEST(DistMultiProcess, StalledPeerTimesOut) {
   for (int r = 0; r < 2; ++r) {
     auto env = torchrun_env(r, 2, port);
     env[kDistTimeoutVar] = "2";
-    ranks.push_back(std::make_unique<WorkerProcess>("stall", env, dir.path(), "rank" + std::to_string(r)));
+    ranks.push_back(
+        std::make_unique<WorkerProcess>("stall", env, dir.path(), "rank" + std::to_string(r)));
   }
   const auto start = Clock::now();
   const int code = ranks[0]->wait();
@@ -117,7 +119,8 @@ TEST(DistMultiProcess, StalledPeerTimesOut) {
   ranks[1]->kill();
   EXPECT_EQ(code, 1) << ranks[0]->out() << ranks[0]->err();
   EXPECT_CONTAINS(ranks[0]->err(), "distributed gradient all_reduce_mean failed on rank 0 of 2");
-  EXPECT_CONTAINS(ranks[0]->err(), "(gloo, --dist_timeout 2 s): no reply from another rank within the timeout");
+  EXPECT_CONTAINS(ranks[0]->err(),
+                  "(gloo, --dist_timeout 2 s): no reply from another rank within the timeout");
   EXPECT_GE(elapsed, 2.0);
   EXPECT_LT(elapsed, 2.0 + 20.0);  // the timeout plus start-up, not a hang
 }
@@ -130,14 +133,17 @@ TEST(DistMultiProcess, MissingPeerFailsTheRendezvous) {
   for (int r = 0; r < 2; ++r) {
     auto env = torchrun_env(r, 2, free_port());  // a port of its own: no partner
     env[kDistTimeoutVar] = "1";
-    alone.push_back(std::make_unique<WorkerProcess>("join", env, dir.path(), "alone" + std::to_string(r)));
+    alone.push_back(
+        std::make_unique<WorkerProcess>("join", env, dir.path(), "alone" + std::to_string(r)));
   }
   const auto start = Clock::now();
   for (int r = 0; r < 2; ++r) {
     EXPECT_EQ(alone[r]->wait(), 1) << alone[r]->out() << alone[r]->err();
     const std::string err = alone[r]->err();
-    EXPECT_CONTAINS(err, "idiff: error: distributed rendezvous at MASTER_ADDR=127.0.0.1 MASTER_PORT=");
-    EXPECT_CONTAINS(err, "failed for rank " + std::to_string(r) + " of 2 within --dist_timeout 1 s");
+    EXPECT_CONTAINS(err,
+                    "idiff: error: distributed rendezvous at MASTER_ADDR=127.0.0.1 MASTER_PORT=");
+    EXPECT_CONTAINS(err,
+                    "failed for rank " + std::to_string(r) + " of 2 within --dist_timeout 1 s");
   }
   EXPECT_LT(seconds_since(start), 1.0 + 20.0);
 }
@@ -153,21 +159,22 @@ std::string mpirun(const std::string& scenario, const std::map<std::string, std:
 }
 
 TEST(DistMultiProcess, MpirunWithMasterAddr) {
-  const RunResult r = run_shell(mpirun("collectives", {{"MASTER_ADDR", "127.0.0.1"},
-                                                       {"MASTER_PORT", std::to_string(free_port())}}));
+  const RunResult r = run_shell(mpirun(
+      "collectives", {{"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(free_port())}}));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_CONTAINS(r.out, "rank 0 ok rank 0 of 2 (local rank 0, mpirun, rendezvous tcp://127.0.0.1:");
+  EXPECT_CONTAINS(r.out,
+                  "rank 0 ok rank 0 of 2 (local rank 0, mpirun, rendezvous tcp://127.0.0.1:");
   EXPECT_CONTAINS(r.out, "rank 1 ok rank 1 of 2 (local rank 1, mpirun");
 }
 
 // torchrun (PyTorch's launcher, from the venv) can start a non-Python program.
 TEST(DistMultiProcess, TorchrunLaunch) {
   ASSERT_FALSE(python().empty()) << "configure with -DIDIFF_PYTHON=<python with torch>";
-  const std::string cmd = std::string("OMP_NUM_THREADS=1 ") + kDistWorkerVar +
-                          "=collectives timeout 120 " + python() +
-                          " -m torch.distributed.run --nproc_per_node 2 --no-python"
-                          " --master_addr 127.0.0.1 --master_port " + std::to_string(free_port()) +
-                          " /proc/" + std::to_string(getpid()) + "/exe";
+  const std::string cmd =
+      std::string("OMP_NUM_THREADS=1 ") + kDistWorkerVar + "=collectives timeout 120 " + python() +
+      " -m torch.distributed.run --nproc_per_node 2 --no-python"
+      " --master_addr 127.0.0.1 --master_port " +
+      std::to_string(free_port()) + " /proc/" + std::to_string(getpid()) + "/exe";
   const RunResult r = run_shell(cmd);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_CONTAINS(r.out, "rank 0 ok rank 0 of 2 (local rank 0, torchrun");
@@ -177,7 +184,8 @@ TEST(DistMultiProcess, TorchrunLaunch) {
 
 TEST(DistMultiProcess, MpirunWithSharedFile) {
   TempDir dir;
-  const RunResult r = run_shell(mpirun("collectives", {{"IDIFF_DIST_FILE", dir.file("rendezvous")}}));
+  const RunResult r =
+      run_shell(mpirun("collectives", {{"IDIFF_DIST_FILE", dir.file("rendezvous")}}));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_CONTAINS(r.out, "rank 0 ok rank 0 of 2 (local rank 0, mpirun, rendezvous file://");
   EXPECT_CONTAINS(r.out, "rank 1 ok");

@@ -60,8 +60,8 @@ std::string slurp(const std::string& path) {
 }  // namespace
 
 WorkerProcess::WorkerProcess(const std::string& scenario,
-                             const std::map<std::string, std::string>& env,
-                             const std::string& dir, const std::string& name)
+                             const std::map<std::string, std::string>& env, const std::string& dir,
+                             const std::string& name)
     : out_path_(dir + "/" + name + ".out"), err_path_(dir + "/" + name + ".err") {
   std::map<std::string, std::string> vars;
   for (char** e = environ; *e != nullptr; ++e) {
@@ -82,8 +82,10 @@ WorkerProcess::WorkerProcess(const std::string& scenario,
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 1, out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
+  posix_spawn_file_actions_addopen(&actions, 2, err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
   const int rc = posix_spawn(&pid_, exe.c_str(), &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) throw std::runtime_error("posix_spawn failed");
@@ -111,7 +113,11 @@ void WorkerProcess::kill() {
   if (status_ < 0) ::kill(pid_, SIGKILL);
 }
 
-std::string WorkerProcess::out() const { return slurp(out_path_); }
-std::string WorkerProcess::err() const { return slurp(err_path_); }
+std::string WorkerProcess::out() const {
+  return slurp(out_path_);
+}
+std::string WorkerProcess::err() const {
+  return slurp(err_path_);
+}
 
 }  // namespace idiff::test

@@ -10,8 +10,8 @@
 #include <string>
 
 // EXPECT that the string `text` contains `needle`.
-#define EXPECT_CONTAINS(text, needle)                                            \
-  EXPECT_NE(std::string(text).find(needle), std::string::npos)                   \
+#define EXPECT_CONTAINS(text, needle)                          \
+  EXPECT_NE(std::string(text).find(needle), std::string::npos) \
       << "expected \"" << (needle) << "\" in: " << (text)
 
 namespace idiff::test {

@@ -39,7 +39,9 @@ struct Checker {
   }
 };
 
-at::Generator generator(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+at::Generator generator(uint64_t seed) {
+  return at::make_generator<at::CPUGeneratorImpl>(seed);
+}
 
 // Rank r's tensors for the collective checks: mixed sizes (with a 64 KiB bucket size
 // they span several buckets), a double group, a non-contiguous and an empty tensor.
@@ -76,7 +78,8 @@ int collectives(DistContext& ctx) {
   std::vector<at::Tensor> b = rank_tensors(ctx.rank());
   ctx.broadcast(b, world - 1);
   const auto root = rank_tensors(world - 1);
-  for (size_t i = 0; i < b.size(); ++i) c.expect(b[i].equal(root[i]), "broadcast tensor " + std::to_string(i));
+  for (size_t i = 0; i < b.size(); ++i)
+    c.expect(b[i].equal(root[i]), "broadcast tensor " + std::to_string(i));
 
   // all_reduce_mean: the mean of every rank's tensors, dtypes and strides kept.
   std::vector<at::Tensor> g = rank_tensors(ctx.rank());
@@ -111,14 +114,16 @@ int collectives(DistContext& ctx) {
   for (int64_t r = 0; r < world && r < static_cast<int64_t>(ragged.size()); ++r) {
     c.expect(ragged[r].equal(make(r, r + 1)), "ragged all_gather, rank " + std::to_string(r));
   }
-  const auto losses = ctx.all_gather(at::scalar_tensor(0.5 * static_cast<double>(ctx.rank()), at::kDouble));
+  const auto losses =
+      ctx.all_gather(at::scalar_tensor(0.5 * static_cast<double>(ctx.rank()), at::kDouble));
   for (int64_t r = 0; r < world && r < static_cast<int64_t>(losses.size()); ++r) {
     c.expect(losses[r].dim() == 0 && losses[r].item<double>() == 0.5 * static_cast<double>(r),
              "scalar all_gather");
   }
 
   // all_reduce_sum, barrier.
-  const at::Tensor s = ctx.all_reduce_sum(at::full({2, 2}, static_cast<double>(ctx.rank() + 1), at::kLong));
+  const at::Tensor s =
+      ctx.all_reduce_sum(at::full({2, 2}, static_cast<double>(ctx.rank() + 1), at::kLong));
   c.expect(s.equal(at::full({2, 2}, world * (world + 1) / 2, at::kLong)), "all_reduce_sum");
   ctx.barrier();
 
@@ -147,7 +152,8 @@ struct Mlp {
   std::vector<at::Tensor> params;  // W1 [16, 8], b1 [16], W2 [4, 16], b2 [4]
   Mlp() {
     auto gen = generator(7);
-    for (std::vector<int64_t> shape : std::vector<std::vector<int64_t>>{{16, 8}, {16}, {4, 16}, {4}}) {
+    for (std::vector<int64_t> shape :
+         std::vector<std::vector<int64_t>>{{16, 8}, {16}, {4, 16}, {4}}) {
       params.push_back((at::randn(shape, gen, at::kFloat) * 0.3).set_requires_grad(true));
     }
   }
@@ -192,7 +198,8 @@ int train(DistContext& ctx) {
   auto overlap_opt = make_adamw(overlap);
   ctx.set_bucket_bytes(256);
   GradReducer reducer(ctx, overlap.params);
-  c.expect(reducer.num_buckets() == 4, "GradReducer buckets: " + std::to_string(reducer.num_buckets()));
+  c.expect(reducer.num_buckets() == 4,
+           "GradReducer buckets: " + std::to_string(reducer.num_buckets()));
   c.expect(hash_tensors(model.params) == hash_tensors(reference.params), "sync_params");
   c.expect(hash_tensors(overlap.params) == hash_tensors(reference.params), "sync_params (overlap)");
   size_t launched_early = 0;
@@ -206,8 +213,8 @@ int train(DistContext& ctx) {
     opt.zero_grad();
     for (int64_t m = 0; m < local / micro; ++m) {
       const int64_t start = ctx.rank() * local + m * micro;
-      const at::Tensor loss = at::mse_loss(model.forward(x.narrow(0, start, micro)),
-                                           y.narrow(0, start, micro));
+      const at::Tensor loss =
+          at::mse_loss(model.forward(x.narrow(0, start, micro)), y.narrow(0, start, micro));
       (loss * (static_cast<double>(micro) / static_cast<double>(local))).backward();
     }
     average_gradients(ctx, model.params);
@@ -217,8 +224,8 @@ int train(DistContext& ctx) {
     for (int64_t m = 0; m < local / micro; ++m) {
       const int64_t start = ctx.rank() * local + m * micro;
       if (m == local / micro - 1) reducer.prepare_for_backward();
-      const at::Tensor loss = at::mse_loss(overlap.forward(x.narrow(0, start, micro)),
-                                           y.narrow(0, start, micro));
+      const at::Tensor loss =
+          at::mse_loss(overlap.forward(x.narrow(0, start, micro)), y.narrow(0, start, micro));
       (loss * (static_cast<double>(micro) / static_cast<double>(local))).backward();
     }
     launched_early += reducer.launched_during_backward();
@@ -229,8 +236,9 @@ int train(DistContext& ctx) {
 
     double err = 0;
     for (size_t i = 0; i < model.params.size(); ++i) {
-      err = std::max(err, ((model.params[i] - reference.params[i]).norm() /
-                           reference.params[i].norm()).item<double>());
+      err = std::max(err,
+                     ((model.params[i] - reference.params[i]).norm() / reference.params[i].norm())
+                         .item<double>());
     }
     std::printf("rank %lld step %d hash %llx err %.3g\n", static_cast<long long>(ctx.rank()), step,
                 static_cast<unsigned long long>(hash_tensors(model.params)), err);

@@ -10,7 +10,7 @@ namespace idiff {
 
 std::vector<Bucket> plan_buckets(const std::vector<at::Tensor>& tensors, int64_t max_bytes) {
   TORCH_CHECK(max_bytes > 0, "bucket size must be positive");
-  using Key = std::tuple<int, int, int>;  // dtype, device type, device index
+  using Key = std::tuple<int, int, int>;           // dtype, device type, device index
   std::map<Key, std::pair<Bucket, int64_t>> open;  // key -> (bucket, bytes)
   std::vector<Bucket> done;
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -36,7 +36,9 @@ std::vector<Bucket> plan_buckets(const std::vector<at::Tensor>& tensors, int64_t
 
 namespace {
 
-bool is_own_view(const at::Tensor& t) { return t.is_contiguous(); }
+bool is_own_view(const at::Tensor& t) {
+  return t.is_contiguous();
+}
 
 }  // namespace
 

@@ -68,24 +68,27 @@ c10::Device DistContext::device_for_local_rank(const std::string& device_flag) {
   return device_for_local_rank(device_flag, read_dist_env());
 }
 
-c10::Device DistContext::device_for_local_rank(const std::string& device_flag,
-                                               const DistEnv& env) {
+c10::Device DistContext::device_for_local_rank(const std::string& device_flag, const DistEnv& env) {
   if (!env.launched() || (device_flag != "auto" && device_flag != "cuda")) {
     return resolve_device(device_flag);
   }
   if (!torch::cuda::is_available()) return resolve_device(device_flag);  // auto: CPU; cuda: error
   const auto count = static_cast<int64_t>(torch::cuda::device_count());
   if (count == 1) return c10::Device(c10::kCUDA, 0);
-  IDIFF_REQUIRE(env.local_rank < count, ConfigError,
-                env.launcher == "mpirun" ? "OMPI_COMM_WORLD_LOCAL_RANK=" : "LOCAL_RANK=",
-                env.local_rank, " but only ", count,
-                " CUDA devices are visible (--device ", device_flag,
-                "): start at most one process per GPU on each machine, or pass --device cuda:N");
+  IDIFF_REQUIRE(
+      env.local_rank < count, ConfigError,
+      env.launcher == "mpirun" ? "OMPI_COMM_WORLD_LOCAL_RANK=" : "LOCAL_RANK=", env.local_rank,
+      " but only ", count, " CUDA devices are visible (--device ", device_flag,
+      "): start at most one process per GPU on each machine, or pass --device cuda:N");
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
 }
 
-bool DistContext::built_with_nccl() { return dist_detail::nccl_compiled_in(); }
-bool DistContext::built_with_gloo() { return dist_detail::gloo_compiled_in(); }
+bool DistContext::built_with_nccl() {
+  return dist_detail::nccl_compiled_in();
+}
+bool DistContext::built_with_gloo() {
+  return dist_detail::gloo_compiled_in();
+}
 
 std::string DistContext::describe() const {
   if (!pg_) return str(env_.describe(), ", ", device_.str());
@@ -113,13 +116,15 @@ void DistContext::guarded(const char* what, const std::function<void()>& fn) {
   } catch (const std::exception& e) {
     const std::string msg = short_message(e);
     std::string lower = msg;
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-    const bool timed_out = lower.find("timed out") != std::string::npos ||
-                           lower.find("timeout") != std::string::npos;
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    const bool timed_out =
+        lower.find("timed out") != std::string::npos || lower.find("timeout") != std::string::npos;
     throw Error(str("distributed ", what, " failed on rank ", env_.rank, " of ", env_.world_size,
                     " (", backend_name_, ", --dist_timeout ", timeout_seconds_, " s): ",
-                    timed_out ? "no reply from another rank within the timeout (it stalled or exited)"
-                              : "another rank exited or could not be reached",
+                    timed_out
+                        ? "no reply from another rank within the timeout (it stalled or exited)"
+                        : "another rank exited or could not be reached",
                     ": ", msg));
   }
 }
@@ -229,8 +234,8 @@ std::vector<at::Tensor> DistContext::all_gather(const at::Tensor& t) {
                              std::equal(shape.begin() + 1, shape.end(), t.sizes().begin() + 1);
       IDIFF_REQUIRE(same_rest, Error, "distributed all_gather: rank ", r, " sends dtype ",
                     c10::toString(static_cast<c10::ScalarType>(p[0])), " shape ",
-                    c10::IntArrayRef(shape), " but rank ", env_.rank, " sends ",
-                    t.scalar_type(), " ", t.sizes(), " (only the first dimension may differ)");
+                    c10::IntArrayRef(shape), " but rank ", env_.rank, " sends ", t.scalar_type(),
+                    " ", t.sizes(), " (only the first dimension may differ)");
       max_first = std::max(max_first, shape[0]);
       shapes.push_back(shape);
     }

@@ -41,14 +41,14 @@ void read_ranks(const EnvLookup& env, const std::string& rank_var, const std::st
                 const std::string& local_var, DistEnv& out) {
   const auto rank = get_int(env, rank_var);
   const auto size = get_int(env, size_var);
-  IDIFF_REQUIRE(rank.has_value(), ConfigError, "environment variable ", size_var,
-                " is set but ", rank_var, " is not (a launcher sets both)");
-  IDIFF_REQUIRE(size.has_value(), ConfigError, "environment variable ", rank_var,
-                " is set but ", size_var, " is not (a launcher sets both)");
+  IDIFF_REQUIRE(rank.has_value(), ConfigError, "environment variable ", size_var, " is set but ",
+                rank_var, " is not (a launcher sets both)");
+  IDIFF_REQUIRE(size.has_value(), ConfigError, "environment variable ", rank_var, " is set but ",
+                size_var, " is not (a launcher sets both)");
   IDIFF_REQUIRE(*size >= 1, ConfigError, "environment variable ", size_var, "=", *size,
                 ": expected a number of processes >= 1");
-  IDIFF_REQUIRE(*rank >= 0 && *rank < *size, ConfigError, "environment variable ", rank_var,
-                "=", *rank, ": expected 0 <= rank < ", size_var, "=", *size);
+  IDIFF_REQUIRE(*rank >= 0 && *rank < *size, ConfigError, "environment variable ", rank_var, "=",
+                *rank, ": expected 0 <= rank < ", size_var, "=", *size);
   out.rank = *rank;
   out.world_size = *size;
   // Without a local rank (a hand-written launch on one machine) the global rank is it.
@@ -99,16 +99,19 @@ DistEnv read_dist_env(const EnvLookup& env) {
   IDIFF_REQUIRE(out.world_size == 1, ConfigError, out.launcher, " started ", out.world_size,
                 " processes but neither MASTER_ADDR and MASTER_PORT (the rendezvous host and "
                 "port of rank 0) nor IDIFF_DIST_FILE (a file on a shared file system) is set",
-                out.launcher == "mpirun" ? "; pass them with mpirun -x MASTER_ADDR=... -x MASTER_PORT=..."
-                                         : "");
+                out.launcher == "mpirun"
+                    ? "; pass them with mpirun -x MASTER_ADDR=... -x MASTER_PORT=..."
+                    : "");
   return out;
 }
 
 std::string DistEnv::describe() const {
   if (!launched()) return "single process";
   std::string where = "in-process store";
-  if (!file_path.empty()) where = "file://" + file_path;
-  else if (!master_addr.empty()) where = str("tcp://", master_addr, ":", master_port);
+  if (!file_path.empty())
+    where = "file://" + file_path;
+  else if (!master_addr.empty())
+    where = str("tcp://", master_addr, ":", master_port);
   return str("rank ", rank, " of ", world_size, " (local rank ", local_rank, ", ", launcher,
              ", rendezvous ", where, ")");
 }

@@ -19,17 +19,17 @@ namespace idiff {
 
 struct GradReducer::State {
   std::vector<at::Tensor> params;
-  std::vector<Bucket> buckets;      // indices into params, in launch order
-  std::vector<size_t> bucket_of;    // param -> bucket
-  std::vector<size_t> pending;      // per bucket: parameters whose gradient is not final
-  std::vector<char> ready;          // per parameter
-  std::vector<at::Tensor> flats;    // per bucket, once launched
+  std::vector<Bucket> buckets;    // indices into params, in launch order
+  std::vector<size_t> bucket_of;  // param -> bucket
+  std::vector<size_t> pending;    // per bucket: parameters whose gradient is not final
+  std::vector<char> ready;        // per parameter
+  std::vector<at::Tensor> flats;  // per bucket, once launched
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
   size_t next_launch = 0;
   size_t launched_in_backward = 0;
   bool armed = false;
-  int64_t twice = -1;               // a parameter whose gradient came twice
-  std::exception_ptr error;         // a launch that failed inside a hook
+  int64_t twice = -1;        // a parameter whose gradient came twice
+  std::exception_ptr error;  // a launch that failed inside a hook
   std::mutex mu;
 
   c10d::Backend* backend = nullptr;
@@ -122,12 +122,13 @@ GradReducer::GradReducer(DistContext& ctx, std::vector<at::Tensor> params)
     TORCH_CHECK(ctx_.backend_name() != "nccl" || p.is_cuda(), "GradReducer: parameter ", i,
                 " is on ", p.device(), " but NCCL needs CUDA tensors");
     auto acc = torch::autograd::impl::grad_accumulator(p);
-    const uintptr_t key = acc->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
-        [weak, i](const torch::autograd::variable_list& outputs,
-                  const torch::autograd::variable_list&) {
-          if (auto st = weak.lock()) st->on_gradient(i);
-          return outputs;
-        }));
+    const uintptr_t key =
+        acc->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+            [weak, i](const torch::autograd::variable_list& outputs,
+                      const torch::autograd::variable_list&) {
+              if (auto st = weak.lock()) st->on_gradient(i);
+              return outputs;
+            }));
     s.accumulators.push_back(std::move(acc));
     s.hook_keys.push_back(key);
   }
@@ -135,7 +136,8 @@ GradReducer::GradReducer(DistContext& ctx, std::vector<at::Tensor> params)
 
 GradReducer::~GradReducer() {
   State& s = *state_;
-  for (size_t i = 0; i < s.accumulators.size(); ++i) s.accumulators[i]->del_post_hook(s.hook_keys[i]);
+  for (size_t i = 0; i < s.accumulators.size(); ++i)
+    s.accumulators[i]->del_post_hook(s.hook_keys[i]);
 }
 
 void GradReducer::prepare_for_backward() {
@@ -175,14 +177,18 @@ void GradReducer::finish() {
   });
   s.works.assign(s.buckets.size(), {});
   s.flats.assign(s.buckets.size(), at::Tensor());
-  IDIFF_REQUIRE(twice < 0, Error, "distributed gradient averaging: parameter ", twice,
-                " (shape ", s.params[static_cast<size_t>(twice)].sizes(),
+  IDIFF_REQUIRE(twice < 0, Error, "distributed gradient averaging: parameter ", twice, " (shape ",
+                s.params[static_cast<size_t>(twice)].sizes(),
                 ") received its gradient twice in one backward pass after prepare_for_backward(); "
                 "call it before the last microbatch's backward only");
 }
 
-size_t GradReducer::num_buckets() const { return state_->buckets.size(); }
+size_t GradReducer::num_buckets() const {
+  return state_->buckets.size();
+}
 
-size_t GradReducer::launched_during_backward() const { return state_->launched_in_backward; }
+size_t GradReducer::launched_during_backward() const {
+  return state_->launched_in_backward;
+}
 
 }  // namespace idiff

@@ -17,8 +17,10 @@ namespace idiff::dist_detail {
 
 std::string short_message(const std::exception& e) {
   std::string msg;
-  if (const auto* ce = dynamic_cast<const c10::Error*>(&e)) msg = ce->what_without_backtrace();
-  else msg = e.what();
+  if (const auto* ce = dynamic_cast<const c10::Error*>(&e))
+    msg = ce->what_without_backtrace();
+  else
+    msg = e.what();
   const auto nl = msg.find('\n');
   if (nl != std::string::npos) msg.resize(nl);
   // c10 appends where it was raised; the user needs what happened.
@@ -29,9 +31,11 @@ std::string short_message(const std::exception& e) {
 
 namespace {
 
-c10::intrusive_ptr<c10d::Store> create_store(const DistEnv& env, std::chrono::milliseconds timeout) {
+c10::intrusive_ptr<c10d::Store> create_store(const DistEnv& env,
+                                             std::chrono::milliseconds timeout) {
   if (!env.file_path.empty()) {
-    auto store = c10::make_intrusive<c10d::FileStore>(env.file_path, static_cast<int>(env.world_size));
+    auto store =
+        c10::make_intrusive<c10d::FileStore>(env.file_path, static_cast<int>(env.world_size));
     store->setTimeout(timeout);
     return store;
   }
@@ -71,10 +75,10 @@ ProcessGroup create_process_group(const DistEnv& env, const c10::Device& device,
   try {
     pg.store = create_store(env, timeout);
   } catch (const std::exception& e) {
-    throw Error(str("distributed rendezvous ", where(env), " failed for rank ", env.rank, " of ",
-                    env.world_size, " within --dist_timeout ", seconds,
-                    " s (did every rank start, with the same MASTER_ADDR/MASTER_PORT?): ",
-                    short_message(e)));
+    throw Error(str(
+        "distributed rendezvous ", where(env), " failed for rank ", env.rank, " of ",
+        env.world_size, " within --dist_timeout ", seconds,
+        " s (did every rank start, with the same MASTER_ADDR/MASTER_PORT?): ", short_message(e)));
   }
   try {
     if (device.is_cuda()) {
