@@ -19,7 +19,7 @@ TORCH_VERSION=2.11.0
 APT_PACKAGES=(
   build-essential cmake ninja-build ccache git pkg-config
   python3 python3-venv python3-pip
-  libgtest-dev libcli11-dev libstb-dev nlohmann-json3-dev libzip-dev zlib1g-dev
+  libgtest-dev libcli11-dev libstb-dev nlohmann-json3-dev libzip-dev zlib1g-dev libgloo-dev
   clang libclang-rt-14-dev
   openmpi-bin libopenmpi-dev
   dataset-fashion-mnist

@@ -1,0 +1,58 @@
+// Helpers of the dist/ tests: message checks and running copies of this test binary as
+// the ranks of a multi-process run (test_dist_worker.cpp turns such a copy into a worker).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+
+// EXPECT that the string `text` contains `needle`.
+#define EXPECT_CONTAINS(text, needle)                          \
+  EXPECT_NE(std::string(text).find(needle), std::string::npos) \
+      << "expected \"" << (needle) << "\" in: " << (text)
+
+namespace idiff::test {
+
+// The environment variable that makes this test binary a dist worker, running the named
+// scenario (see test_dist_worker.cpp) instead of the tests.
+constexpr const char* kDistWorkerVar = "IDIFF_TEST_DIST_WORKER";
+// Its collective timeout in seconds (--dist_timeout), default 30.
+constexpr const char* kDistTimeoutVar = "IDIFF_TEST_DIST_TIMEOUT";
+
+// Runs the worker scenario when this process was started as one; returns otherwise.
+void maybe_run_dist_worker();
+
+// A free TCP port on the loopback interface (bound once by the kernel's choice, then
+// released).
+int free_port();
+
+// One worker process of this binary, its stdout and stderr going to files.
+class WorkerProcess {
+ public:
+  // Starts `scenario` with the extra environment variables `env` (added to this
+  // process's environment); output under dir/<name>.out and .err.
+  WorkerProcess(const std::string& scenario, const std::map<std::string, std::string>& env,
+                const std::string& dir, const std::string& name);
+  ~WorkerProcess();  // kills the process when it still runs
+  WorkerProcess(const WorkerProcess&) = delete;
+  WorkerProcess& operator=(const WorkerProcess&) = delete;
+
+  // Waits for the exit; returns the exit code (128 + signal when killed).
+  int wait();
+  void kill();
+  std::string out() const;
+  std::string err() const;
+
+ private:
+  pid_t pid_ = -1;
+  int status_ = -1;
+  std::string out_path_, err_path_;
+};
+
+// Environment of rank `rank` of `world` in torchrun's naming, rendezvous at 127.0.0.1:port.
+std::map<std::string, std::string> torchrun_env(int rank, int world, int port);
+
+}  // namespace idiff::test
