@@ -41,7 +41,7 @@ void setup(CLI::App& sub, Mode mode) {
   if (mode != Mode::Nll) {
     f.add("eta", s.eta, "DDIM eta (0: deterministic)")->group(a);
     if (mode == Mode::Sample) {
-      f.add("class", s.class_label, "sample only this class (class-conditional models; -1: random)")
+      f.add("class", s.classes, "class labels to sample, e.g. 3 or 3,7 (cycled; default: random)")
           ->group(a);
     }
     f.add("save_pngs", s.save_pngs, "also write one PNG per sample")->group(a);

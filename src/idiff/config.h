@@ -83,7 +83,7 @@ struct SampleConfig {
   // Additions.
   double eta = 0.0;            // DDIM eta (0: deterministic)
   uint64_t seed = 0;           // noise and labels
-  int64_t class_label = -1;    // --class N: every sample of this class (-1: random classes)
+  std::string classes = "";    // --class: "N" or "N,M,...", cycled over the samples ("": random)
   std::string log_dir = "";    // where outputs go (else $OPENAI_LOGDIR, else /tmp/openai-<time>)
   std::string device = "auto";
   bool save_pngs = false;      // also one PNG per sample

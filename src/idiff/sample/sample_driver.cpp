@@ -3,6 +3,7 @@
 #include "idiff/common/device.h"
 #include "idiff/common/error.h"
 #include "idiff/common/progress.h"
+#include "idiff/common/strings.h"
 #include "idiff/data/load_data.h"
 #include "idiff/diffusion/factory.h"
 #include "idiff/io/image_grid.h"
@@ -66,6 +67,13 @@ BaseSamples read_base_samples(const std::string& path, const ModelConfig& m) {
   return b;
 }
 
+// Full precision, as numpy prints a float64 (the reference logs np.mean(...)).
+std::string format_double(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  return buf;
+}
+
 void make_dir(const std::string& dir) {
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
     throw FileError(str(dir, ": cannot create the directory (", std::strerror(errno), ")"));
@@ -98,10 +106,13 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
   const SampleConfig& s = job.sample;
   check_sample_config(s);
   const ModelConfig& m = job.model;
-  IDIFF_REQUIRE(s.class_label < 0 || (m.class_cond && s.class_label < kNumClasses), ConfigError,
-                "--class ", s.class_label,
-                m.class_cond ? str(" is not a class of the model (0..", kNumClasses - 1, ")")
-                             : std::string(" needs a class-conditional model (--class_cond True)"));
+  const std::vector<int64_t> classes = parse_int_list(s.classes, "--class");
+  IDIFF_REQUIRE(classes.empty() || m.class_cond, ConfigError, "--class ", s.classes,
+                " needs a class-conditional model (--class_cond True)");
+  for (int64_t c : classes) {
+    IDIFF_REQUIRE(c >= 0 && c < kNumClasses, ConfigError, "--class: ", c,
+                  " is not a class of the model (0..", kNumClasses - 1, ")");
+  }
   const c10::Device device = resolve_device(s.device);
   Logger logger(Logger::choose_dir(s.log_dir));
   logger.log("Logging to " + logger.dir());
@@ -143,8 +154,14 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
       kw.low_res = base.images.index_select(0, index).to(device);
       if (base.labels.defined()) kw.y = base.labels.index_select(0, index).to(device);
     } else if (m.class_cond) {
-      kw.y = s.class_label >= 0 ? at::full({n}, s.class_label, at::kLong)
-                                : at::randint(0, kNumClasses, {n}, gen, at::kLong);
+      if (classes.empty()) {
+        kw.y = at::randint(0, kNumClasses, {n}, gen, at::kLong);
+      } else {
+        kw.y = at::empty({n}, at::kLong);
+        for (int64_t i = 0; i < n; ++i) {
+          kw.y[i] = classes[static_cast<size_t>(done + i) % classes.size()];
+        }
+      }
       kw.y = kw.y.to(device);
     }
     c10::InferenceMode inference;
@@ -244,7 +261,7 @@ NllResult run_nll(const SampleJob& job, DistContext* dist) {
     double mean = 0;
     for (double v : batch_bpd) mean += v;
     mean /= static_cast<double>(batch_bpd.size());
-    logger.log(str("done ", done, " samples: bpd=", mean));
+    logger.log(str("done ", done, " samples: bpd=", format_double(mean)));
   }
   NllResult out;
   for (double v : batch_bpd) out.bpd += v;
@@ -263,7 +280,7 @@ NllResult run_nll(const SampleJob& job, DistContext* dist) {
     logger.log("saving " + name + " terms to " + path);
     write_npz(path, arrays);
   }
-  logger.log(str("bits/dim over ", done, " images: ", out.bpd));
+  logger.log(str("bits/dim over ", done, " images: ", format_double(out.bpd)));
   logger.log("evaluation complete");
   return out;
 }
