@@ -70,8 +70,24 @@ run_tests() {
   ctest --output-on-failure -j "$JOBS" --timeout 900
 }
 
+# The main job: a small diffusion model trained on Fashion-MNIST (Debian's
+# dataset-fashion-mnist) for a few minutes on whatever device there is, then a grid of
+# samples. IDIFF_DEMO_MINUTES sets the training time, IDIFF_DEMO_DIR the output folder.
 demo() {
-  "$BUILD/idiff" --help
+  local out=${IDIFF_DEMO_DIR:-$ROOT/out/demo} minutes=${IDIFF_DEMO_MINUTES:-5}
+  local model=(--image_size 32 --num_channels 32 --num_res_blocks 1 --attention_resolutions 8
+               --learn_sigma False --noise_schedule cosine --diffusion_steps 1000)
+  rm -rf "$out/train" "$out/samples"
+  log "training on Fashion-MNIST for $minutes minutes (logs and checkpoints in $out/train)"
+  "$BUILD/idiff" train --data_dir fashion-mnist "${model[@]}" --batch_size 32 --lr 1e-3 \
+    --ema_rate 0.99 --log_interval 100 --save_interval 1000000 --max_minutes "$minutes" \
+    --log_dir "$out/train"
+  local ckpt
+  ckpt=$(ls "$out/train"/ema_0.99_*.pt | sort | tail -n 1)
+  log "sampling 64 images from $ckpt (DDIM, 50 steps)"
+  "$BUILD/idiff" sample --model_path "$ckpt" "${model[@]}" --num_samples 64 --batch_size 64 \
+    --use_ddim True --timestep_respacing ddim50 --log_dir "$out/samples"
+  log "done: the sample grid is $out/samples/samples_grid.png"
 }
 
 case "${1:-}" in
