@@ -63,6 +63,20 @@ WorkerProcess::WorkerProcess(const std::string& scenario,
                              const std::map<std::string, std::string>& env, const std::string& dir,
                              const std::string& name)
     : out_path_(dir + "/" + name + ".out"), err_path_(dir + "/" + name + ".err") {
+  std::map<std::string, std::string> with_scenario = env;
+  with_scenario[kDistWorkerVar] = scenario;
+  spawn({self_exe()}, with_scenario);
+}
+
+WorkerProcess::WorkerProcess(const std::vector<std::string>& argv,
+                             const std::map<std::string, std::string>& env, const std::string& dir,
+                             const std::string& name)
+    : out_path_(dir + "/" + name + ".out"), err_path_(dir + "/" + name + ".err") {
+  spawn(argv, env);
+}
+
+void WorkerProcess::spawn(const std::vector<std::string>& args,
+                          const std::map<std::string, std::string>& env) {
   std::map<std::string, std::string> vars;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string kv = *e;
@@ -70,15 +84,16 @@ WorkerProcess::WorkerProcess(const std::string& scenario,
     if (eq != std::string::npos) vars[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   for (const auto& [k, v] : env) vars[k] = v;
-  vars[kDistWorkerVar] = scenario;
   std::vector<std::string> strings;
   for (const auto& [k, v] : vars) strings.push_back(k + "=" + v);
   std::vector<char*> envp;
   for (auto& s : strings) envp.push_back(s.data());
   envp.push_back(nullptr);
 
-  const std::string exe = self_exe();
-  std::vector<char*> argv{const_cast<char*>(exe.c_str()), nullptr};
+  const std::string exe = args.at(0);
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
