@@ -509,8 +509,9 @@ TEST(DistSampleCli, TwoRanksWriteOneFileOfExactlyNumSamples) {
   const TensorMap two = read_npz(logs.file("r0/samples_5x32x32x3.npz"));
   EXPECT_EQ(two.at("arr_0").sizes(), (std::vector<int64_t>{5, 32, 32, 3}));
   EXPECT_TRUE(exists(logs.file("r0/samples_grid.png")));
-  const RunResult one = run_idiff(sample_args(in, logs.file("one")));
-  ASSERT_EQ(one.exit_code, 0) << one.err;
+  WorkerProcess one(with({IDIFF_EXE}, sample_args(in, logs.file("one"))), {{"OMP_NUM_THREADS", "1"}},
+                    dir.path(), "one");
+  ASSERT_EQ(one.wait(), 0) << one.err();
   const TensorMap single = read_npz(logs.file("one/samples_5x32x32x3.npz"));
   const at::Tensor diff = (two.at("arr_0").to(at::kInt) - single.at("arr_0").to(at::kInt)).abs();
   EXPECT_LE(diff.max().item<int>(), 1) << "the ranks' samples are not the one process's";

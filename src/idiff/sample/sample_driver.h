@@ -34,8 +34,9 @@ struct SampleResult {
 };
 
 // image_sample.py (super_res = false) or super_res_sample.py (true). `dist`: the ranks to
-// share the work with; nullptr: those the launcher's variables describe (this process
-// alone without them, --dist_timeout bounding the waits). Each rank samples up to
+// share the work with, on its device; nullptr: those the launcher's variables describe
+// (this process alone without them), on --device for this local rank, --dist_timeout
+// bounding the waits. Each rank samples up to
 // --batch_size images per round with the generator seeded from --seed and its rank
 // (rank 0: --seed itself, so one process is unchanged); exactly --num_samples images are
 // gathered, in the order (round, rank). Every rank returns them all; only rank 0 writes
