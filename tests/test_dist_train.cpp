@@ -67,7 +67,8 @@ double rel_diff(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>&
 // [r * kLocalBatch, (r + 1) * kLocalBatch).
 TrainBatch global_batch(int64_t step, int64_t global, int64_t num_timesteps) {
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(500 + static_cast<uint64_t>(step));
-  const at::Tensor pool = at::upsample_bilinear2d(at::rand({6, 3, 8, 8}, gen) * 2 - 1, {32, 32}, false);
+  const at::Tensor pool =
+      at::upsample_bilinear2d(at::rand({6, 3, 8, 8}, gen) * 2 - 1, {32, 32}, false);
   std::vector<int64_t> idx, ts;
   for (int64_t i = 0; i < global; ++i) {
     idx.push_back((step * global + i) % pool.size(0));
@@ -122,14 +123,16 @@ int train_loop_worker(DistContext& ctx, const std::string& scenario) {
   TrainConfig dist_config = c;
   dist_config.batch_size = kLocalBatch;
   dist_config.microbatch = 1;
-  TrainLoop loop(create_model(tiny_model()), diffusion, create_named_schedule_sampler(sampler, diffusion),
-                 nullptr, dist_config, quiet, at::kCPU, &ctx);
+  TrainLoop loop(create_model(tiny_model()), diffusion,
+                 create_named_schedule_sampler(sampler, diffusion), nullptr, dist_config, quiet,
+                 at::kCPU, &ctx);
   at::manual_seed(1);
   TrainConfig ref_config = c;
   ref_config.batch_size = global;
   Logger ref_quiet("", true);
-  TrainLoop ref(create_model(tiny_model()), diffusion, create_named_schedule_sampler(sampler, diffusion),
-                nullptr, ref_config, ref_quiet, at::kCPU);
+  TrainLoop ref(create_model(tiny_model()), diffusion,
+                create_named_schedule_sampler(sampler, diffusion), nullptr, ref_config, ref_quiet,
+                at::kCPU);
 
   for (int k = 0; k < steps; ++k) {
     const TrainBatch g = global_batch(k, global, diffusion.num_timesteps());
@@ -139,18 +142,20 @@ int train_loop_worker(DistContext& ctx, const std::string& scenario) {
     loop.run_step(mine);
     if (!(fp16 && k == 1)) ref.run_step(g);
     const std::vector<double> w = loop.schedule_sampler().weights();
-    std::printf("rank %lld step %d hash %llx ema %llx err %.3g ema_err %.3g sampler %llx scale %g changed %d\n",
-                static_cast<long long>(rank), k,
-                static_cast<unsigned long long>(hash_of(loop.master_params())),
-                static_cast<unsigned long long>(hash_of(loop.ema_params()[0])),
-                rel_diff(loop.master_params(), ref.master_params()),
-                rel_diff(loop.ema_params()[0], ref.ema_params()[0]),
-                static_cast<unsigned long long>(hash_of({at::tensor(w, at::kDouble)})),
-                loop.lg_loss_scale(), rel_diff(loop.master_params(), before) > 0 ? 1 : 0);
+    std::printf(
+        "rank %lld step %d hash %llx ema %llx err %.3g ema_err %.3g sampler %llx scale %g changed "
+        "%d\n",
+        static_cast<long long>(rank), k,
+        static_cast<unsigned long long>(hash_of(loop.master_params())),
+        static_cast<unsigned long long>(hash_of(loop.ema_params()[0])),
+        rel_diff(loop.master_params(), ref.master_params()),
+        rel_diff(loop.ema_params()[0], ref.ema_params()[0]),
+        static_cast<unsigned long long>(hash_of({at::tensor(w, at::kDouble)})),
+        loop.lg_loss_scale(), rel_diff(loop.master_params(), before) > 0 ? 1 : 0);
     if (!fp16) {
       const std::vector<double> rw = ref.schedule_sampler().weights();
-      std::printf("rank %lld step %d sampler_err %.3g uniform %d\n", static_cast<long long>(rank), k,
-                  rel_error(at::tensor(w, at::kDouble), at::tensor(rw, at::kDouble)),
+      std::printf("rank %lld step %d sampler_err %.3g uniform %d\n", static_cast<long long>(rank),
+                  k, rel_error(at::tensor(w, at::kDouble), at::tensor(rw, at::kDouble)),
                   w.front() == w.back() ? 1 : 0);
     }
   }
@@ -206,15 +211,15 @@ RankRun start_workers(const std::string& scenario, int world, const TempDir& dir
   const int port = free_port();
   RankRun run;
   for (int r = 0; r < world; ++r) {
-    run.ranks.push_back(std::make_unique<WorkerProcess>(scenario, rank_env(r, world, port), dir.path(),
-                                                        "rank" + std::to_string(r)));
+    run.ranks.push_back(std::make_unique<WorkerProcess>(scenario, rank_env(r, world, port),
+                                                        dir.path(), "rank" + std::to_string(r)));
   }
   return run;
 }
 
 // Starts the idiff program as `args_of(r).size()` ranks, rank r with the arguments args_of[r].
 RankRun start_idiff(const std::vector<std::vector<std::string>>& args_of, const TempDir& dir,
-                std::map<std::string, std::string> extra = {}) {
+                    std::map<std::string, std::string> extra = {}) {
   const int port = free_port();
   const int world = static_cast<int>(args_of.size());
   RankRun run;
@@ -229,7 +234,9 @@ RankRun start_idiff(const std::vector<std::vector<std::string>>& args_of, const 
   return run;
 }
 
-bool exists(const std::string& path) { return std::ifstream(path).good(); }
+bool exists(const std::string& path) {
+  return std::ifstream(path).good();
+}
 
 // Waits (up to a minute) until `path` exists.
 bool wait_for_file(const std::string& path) {
@@ -248,7 +255,8 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
 void expect_same_checkpoint(const std::string& a, const std::string& b, double tol) {
   const TensorMap ta = load_tensor_file(a), tb = load_tensor_file(b);
   ASSERT_EQ(ta.size(), tb.size());
-  for (const auto& [key, t] : ta) EXPECT_CLOSE(tb.at(key), t, tol) << a << " vs " << b << ": " << key;
+  for (const auto& [key, t] : ta)
+    EXPECT_CLOSE(tb.at(key), t, tol) << a << " vs " << b << ": " << key;
 }
 
 // The last value of `column` in a progress.csv.
@@ -306,8 +314,9 @@ TEST(DistTrain, Fp16RanksSkipABadStepTogether) {
   RankRun run = start_workers("trainloop-fp16", 2, dir);
   run.wait_all();
   ASSERT_EQ(run.codes, (std::vector<int>{0, 0})) << run.describe();
-  const std::regex line("rank (\\d) step (\\d+) hash (\\w+) ema (\\w+) err (\\S+) ema_err \\S+ sampler \\w+ "
-                        "scale (\\S+) changed (\\d)");
+  const std::regex line(
+      "rank (\\d) step (\\d+) hash (\\w+) ema (\\w+) err (\\S+) ema_err \\S+ sampler \\w+ "
+      "scale (\\S+) changed (\\d)");
   std::map<int, std::vector<std::string>> state;
   for (int r = 0; r < 2; ++r) {
     const std::string out = run.ranks[r]->out();
@@ -329,8 +338,8 @@ TEST(DistTrain, Fp16RanksSkipABadStepTogether) {
 
 std::vector<std::string> train_args(const std::string& data, const std::string& log_dir,
                                     std::vector<std::string> extra = {}) {
-  return with(with({"train", "--data_dir", data, "--log_dir", log_dir, "--batch_size", "2", "--device", "cpu",
-                    "--num_workers", "1", "--log_interval", "1", "--seed", "5"},
+  return with(with({"train", "--data_dir", data, "--log_dir", log_dir, "--batch_size", "2",
+                    "--device", "cpu", "--num_workers", "1", "--log_interval", "1", "--seed", "5"},
                    tiny_flags()),
               extra);
 }
@@ -342,19 +351,21 @@ TEST(DistTrainCli, TwoRanksTrainAndOnlyRankZeroWrites) {
   write_shape_folder(data.path(), 8);
   const std::vector<std::string> common = {"--max_steps", "3", "--save_interval", "2"};
   RankRun run = start_idiff({train_args(data.path(), logs.file("r0"), common),
-                         train_args(data.path(), logs.file("r1"), common)},
-                        dir);
+                             train_args(data.path(), logs.file("r1"), common)},
+                            dir);
   run.wait_all();
   ASSERT_EQ(run.codes, (std::vector<int>{0, 0})) << run.describe();
-  for (const char* name : {"model000002.pt", "ema_0.9999_000002.pt", "opt000002.pt", "model000003.pt",
-                           "ema_0.9999_000003.pt", "opt000003.pt", "log.txt", "progress.csv"}) {
+  for (const char* name :
+       {"model000002.pt", "ema_0.9999_000002.pt", "opt000002.pt", "model000003.pt",
+        "ema_0.9999_000003.pt", "opt000003.pt", "log.txt", "progress.csv"}) {
     EXPECT_TRUE(exists(logs.file("r0/") + name)) << name;
   }
   EXPECT_FALSE(exists(logs.file("r1"))) << "rank 1 created its log directory";
   EXPECT_EQ(run.ranks[1]->out(), "");
   EXPECT_CONTAINS(run.ranks[0]->out(), "distributed: rank 0 of 2 (local rank 0, torchrun");
   EXPECT_CONTAINS(run.ranks[0]->out(), "global batch 4 (--batch_size 2 per rank)");
-  EXPECT_EQ(last_csv_value(logs.file("r0/progress.csv"), "samples"), "12");  // 3 steps x 2 ranks x 2
+  EXPECT_EQ(last_csv_value(logs.file("r0/progress.csv"), "samples"),
+            "12");  // 3 steps x 2 ranks x 2
 
   const std::string mpirun =
       "timeout 300 mpirun --allow-run-as-root --oversubscribe -n 2 -x OMP_NUM_THREADS=1 "
@@ -366,7 +377,8 @@ TEST(DistTrainCli, TwoRanksTrainAndOnlyRankZeroWrites) {
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_CONTAINS(r.out, "distributed: rank 0 of 2 (local rank 0, mpirun");
   expect_same_checkpoint(logs.file("r0/model000003.pt"), logs.file("mpi/model000003.pt"), 1e-6);
-  expect_same_checkpoint(logs.file("r0/ema_0.9999_000003.pt"), logs.file("mpi/ema_0.9999_000003.pt"), 1e-6);
+  expect_same_checkpoint(logs.file("r0/ema_0.9999_000003.pt"),
+                         logs.file("mpi/ema_0.9999_000003.pt"), 1e-6);
 }
 
 // Resuming 2 ranks repeats the straight 2-rank run. Only rank 0 reads the checkpoint:
@@ -385,14 +397,15 @@ TEST(DistTrainCli, ResumeOnTwoRanksRepeatsTheStraightRun) {
   };
   const std::vector<std::string> to4 = {"--max_steps", "4", "--ema_rate", "0.9"};
   two_ranks("straight", to4, to4);
-  two_ranks("first", {"--max_steps", "2", "--ema_rate", "0.9"}, {"--max_steps", "2", "--ema_rate", "0.9"});
-  const std::string out = two_ranks(
-      "second", with(to4, {"--resume_checkpoint", logs.file("first/model000002.pt")}),
-      with(to4, {"--resume_checkpoint", logs.file("nowhere/model000002.pt")}));
+  two_ranks("first", {"--max_steps", "2", "--ema_rate", "0.9"},
+            {"--max_steps", "2", "--ema_rate", "0.9"});
+  const std::string out =
+      two_ranks("second", with(to4, {"--resume_checkpoint", logs.file("first/model000002.pt")}),
+                with(to4, {"--resume_checkpoint", logs.file("nowhere/model000002.pt")}));
   EXPECT_CONTAINS(out, "loading optimizer state from checkpoint");
   for (const char* name : {"model000004.pt", "ema_0.9_000004.pt"}) {
-    expect_same_checkpoint(logs.file(std::string("straight/") + name), logs.file(std::string("second/") + name),
-                           1e-6);
+    expect_same_checkpoint(logs.file(std::string("straight/") + name),
+                           logs.file(std::string("second/") + name), 1e-6);
   }
 }
 
@@ -401,7 +414,8 @@ TEST(DistTrainCli, ResumeOnTwoRanksRepeatsTheStraightRun) {
 TEST(DistTrainCli, WorldSizeOneIsThePlainRun) {
   TempDir data, dir, logs;
   write_shape_folder(data.path(), 8);
-  const std::vector<std::string> common = {"--max_steps", "2", "--schedule_sampler", "loss-second-moment"};
+  const std::vector<std::string> common = {"--max_steps", "2", "--schedule_sampler",
+                                           "loss-second-moment"};
   RankRun run = start_idiff({train_args(data.path(), logs.file("one"), common)}, dir);
   run.wait_all();
   ASSERT_EQ(run.codes, (std::vector<int>{0})) << run.describe();
@@ -412,7 +426,8 @@ TEST(DistTrainCli, WorldSizeOneIsThePlainRun) {
   ASSERT_EQ(plain.wait(), 0) << plain.err();
   EXPECT_EQ(plain.out().find("distributed:"), std::string::npos);
   expect_same_checkpoint(logs.file("one/model000002.pt"), logs.file("plain/model000002.pt"), 0.0);
-  expect_same_checkpoint(logs.file("one/ema_0.9999_000002.pt"), logs.file("plain/ema_0.9999_000002.pt"), 0.0);
+  expect_same_checkpoint(logs.file("one/ema_0.9999_000002.pt"),
+                         logs.file("plain/ema_0.9999_000002.pt"), 0.0);
 }
 
 // A rank killed mid-run: the other exits non-zero with the distributed error well within
@@ -422,8 +437,8 @@ void kill_one_rank(int victim) {
   write_shape_folder(data.path(), 8);
   const std::vector<std::string> common = {"--save_interval", "1", "--dist_timeout", "20"};
   RankRun run = start_idiff({train_args(data.path(), logs.path(), common),
-                         train_args(data.path(), logs.file("r1"), common)},
-                        dir);
+                             train_args(data.path(), logs.file("r1"), common)},
+                            dir);
   ASSERT_TRUE(wait_for_file(logs.file("model000002.pt"))) << run.describe();
   run.ranks[victim]->kill();
   const auto start = Clock::now();
@@ -434,7 +449,8 @@ void kill_one_rank(int victim) {
   EXPECT_EQ(code, 1) << run.describe();
   const std::string err = run.ranks[survivor]->err();
   EXPECT_CONTAINS(err, "idiff: error: distributed ");
-  EXPECT_CONTAINS(err, "failed on rank " + std::to_string(survivor) + " of 2 (gloo, --dist_timeout 20 s)");
+  EXPECT_CONTAINS(
+      err, "failed on rank " + std::to_string(survivor) + " of 2 (gloo, --dist_timeout 20 s)");
   // Every checkpoint file there is complete and loads.
   int checkpoints = 0;
   for (const auto& name : split(run_shell("ls " + logs.path()).out, '\n')) {
@@ -449,16 +465,20 @@ void kill_one_rank(int victim) {
   EXPECT_GE(checkpoints, 4);  // steps 1 and 2 at least (the victim may die while saving)
 }
 
-TEST(DistTrainCli, KilledRankOneMakesRankZeroExitWithAnError) { kill_one_rank(1); }
-TEST(DistTrainCli, KilledRankZeroMakesRankOneExitWithAnError) { kill_one_rank(0); }
+TEST(DistTrainCli, KilledRankOneMakesRankZeroExitWithAnError) {
+  kill_one_rank(1);
+}
+TEST(DistTrainCli, KilledRankZeroMakesRankOneExitWithAnError) {
+  kill_one_rank(0);
+}
 
 // SIGINT to one rank stops both after the same step; rank 0 saves that step.
 TEST(DistTrainCli, SignalToOneRankStopsAllAtTheSameStep) {
   TempDir data, dir, logs;
   write_shape_folder(data.path(), 8);
   RankRun run = start_idiff({train_args(data.path(), logs.path(), {"--dist_timeout", "60"}),
-                         train_args(data.path(), logs.file("r1"), {"--dist_timeout", "60"})},
-                        dir);
+                             train_args(data.path(), logs.file("r1"), {"--dist_timeout", "60"})},
+                            dir);
   // The first log dump: step 1 is done, so rank 1 is inside the loop with its handlers set.
   bool training = false;
   for (int i = 0; i < 600 && !training; ++i) {
@@ -473,7 +493,8 @@ TEST(DistTrainCli, SignalToOneRankStopsAllAtTheSameStep) {
   ASSERT_EQ(run.codes, (std::vector<int>{0, 0})) << run.describe();
   const std::string out = run.ranks[0]->out();
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(out, m, std::regex("stopped by a signal to another rank after step (\\d+)")))
+  ASSERT_TRUE(std::regex_search(
+      out, m, std::regex("stopped by a signal to another rank after step (\\d+)")))
       << out;
   char name[32];
   std::snprintf(name, sizeof(name), "model%06d.pt", std::stoi(m[1]));
@@ -491,10 +512,11 @@ void write_sampling_inputs(const TempDir& dir) {
 }
 
 std::vector<std::string> sample_args(const TempDir& in, const std::string& log_dir) {
-  return with({"sample", "--model_path", in.file("model.pt"), "--log_dir", log_dir, "--num_samples", "5",
-               "--batch_size", "2", "--use_ddim", "True", "--timestep_respacing", "ddim4", "--device", "cpu",
-               "--initial_noise", in.file("noise.safetensors"), "--grid_size", "4"},
-              tiny_flags());
+  return with(
+      {"sample", "--model_path", in.file("model.pt"), "--log_dir", log_dir, "--num_samples", "5",
+       "--batch_size", "2", "--use_ddim", "True", "--timestep_respacing", "ddim4", "--device",
+       "cpu", "--initial_noise", in.file("noise.safetensors"), "--grid_size", "4"},
+      tiny_flags());
 }
 
 // 2 ranks: one npz of exactly --num_samples images (rounds of 2 + 2, then 1 + 0), the same
@@ -502,15 +524,16 @@ std::vector<std::string> sample_args(const TempDir& in, const std::string& log_d
 TEST(DistSampleCli, TwoRanksWriteOneFileOfExactlyNumSamples) {
   TempDir in, dir, logs;
   write_sampling_inputs(in);
-  RankRun run = start_idiff({sample_args(in, logs.file("r0")), sample_args(in, logs.file("r1"))}, dir);
+  RankRun run =
+      start_idiff({sample_args(in, logs.file("r0")), sample_args(in, logs.file("r1"))}, dir);
   run.wait_all();
   ASSERT_EQ(run.codes, (std::vector<int>{0, 0})) << run.describe();
   EXPECT_FALSE(exists(logs.file("r1")));
   const TensorMap two = read_npz(logs.file("r0/samples_5x32x32x3.npz"));
   EXPECT_EQ(two.at("arr_0").sizes(), (std::vector<int64_t>{5, 32, 32, 3}));
   EXPECT_TRUE(exists(logs.file("r0/samples_grid.png")));
-  WorkerProcess one(with({IDIFF_EXE}, sample_args(in, logs.file("one"))), {{"OMP_NUM_THREADS", "1"}},
-                    dir.path(), "one");
+  WorkerProcess one(with({IDIFF_EXE}, sample_args(in, logs.file("one"))),
+                    {{"OMP_NUM_THREADS", "1"}}, dir.path(), "one");
   ASSERT_EQ(one.wait(), 0) << one.err();
   const TensorMap single = read_npz(logs.file("one/samples_5x32x32x3.npz"));
   const at::Tensor diff = (two.at("arr_0").to(at::kInt) - single.at("arr_0").to(at::kInt)).abs();
@@ -524,9 +547,9 @@ TEST(DistSampleCli, NllOnTwoRanks) {
   at::manual_seed(12);
   save_tensor_file(in.file("model.pt"), state_dict(*create_model(tiny_model())));
   auto args = [&](const std::string& log_dir) {
-    return with({"nll", "--model_path", in.file("model.pt"), "--data_dir", data.path(), "--log_dir", log_dir,
-                 "--num_samples", "6", "--batch_size", "2", "--device", "cpu", "--num_workers", "1",
-                 "--diffusion_steps", "4", "--noise_schedule", "cosine"},
+    return with({"nll", "--model_path", in.file("model.pt"), "--data_dir", data.path(), "--log_dir",
+                 log_dir, "--num_samples", "6", "--batch_size", "2", "--device", "cpu",
+                 "--num_workers", "1", "--diffusion_steps", "4", "--noise_schedule", "cosine"},
                 tiny_flags());
   };
   RankRun run = start_idiff({args(logs.file("r0")), args(logs.file("r1"))}, dir);

@@ -18,9 +18,9 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/InferenceMode.h>
 
+#include <sys/stat.h>
 #include <algorithm>
 #include <cstdio>
-#include <sys/stat.h>
 
 namespace idiff {
 namespace {
@@ -78,7 +78,8 @@ struct Ranks {
 Ranks join_ranks(DistContext* given, const SampleConfig& s) {
   Ranks r;
   if (given == nullptr) {
-    r.owned = DistContext::from_environment(DistContext::device_for_local_rank(s.device), s.dist_timeout);
+    r.owned =
+        DistContext::from_environment(DistContext::device_for_local_rank(s.device), s.dist_timeout);
     given = r.owned.get();
   }
   r.ctx = given;
@@ -163,11 +164,14 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
   const int64_t per_round = s.batch_size * world;
   const int64_t rounds = (s.num_samples + per_round - 1) / per_round;
   std::vector<at::Tensor> images, labels;
-  ProgressBar bar("sampling", diffusion.num_timesteps(), ctx.is_main() && ProgressBar::stderr_is_terminal());
+  ProgressBar bar("sampling", diffusion.num_timesteps(),
+                  ctx.is_main() && ProgressBar::stderr_is_terminal());
   logger.log(str("sampling ", s.num_samples, " images with ", s.use_ddim ? "DDIM" : "DDPM", ", ",
-                 diffusion.num_timesteps(), " steps", world > 1 ? str(" on ", world, " ranks") : "", "..."));
+                 diffusion.num_timesteps(), " steps", world > 1 ? str(" on ", world, " ranks") : "",
+                 "..."));
   for (int64_t round = 0; round < rounds; ++round) {
-    const int64_t start = round * per_round + rank * s.batch_size;  // global index of this rank's first
+    // Global index of this rank's first sample of the round, and how many it makes.
+    const int64_t start = round * per_round + rank * s.batch_size;
     const int64_t n = std::clamp<int64_t>(s.num_samples - start, 0, s.batch_size);
     at::Tensor x8 = at::empty({0, size, size, 3}, at::kByte), y = at::empty({0}, at::kLong);
     if (n > 0) {
@@ -216,8 +220,8 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
   SampleResult r;
   r.images = at::cat(images);
   if (!labels.empty()) r.labels = at::cat(labels);
-  TORCH_CHECK(r.images.size(0) == s.num_samples, "gathered ", r.images.size(0), " samples, expected ",
-              s.num_samples);
+  TORCH_CHECK(r.images.size(0) == s.num_samples, "gathered ", r.images.size(0),
+              " samples, expected ", s.num_samples);
   if (ctx.is_main()) {
     r.npz_path = logger.dir() + "/" + shape_name(r.images);
     TensorMap arrays;
@@ -227,8 +231,10 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
     logger.log("saving to " + r.npz_path);
     if (s.grid_size > 0) {
       r.grid_path = logger.dir() + "/samples_grid.png";
-      write_png(r.grid_path, make_grid(r.images.narrow(0, 0, std::min(s.grid_size, r.images.size(0)))));
-      logger.log("grid of " + std::to_string(std::min(s.grid_size, r.images.size(0))) + " samples: " + r.grid_path);
+      write_png(r.grid_path,
+                make_grid(r.images.narrow(0, 0, std::min(s.grid_size, r.images.size(0)))));
+      logger.log("grid of " + std::to_string(std::min(s.grid_size, r.images.size(0))) +
+                 " samples: " + r.grid_path);
     }
     if (s.save_pngs) {
       const std::string dir = logger.dir() + "/samples";
@@ -278,7 +284,8 @@ NllResult run_nll(const SampleJob& job, DistContext* dist) {
   std::vector<double> batch_bpd;
   at::Tensor vb_sum, mse_sum, xmse_sum;
   int64_t done = 0, batches = 0;
-  ProgressBar bar("nll", diffusion.num_timesteps(), ctx.is_main() && ProgressBar::stderr_is_terminal());
+  ProgressBar bar("nll", diffusion.num_timesteps(),
+                  ctx.is_main() && ProgressBar::stderr_is_terminal());
   while (done < s.num_samples) {
     Batch b = loader->next();
     ModelKwargs kw;
@@ -291,10 +298,12 @@ NllResult run_nll(const SampleJob& job, DistContext* dist) {
     // This batch's means [bpd, vb [T], mse [T], xstart_mse [T]], averaged over the ranks as
     // the reference does (every rank's batch has --batch_size images).
     const int64_t T = r.vb.size(1);
-    at::Tensor metrics = at::cat({at::full({1}, r.total_bpd.mean().item<double>(), at::kDouble),
-                                  r.vb.mean(0).to(at::kDouble).cpu(), r.mse.mean(0).to(at::kDouble).cpu(),
-                                  r.xstart_mse.mean(0).to(at::kDouble).cpu()});
-    if (ctx.is_distributed()) metrics = ctx.all_reduce_sum(metrics) / static_cast<double>(ctx.world_size());
+    at::Tensor metrics =
+        at::cat({at::full({1}, r.total_bpd.mean().item<double>(), at::kDouble),
+                 r.vb.mean(0).to(at::kDouble).cpu(), r.mse.mean(0).to(at::kDouble).cpu(),
+                 r.xstart_mse.mean(0).to(at::kDouble).cpu()});
+    if (ctx.is_distributed())
+      metrics = ctx.all_reduce_sum(metrics) / static_cast<double>(ctx.world_size());
     const at::Tensor vb = metrics.narrow(0, 1, T), mse = metrics.narrow(0, 1 + T, T),
                      xmse = metrics.narrow(0, 1 + 2 * T, T);
     vb_sum = vb_sum.defined() ? vb_sum + vb : vb;

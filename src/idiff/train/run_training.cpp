@@ -29,7 +29,8 @@ StopReason run_training(const TrainJob& job) {
   logger.log("device: " + describe_device(device));
   if (dist->is_distributed()) {
     logger.log(str("distributed: ", dist->describe(), "; global batch ",
-                   tc.batch_size * dist->world_size(), " (--batch_size ", tc.batch_size, " per rank)"));
+                   tc.batch_size * dist->world_size(), " (--batch_size ", tc.batch_size,
+                   " per rank)"));
   }
 
   logger.log("creating model and diffusion...");
@@ -78,7 +79,8 @@ StopReason run_training(const TrainJob& job) {
   const StopReason reason = loop.run_loop();
   switch (reason) {
     case StopReason::Signal:
-      logger.log(str("stopped by ", *stop_signal_name() ? stop_signal_name() : "a signal to another rank",
+      logger.log(str("stopped by ",
+                     *stop_signal_name() ? stop_signal_name() : "a signal to another rank",
                      " after step ", loop.step(), "; saved to ", logger.dir()));
       break;
     case StopReason::MaxMinutes:

@@ -279,9 +279,8 @@ std::optional<StopReason> TrainLoop::agreed_stop() {
   if (dist_->world_size() > 1) {
     // One tiny all-reduce per step: a signal to any rank stops them all after this step,
     // and the time limit follows rank 0's clock alone.
-    const at::Tensor flags =
-        dist_->all_reduce_sum(at::tensor({signal ? 1 : 0, dist_->is_main() && out_of_time ? 1 : 0},
-                                         at::kInt));
+    const at::Tensor flags = dist_->all_reduce_sum(
+        at::tensor({signal ? 1 : 0, dist_->is_main() && out_of_time ? 1 : 0}, at::kInt));
     signal = flags[0].item<int>() > 0;
     out_of_time = flags[1].item<int>() > 0;
   }
@@ -320,16 +319,17 @@ void TrainLoop::forward_backward(const TrainBatch& batch) {
   // microbatching changes only the summation order, not the update.
   at::Tensor t_all, weights_all;
   if (batch.timesteps.defined()) {
-    IDIFF_REQUIRE(batch.timesteps.sizes() == at::IntArrayRef{n}, Error, "the batch's timesteps have shape ",
-                  batch.timesteps.sizes(), ", expected [", n, "]");
+    IDIFF_REQUIRE(batch.timesteps.sizes() == at::IntArrayRef{n}, Error,
+                  "the batch's timesteps have shape ", batch.timesteps.sizes(), ", expected [", n,
+                  "]");
     t_all = batch.timesteps.to(device_, at::kLong);
     weights_all = weights_for(*sampler_, t_all);
   } else {
     std::tie(t_all, weights_all) = sampler_->sample(n, device_);
   }
   const at::Tensor images = batch.images.to(device_);
-  const at::Tensor noise_all =
-      batch.noise.defined() ? batch.noise.to(device_, images.scalar_type()) : at::randn_like(images);
+  const at::Tensor noise_all = batch.noise.defined() ? batch.noise.to(device_, images.scalar_type())
+                                                     : at::randn_like(images);
   IDIFF_REQUIRE(noise_all.sizes() == images.sizes(), Error, "the batch's noise has shape ",
                 noise_all.sizes(), ", expected ", images.sizes());
   std::vector<at::Tensor> all_losses;
@@ -443,8 +443,9 @@ void TrainLoop::dump_logs() {
     for (const auto& [key, sums] : stat_sums_) parts.push_back(sums);
     parts.push_back(nonfinite_.to(at::kDouble).reshape({1}));
     const at::Tensor packed = dist_->all_reduce_sum(at::cat(parts)).cpu();
-    IDIFF_REQUIRE(packed[-1].item<double>() == 0, Error, "the loss became non-finite (NaN or inf) before step ",
-                  step_, dist_->world_size() > 1 ? " (on at least one rank)" : "",
+    IDIFF_REQUIRE(packed[-1].item<double>() == 0, Error,
+                  "the loss became non-finite (NaN or inf) before step ", step_,
+                  dist_->world_size() > 1 ? " (on at least one rank)" : "",
                   "; stopping without saving (the last checkpoint, step ",
                   last_saved_step_ < 0 ? std::string("none") : std::to_string(last_saved_step_),
                   ", is intact). Try a lower --lr.");
@@ -479,8 +480,9 @@ void TrainLoop::dump_logs() {
   const double secs = std::chrono::duration<double>(now - last_dump_time_).count();
   if (steps_since_dump_ > 0 && secs > 0) {
     logger_.logkv("steps_per_sec", steps_since_dump_ / secs);
-    logger_.logkv("images_per_sec",
-                  static_cast<double>(steps_since_dump_ * config_.batch_size * dist_->world_size()) / secs);
+    logger_.logkv(
+        "images_per_sec",
+        static_cast<double>(steps_since_dump_ * config_.batch_size * dist_->world_size()) / secs);
   }
   last_dump_time_ = now;
   steps_since_dump_ = 0;
@@ -499,8 +501,9 @@ TensorMap TrainLoop::params_to_state_dict(const std::vector<at::Tensor>& params)
 }
 
 void TrainLoop::save() {
-  IDIFF_REQUIRE(!any_nonfinite_loss(), Error, "the loss became non-finite (NaN or inf) before step ",
-                step_, dist_->world_size() > 1 ? " (on at least one rank)" : "",
+  IDIFF_REQUIRE(!any_nonfinite_loss(), Error,
+                "the loss became non-finite (NaN or inf) before step ", step_,
+                dist_->world_size() > 1 ? " (on at least one rank)" : "",
                 "; not saving over the last good checkpoint (step ",
                 last_saved_step_ < 0 ? std::string("none") : std::to_string(last_saved_step_),
                 "). Try a lower --lr.");
