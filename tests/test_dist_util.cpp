@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <vector>
 
@@ -133,6 +134,49 @@ std::string WorkerProcess::out() const {
 }
 std::string WorkerProcess::err() const {
   return slurp(err_path_);
+}
+
+void LaunchedRanks::wait_all() {
+  for (auto& p : ranks) codes.push_back(p->wait());
+}
+
+std::string LaunchedRanks::describe() const {
+  std::ostringstream os;
+  for (size_t r = 0; r < ranks.size(); ++r) {
+    os << "--- rank " << r << " exit " << (r < codes.size() ? codes[r] : -1) << "\nstdout:\n"
+       << ranks[r]->out() << "stderr:\n"
+       << ranks[r]->err() << "\n";
+  }
+  return os.str();
+}
+
+std::map<std::string, std::string> rank_env(int rank, int world, int port) {
+  auto env = torchrun_env(rank, world, port);
+  env["OMP_NUM_THREADS"] = "1";
+  env["TORCH_CPP_LOG_LEVEL"] = "ERROR";
+  return env;
+}
+
+LaunchedRanks start_workers(const std::string& scenario, int world, const std::string& dir) {
+  const int port = free_port();
+  LaunchedRanks run;
+  for (int r = 0; r < world; ++r) {
+    run.ranks.push_back(std::make_unique<WorkerProcess>(scenario, rank_env(r, world, port), dir,
+                                                        "rank" + std::to_string(r)));
+  }
+  return run;
+}
+
+LaunchedRanks start_ranks(const std::vector<std::vector<std::string>>& argvs,
+                          const std::string& dir) {
+  const int port = free_port();
+  const int world = static_cast<int>(argvs.size());
+  LaunchedRanks run;
+  for (int r = 0; r < world; ++r) {
+    run.ranks.push_back(std::make_unique<WorkerProcess>(argvs[r], rank_env(r, world, port), dir,
+                                                        "program" + std::to_string(r)));
+  }
+  return run;
 }
 
 }  // namespace idiff::test

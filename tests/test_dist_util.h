@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,24 @@ class DistContext;
 }
 
 namespace idiff::test {
+
+// The processes of one multi-process run, rank r at index r.
+struct LaunchedRanks {
+  std::vector<std::unique_ptr<WorkerProcess>> ranks;
+  std::vector<int> codes;  // exit codes, after wait_all()
+  void wait_all();
+  // Each rank's exit code, stdout and stderr, for failure messages.
+  std::string describe() const;
+};
+
+// rank_env: torchrun_env plus one thread per rank (the machine's cores are shared by the
+// ranks) and c10d's retry warnings silenced.
+std::map<std::string, std::string> rank_env(int rank, int world, int port);
+// `world` ranks of this test binary running a worker scenario (rank_env, a free port).
+LaunchedRanks start_workers(const std::string& scenario, int world, const std::string& dir);
+// Programs as ranks: rank r runs argvs[r] (argv[0] a path) with rank_env.
+LaunchedRanks start_ranks(const std::vector<std::vector<std::string>>& argvs,
+                          const std::string& dir);
 
 // The worker scenarios of test_dist_train.cpp ("trainloop", "trainloop-fp16"): TrainLoop
 // data-parallel on `ctx`; returns the exit code.
