@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <vector>
 
@@ -63,6 +64,20 @@ WorkerProcess::WorkerProcess(const std::string& scenario,
                              const std::map<std::string, std::string>& env, const std::string& dir,
                              const std::string& name)
     : out_path_(dir + "/" + name + ".out"), err_path_(dir + "/" + name + ".err") {
+  std::map<std::string, std::string> with_scenario = env;
+  with_scenario[kDistWorkerVar] = scenario;
+  spawn({self_exe()}, with_scenario);
+}
+
+WorkerProcess::WorkerProcess(const std::vector<std::string>& argv,
+                             const std::map<std::string, std::string>& env, const std::string& dir,
+                             const std::string& name)
+    : out_path_(dir + "/" + name + ".out"), err_path_(dir + "/" + name + ".err") {
+  spawn(argv, env);
+}
+
+void WorkerProcess::spawn(const std::vector<std::string>& args,
+                          const std::map<std::string, std::string>& env) {
   std::map<std::string, std::string> vars;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string kv = *e;
@@ -70,15 +85,16 @@ WorkerProcess::WorkerProcess(const std::string& scenario,
     if (eq != std::string::npos) vars[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   for (const auto& [k, v] : env) vars[k] = v;
-  vars[kDistWorkerVar] = scenario;
   std::vector<std::string> strings;
   for (const auto& [k, v] : vars) strings.push_back(k + "=" + v);
   std::vector<char*> envp;
   for (auto& s : strings) envp.push_back(s.data());
   envp.push_back(nullptr);
 
-  const std::string exe = self_exe();
-  std::vector<char*> argv{const_cast<char*>(exe.c_str()), nullptr};
+  const std::string exe = args.at(0);
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
@@ -118,6 +134,49 @@ std::string WorkerProcess::out() const {
 }
 std::string WorkerProcess::err() const {
   return slurp(err_path_);
+}
+
+void LaunchedRanks::wait_all() {
+  for (auto& p : ranks) codes.push_back(p->wait());
+}
+
+std::string LaunchedRanks::describe() const {
+  std::ostringstream os;
+  for (size_t r = 0; r < ranks.size(); ++r) {
+    os << "--- rank " << r << " exit " << (r < codes.size() ? codes[r] : -1) << "\nstdout:\n"
+       << ranks[r]->out() << "stderr:\n"
+       << ranks[r]->err() << "\n";
+  }
+  return os.str();
+}
+
+std::map<std::string, std::string> rank_env(int rank, int world, int port) {
+  auto env = torchrun_env(rank, world, port);
+  env["OMP_NUM_THREADS"] = "1";
+  env["TORCH_CPP_LOG_LEVEL"] = "ERROR";
+  return env;
+}
+
+LaunchedRanks start_workers(const std::string& scenario, int world, const std::string& dir) {
+  const int port = free_port();
+  LaunchedRanks run;
+  for (int r = 0; r < world; ++r) {
+    run.ranks.push_back(std::make_unique<WorkerProcess>(scenario, rank_env(r, world, port), dir,
+                                                        "rank" + std::to_string(r)));
+  }
+  return run;
+}
+
+LaunchedRanks start_ranks(const std::vector<std::vector<std::string>>& argvs,
+                          const std::string& dir) {
+  const int port = free_port();
+  const int world = static_cast<int>(argvs.size());
+  LaunchedRanks run;
+  for (int r = 0; r < world; ++r) {
+    run.ranks.push_back(std::make_unique<WorkerProcess>(argvs[r], rank_env(r, world, port), dir,
+                                                        "program" + std::to_string(r)));
+  }
+  return run;
 }
 
 }  // namespace idiff::test

@@ -7,7 +7,9 @@
 #include <sys/types.h>
 
 #include <map>
+#include <memory>
 #include <string>
+#include <vector>
 
 // EXPECT that the string `text` contains `needle`.
 #define EXPECT_CONTAINS(text, needle)                          \
@@ -36,6 +38,10 @@ class WorkerProcess {
   // process's environment); output under dir/<name>.out and .err.
   WorkerProcess(const std::string& scenario, const std::map<std::string, std::string>& env,
                 const std::string& dir, const std::string& name);
+  // Starts the program argv[0] (a path) with the arguments argv[1..] instead, e.g. the
+  // idiff program as one rank of a run.
+  WorkerProcess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+                const std::string& dir, const std::string& name);
   ~WorkerProcess();  // kills the process when it still runs
   WorkerProcess(const WorkerProcess&) = delete;
   WorkerProcess& operator=(const WorkerProcess&) = delete;
@@ -45,8 +51,11 @@ class WorkerProcess {
   void kill();
   std::string out() const;
   std::string err() const;
+  pid_t pid() const { return pid_; }
 
  private:
+  void spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env);
+
   pid_t pid_ = -1;
   int status_ = -1;
   std::string out_path_, err_path_;
@@ -54,5 +63,35 @@ class WorkerProcess {
 
 // Environment of rank `rank` of `world` in torchrun's naming, rendezvous at 127.0.0.1:port.
 std::map<std::string, std::string> torchrun_env(int rank, int world, int port);
+
+}  // namespace idiff::test
+
+namespace idiff {
+class DistContext;
+}
+
+namespace idiff::test {
+
+// The processes of one multi-process run, rank r at index r.
+struct LaunchedRanks {
+  std::vector<std::unique_ptr<WorkerProcess>> ranks;
+  std::vector<int> codes;  // exit codes, after wait_all()
+  void wait_all();
+  // Each rank's exit code, stdout and stderr, for failure messages.
+  std::string describe() const;
+};
+
+// rank_env: torchrun_env plus one thread per rank (the machine's cores are shared by the
+// ranks) and c10d's retry warnings silenced.
+std::map<std::string, std::string> rank_env(int rank, int world, int port);
+// `world` ranks of this test binary running a worker scenario (rank_env, a free port).
+LaunchedRanks start_workers(const std::string& scenario, int world, const std::string& dir);
+// Programs as ranks: rank r runs argvs[r] (argv[0] a path) with rank_env.
+LaunchedRanks start_ranks(const std::vector<std::vector<std::string>>& argvs,
+                          const std::string& dir);
+
+// The worker scenarios of test_dist_train.cpp ("trainloop", "trainloop-fp16"): TrainLoop
+// data-parallel on `ctx`; returns the exit code.
+int train_loop_worker(DistContext& ctx, const std::string& scenario);
 
 }  // namespace idiff::test

@@ -274,6 +274,7 @@ int run_worker(const std::string& scenario) {
     if (scenario == "collectives") return collectives(*ctx);
     if (scenario == "train") return train(*ctx);
     if (scenario == "die" || scenario == "stall") return fault(*ctx, scenario == "die", timeout);
+    if (scenario.rfind("trainloop", 0) == 0) return train_loop_worker(*ctx, scenario);
     if (scenario == "join") {
       ctx->barrier();
       std::printf("rank %lld ok\n", static_cast<long long>(ctx->rank()));

@@ -54,6 +54,9 @@ void setup(CLI::App& sub, Mode mode) {
   f.add("seed", s.seed, "seed of the noise (and random labels)")->group(a);
   f.add("log_dir", s.log_dir, "output folder (else $OPENAI_LOGDIR, else /tmp/openai-<time>)")->group(a);
   f.add("device", s.device, "auto, cpu, cuda or cuda:N")->group(a);
+  f.add("dist_timeout", s.dist_timeout,
+        "multi-process runs: seconds to wait for the other ranks before giving up")
+      ->group(a);
   add_model_and_diffusion_flags(sub, job->model, job->diffusion, job->super_res);
   sub.callback([job, mode] {
     if (mode == Mode::Nll) {

@@ -127,6 +127,9 @@ void add_train_flags(CLI::App& app, TrainConfig& t) {
   f.add("skip_bad_images", t.skip_bad_images, "skip unreadable images with a warning instead of stopping")
       ->group(a);
   f.add("num_workers", t.num_workers, "background image-decoding threads")->group(a);
+  f.add("dist_timeout", t.dist_timeout,
+        "multi-process runs: seconds to wait for the other ranks before giving up")
+      ->group(a);
 }
 
 void add_device_flag(CLI::App& app, std::string& device) {

@@ -10,6 +10,10 @@
 
 namespace idiff {
 
+// --dist_timeout's default (DistContext::kDefaultTimeoutSeconds): how long a rank waits for
+// the others at the rendezvous and in every collective before it gives up.
+constexpr double kDefaultDistTimeoutSeconds = 300.0;
+
 // The UNet's shape. Field names are the reference's flag names.
 struct ModelConfig {
   int64_t image_size = 64;
@@ -68,6 +72,7 @@ struct TrainConfig {
   std::string precision = "fp32";  // fp32, fp16 (same as --use_fp16 True), bf16 (CUDA autocast)
   bool skip_bad_images = false;
   int64_t num_workers = 2;      // background decoding threads
+  double dist_timeout = kDefaultDistTimeoutSeconds;  // seconds; multi-process runs only
 };
 
 // Sampling and evaluation (reference: scripts/image_sample.py, image_nll.py,
@@ -90,6 +95,7 @@ struct SampleConfig {
   int64_t grid_size = 64;      // samples in the PNG grid (0: none)
   std::string initial_noise = "";  // a tensor file holding x_T [num_samples, 3, H, W]
   int64_t num_workers = 2;     // nll: decoding threads
+  double dist_timeout = kDefaultDistTimeoutSeconds;  // seconds; multi-process runs only
 };
 
 // Number of classes of a class-conditional model (script_util.NUM_CLASSES).

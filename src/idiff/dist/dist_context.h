@@ -11,6 +11,7 @@
 // unusable; the process should exit.
 #pragma once
 
+#include "idiff/config.h"
 #include "idiff/dist/dist_env.h"
 
 #include <ATen/core/Tensor.h>
@@ -33,7 +34,7 @@ class DistContext {
  public:
   // DistributedDataParallel's default bucket size.
   static constexpr int64_t kDefaultBucketBytes = 25 * 1024 * 1024;
-  static constexpr double kDefaultTimeoutSeconds = 300.0;
+  static constexpr double kDefaultTimeoutSeconds = kDefaultDistTimeoutSeconds;
 
   // From the launcher's variables (see dist_env.h): torchrun's RANK/WORLD_SIZE/
   // LOCAL_RANK/MASTER_ADDR/MASTER_PORT, or mpirun's OMPI_COMM_WORLD_* with MASTER_ADDR/

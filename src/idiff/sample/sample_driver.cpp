@@ -6,6 +6,7 @@
 #include "idiff/common/strings.h"
 #include "idiff/data/load_data.h"
 #include "idiff/diffusion/factory.h"
+#include "idiff/dist/dist_context.h"
 #include "idiff/io/image_grid.h"
 #include "idiff/io/npz.h"
 #include "idiff/io/tensor_file.h"
@@ -18,8 +19,9 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/InferenceMode.h>
 
-#include <cstdio>
 #include <sys/stat.h>
+#include <algorithm>
+#include <cstdio>
 
 namespace idiff {
 namespace {
@@ -74,6 +76,30 @@ std::string format_double(double v) {
   return buf;
 }
 
+// The ranks to share the work with: `given`, else those the launcher's variables describe
+// (a single process without them), on the device --device names for this local rank.
+struct Ranks {
+  std::unique_ptr<DistContext> owned;
+  DistContext* ctx = nullptr;
+};
+
+Ranks join_ranks(DistContext* given, const SampleConfig& s) {
+  Ranks r;
+  if (given == nullptr) {
+    r.owned =
+        DistContext::from_environment(DistContext::device_for_local_rank(s.device), s.dist_timeout);
+    given = r.owned.get();
+  }
+  r.ctx = given;
+  return r;
+}
+
+// The seed of rank r's noise generator: --seed itself on rank 0, so one process draws what
+// it always drew; a different stream on every other rank.
+uint64_t rank_seed(uint64_t seed, int64_t rank) {
+  return seed + static_cast<uint64_t>(rank) * 0x9E3779B97F4A7C15ull;
+}
+
 void make_dir(const std::string& dir) {
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
     throw FileError(str(dir, ": cannot create the directory (", std::strerror(errno), ")"));
@@ -113,10 +139,15 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
     IDIFF_REQUIRE(c >= 0 && c < kNumClasses, ConfigError, "--class: ", c,
                   " is not a class of the model (0..", kNumClasses - 1, ")");
   }
-  const c10::Device device = resolve_device(s.device);
-  Logger logger(Logger::choose_dir(s.log_dir));
+  const Ranks ranks = join_ranks(dist, s);
+  DistContext& ctx = *ranks.ctx;
+  const c10::Device device = ctx.device();
+  const int64_t rank = ctx.rank(), world = ctx.world_size();
+  // Only rank 0 writes the log and the outputs.
+  Logger logger(ctx.is_main() ? Logger::choose_dir(s.log_dir) : "", !ctx.is_main());
   logger.log("Logging to " + logger.dir());
   logger.log("device: " + describe_device(device));
+  if (ctx.is_distributed()) logger.log("distributed: " + ctx.describe());
 
   BaseSamples base;
   if (job.super_res) base = read_base_samples(s.base_samples, m);
@@ -124,7 +155,7 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
   UNetModel model = load_model(m, job.super_res, s.model_path, device);
   const GaussianDiffusion diffusion = create_gaussian_diffusion(job.diffusion);
 
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(s.seed);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(rank_seed(s.seed, rank));
   const int64_t size = job.super_res ? m.large_size : m.image_size;
   at::Tensor initial_noise;
   if (!s.initial_noise.empty()) {
@@ -137,78 +168,104 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
                   FileError, s.initial_noise, ": expected x_T of shape [", s.num_samples, ", 3, ",
                   size, ", ", size, "] (--num_samples images), got ", initial_noise.sizes());
   }
+  // Rounds as the reference's: each rank samples up to --batch_size images per round and
+  // all of them are gathered in rank order, so sample i of the output is global index i
+  // (round, then rank, then position). The last round is cut to exactly --num_samples.
+  const bool with_labels = job.super_res ? base.labels.defined() : m.class_cond;
+  const int64_t per_round = s.batch_size * world;
+  const int64_t rounds = (s.num_samples + per_round - 1) / per_round;
   std::vector<at::Tensor> images, labels;
-  int64_t done = 0, base_pos = 0;
-  const int64_t num_batches = (s.num_samples + s.batch_size - 1) / s.batch_size;
-  ProgressBar bar("sampling", diffusion.num_timesteps());
+  ProgressBar bar("sampling", diffusion.num_timesteps(),
+                  ctx.is_main() && ProgressBar::stderr_is_terminal());
   logger.log(str("sampling ", s.num_samples, " images with ", s.use_ddim ? "DDIM" : "DDPM", ", ",
-                 diffusion.num_timesteps(), " steps..."));
-  for (int64_t batch = 0; done < s.num_samples; ++batch) {
-    const int64_t n = std::min(s.batch_size, s.num_samples - done);
-    ModelKwargs kw;
-    if (job.super_res) {
-      std::vector<int64_t> idx;
-      for (int64_t i = 0; i < n; ++i) idx.push_back((base_pos + i) % base.images.size(0));
-      base_pos += n;
-      const at::Tensor index = at::tensor(idx, at::kLong);
-      kw.low_res = base.images.index_select(0, index).to(device);
-      if (base.labels.defined()) kw.y = base.labels.index_select(0, index).to(device);
-    } else if (m.class_cond) {
-      if (classes.empty()) {
-        kw.y = at::randint(0, kNumClasses, {n}, gen, at::kLong);
-      } else {
-        kw.y = at::empty({n}, at::kLong);
-        for (int64_t i = 0; i < n; ++i) {
-          kw.y[i] = classes[static_cast<size_t>(done + i) % classes.size()];
+                 diffusion.num_timesteps(), " steps", world > 1 ? str(" on ", world, " ranks") : "",
+                 "..."));
+  for (int64_t round = 0; round < rounds; ++round) {
+    // Global index of this rank's first sample of the round, and how many it makes.
+    const int64_t start = round * per_round + rank * s.batch_size;
+    const int64_t n = std::clamp<int64_t>(s.num_samples - start, 0, s.batch_size);
+    at::Tensor x8 = at::empty({0, size, size, 3}, at::kByte), y = at::empty({0}, at::kLong);
+    if (n > 0) {
+      ModelKwargs kw;
+      if (job.super_res) {
+        std::vector<int64_t> idx;
+        for (int64_t i = 0; i < n; ++i) idx.push_back((start + i) % base.images.size(0));
+        const at::Tensor index = at::tensor(idx, at::kLong);
+        kw.low_res = base.images.index_select(0, index).to(device);
+        if (base.labels.defined()) kw.y = base.labels.index_select(0, index).to(device);
+      } else if (m.class_cond) {
+        if (classes.empty()) {
+          kw.y = at::randint(0, kNumClasses, {n}, gen, at::kLong);
+        } else {
+          // Labels by global sample index, so they do not depend on the number of ranks.
+          kw.y = at::empty({n}, at::kLong);
+          for (int64_t i = 0; i < n; ++i) {
+            kw.y[i] = classes[static_cast<size_t>(start + i) % classes.size()];
+          }
         }
+        kw.y = kw.y.to(device);
       }
-      kw.y = kw.y.to(device);
+      c10::InferenceMode inference;
+      ModelFn fn = [&model, &kw](const at::Tensor& x, const at::Tensor& t) {
+        return model->forward_kwargs(x, t, kw);
+      };
+      SampleOptions opts;
+      opts.clip_denoised = s.clip_denoised;
+      opts.generator = gen;
+      opts.device = device;
+      if (initial_noise.defined()) opts.noise = initial_noise.narrow(0, start, n).to(device);
+      bar.set_label(str("batch ", round + 1, "/", rounds));
+      opts.progress = [&bar](const SampleStep& step) { bar.update(step.index + 1); };
+      const std::vector<int64_t> shape = {n, 3, size, size};
+      const at::Tensor x = s.use_ddim ? diffusion.ddim_sample_loop(fn, shape, opts, s.eta)
+                                      : diffusion.p_sample_loop(fn, shape, opts);
+      bar.finish();
+      x8 = samples_to_uint8(x);
+      if (kw.y.defined()) y = kw.y.cpu();
     }
-    c10::InferenceMode inference;
-    ModelFn fn = [&model, &kw](const at::Tensor& x, const at::Tensor& t) {
-      return model->forward_kwargs(x, t, kw);
-    };
-    SampleOptions opts;
-    opts.clip_denoised = s.clip_denoised;
-    opts.generator = gen;
-    opts.device = device;
-    if (initial_noise.defined()) opts.noise = initial_noise.narrow(0, done, n).to(device);
-    bar.set_label(str("batch ", batch + 1, "/", num_batches));
-    opts.progress = [&bar](const SampleStep& step) { bar.update(step.index + 1); };
-    const std::vector<int64_t> shape = {n, 3, size, size};
-    at::Tensor x = s.use_ddim ? diffusion.ddim_sample_loop(fn, shape, opts, s.eta)
-                              : diffusion.p_sample_loop(fn, shape, opts);
-    bar.finish();
-    images.push_back(samples_to_uint8(x));
-    if (kw.y.defined()) labels.push_back(kw.y.cpu());
-    done += n;
-    logger.log(str("created ", done, " samples"));
+    if (ctx.is_distributed()) {
+      for (auto& part : ctx.all_gather(x8)) images.push_back(part);
+      if (with_labels) {
+        for (auto& part : ctx.all_gather(y)) labels.push_back(part);
+      }
+    } else {
+      images.push_back(x8);
+      if (with_labels) labels.push_back(y);
+    }
+    logger.log(str("created ", std::min(s.num_samples, (round + 1) * per_round), " samples"));
   }
 
   SampleResult r;
   r.images = at::cat(images);
   if (!labels.empty()) r.labels = at::cat(labels);
-  r.npz_path = logger.dir() + "/" + shape_name(r.images);
-  TensorMap arrays;
-  arrays.insert("arr_0", r.images);
-  if (r.labels.defined()) arrays.insert("arr_1", r.labels);
-  write_npz(r.npz_path, arrays);
-  logger.log("saving to " + r.npz_path);
-  if (s.grid_size > 0) {
-    r.grid_path = logger.dir() + "/samples_grid.png";
-    write_png(r.grid_path, make_grid(r.images.narrow(0, 0, std::min(s.grid_size, r.images.size(0)))));
-    logger.log("grid of " + std::to_string(std::min(s.grid_size, r.images.size(0))) + " samples: " + r.grid_path);
-  }
-  if (s.save_pngs) {
-    const std::string dir = logger.dir() + "/samples";
-    make_dir(dir);
-    for (int64_t i = 0; i < r.images.size(0); ++i) {
-      char name[32];
-      std::snprintf(name, sizeof(name), "/%06lld.png", static_cast<long long>(i));
-      write_png(dir + name, r.images[i]);
+  TORCH_CHECK(r.images.size(0) == s.num_samples, "gathered ", r.images.size(0),
+              " samples, expected ", s.num_samples);
+  if (ctx.is_main()) {
+    r.npz_path = logger.dir() + "/" + shape_name(r.images);
+    TensorMap arrays;
+    arrays.insert("arr_0", r.images);
+    if (r.labels.defined()) arrays.insert("arr_1", r.labels);
+    write_npz(r.npz_path, arrays);
+    logger.log("saving to " + r.npz_path);
+    if (s.grid_size > 0) {
+      r.grid_path = logger.dir() + "/samples_grid.png";
+      write_png(r.grid_path,
+                make_grid(r.images.narrow(0, 0, std::min(s.grid_size, r.images.size(0)))));
+      logger.log("grid of " + std::to_string(std::min(s.grid_size, r.images.size(0))) +
+                 " samples: " + r.grid_path);
     }
-    logger.log("one PNG per sample in " + dir);
+    if (s.save_pngs) {
+      const std::string dir = logger.dir() + "/samples";
+      make_dir(dir);
+      for (int64_t i = 0; i < r.images.size(0); ++i) {
+        char name[32];
+        std::snprintf(name, sizeof(name), "/%06lld.png", static_cast<long long>(i));
+        write_png(dir + name, r.images[i]);
+      }
+      logger.log("one PNG per sample in " + dir);
+    }
   }
+  ctx.barrier();  // every rank returns once the files are written (or fails if rank 0 did)
   logger.log("sampling complete");
   return r;
 }
@@ -219,9 +276,12 @@ NllResult run_nll(const SampleJob& job, DistContext* dist) {
   IDIFF_REQUIRE(!s.data_dir.empty(), ConfigError, "--data_dir is required (the images to evaluate)");
   IDIFF_REQUIRE(s.num_samples >= 1, ConfigError, "--num_samples must be at least 1, got ", s.num_samples);
   IDIFF_REQUIRE(s.batch_size >= 1, ConfigError, "--batch_size must be at least 1, got ", s.batch_size);
-  const c10::Device device = resolve_device(s.device);
-  Logger logger(Logger::choose_dir(s.log_dir));
+  const Ranks ranks = join_ranks(dist, s);
+  DistContext& ctx = *ranks.ctx;
+  const c10::Device device = ctx.device();
+  Logger logger(ctx.is_main() ? Logger::choose_dir(s.log_dir) : "", !ctx.is_main());
   logger.log("Logging to " + logger.dir());
+  if (ctx.is_distributed()) logger.log("distributed: " + ctx.describe());
   UNetModel model = load_model(job.model, false, s.model_path, device);
   const GaussianDiffusion diffusion = create_gaussian_diffusion(job.diffusion);
 
@@ -233,14 +293,17 @@ NllResult run_nll(const SampleJob& job, DistContext* dist) {
   dc.deterministic = true;
   dc.num_workers = s.num_workers;
   dc.seed = s.seed;
+  dc.rank = ctx.rank();  // each rank evaluates its shard, items [rank::world_size]
+  dc.world_size = ctx.world_size();
   auto loader = load_data(dc);
   logger.log(loader->dataset().summary());
 
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(s.seed);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(rank_seed(s.seed, ctx.rank()));
   std::vector<double> batch_bpd;
   at::Tensor vb_sum, mse_sum, xmse_sum;
   int64_t done = 0, batches = 0;
-  ProgressBar bar("nll", diffusion.num_timesteps());
+  ProgressBar bar("nll", diffusion.num_timesteps(),
+                  ctx.is_main() && ProgressBar::stderr_is_terminal());
   while (done < s.num_samples) {
     Batch b = loader->next();
     ModelKwargs kw;
@@ -250,13 +313,22 @@ NllResult run_nll(const SampleJob& job, DistContext* dist) {
       return model->forward_kwargs(x, t, kw);
     };
     const BpdResult r = diffusion.calc_bpd_loop(fn, b.images.to(device), s.clip_denoised, gen);
-    const at::Tensor vb = r.vb.mean(0).to(at::kDouble).cpu(), mse = r.mse.mean(0).to(at::kDouble).cpu(),
-                     xmse = r.xstart_mse.mean(0).to(at::kDouble).cpu();
+    // This batch's means [bpd, vb [T], mse [T], xstart_mse [T]], averaged over the ranks as
+    // the reference does (every rank's batch has --batch_size images).
+    const int64_t T = r.vb.size(1);
+    at::Tensor metrics =
+        at::cat({at::full({1}, r.total_bpd.mean().item<double>(), at::kDouble),
+                 r.vb.mean(0).to(at::kDouble).cpu(), r.mse.mean(0).to(at::kDouble).cpu(),
+                 r.xstart_mse.mean(0).to(at::kDouble).cpu()});
+    if (ctx.is_distributed())
+      metrics = ctx.all_reduce_sum(metrics) / static_cast<double>(ctx.world_size());
+    const at::Tensor vb = metrics.narrow(0, 1, T), mse = metrics.narrow(0, 1 + T, T),
+                     xmse = metrics.narrow(0, 1 + 2 * T, T);
     vb_sum = vb_sum.defined() ? vb_sum + vb : vb;
     mse_sum = mse_sum.defined() ? mse_sum + mse : mse;
     xmse_sum = xmse_sum.defined() ? xmse_sum + xmse : xmse;
-    batch_bpd.push_back(r.total_bpd.mean().item<double>());
-    done += b.images.size(0);
+    batch_bpd.push_back(metrics[0].item<double>());
+    done += b.images.size(0) * ctx.world_size();
     ++batches;
     double mean = 0;
     for (double v : batch_bpd) mean += v;
@@ -274,12 +346,14 @@ NllResult run_nll(const SampleJob& job, DistContext* dist) {
   for (const auto& [name, terms] : {std::pair<std::string, at::Tensor>{"vb", out.vb},
                                     {"mse", out.mse},
                                     {"xstart_mse", out.xstart_mse}}) {
+    if (!ctx.is_main()) break;
     TensorMap arrays;
     arrays.insert("arr_0", terms);
     const std::string path = logger.dir() + "/" + name + "_terms.npz";
     logger.log("saving " + name + " terms to " + path);
     write_npz(path, arrays);
   }
+  ctx.barrier();
   logger.log(str("bits/dim over ", done, " images: ", format_double(out.bpd)));
   logger.log("evaluation complete");
   return out;

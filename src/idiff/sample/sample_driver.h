@@ -2,6 +2,10 @@
 // `idiff nll` (reference: scripts/image_sample.py, super_res_sample.py, image_nll.py).
 // Each loads a checkpoint into the model its flags describe, runs the diffusion and
 // writes the reference's output files into the log directory.
+//
+// Several processes share the work as the reference's scripts do over MPI: each rank
+// samples (or evaluates its shard of the data) with its own noise, the results are
+// gathered (or averaged) over the ranks, and rank 0 writes the one output file.
 #pragma once
 
 #include "idiff/config.h"
@@ -29,7 +33,14 @@ struct SampleResult {
   std::string grid_path;  // samples_grid.png ("" when --grid_size 0)
 };
 
-// image_sample.py (super_res = false) or super_res_sample.py (true).
+// image_sample.py (super_res = false) or super_res_sample.py (true). `dist`: the ranks to
+// share the work with, on its device; nullptr: those the launcher's variables describe
+// (this process alone without them), on --device for this local rank, --dist_timeout
+// bounding the waits. Each rank samples up to
+// --batch_size images per round with the generator seeded from --seed and its rank
+// (rank 0: --seed itself, so one process is unchanged); exactly --num_samples images are
+// gathered, in the order (round, rank). Every rank returns them all; only rank 0 writes
+// files (npz_path and grid_path are empty elsewhere).
 SampleResult run_sampling(const SampleJob& job, DistContext* dist = nullptr);
 
 struct NllResult {
@@ -39,7 +50,10 @@ struct NllResult {
   std::string dir;                 // where {vb,mse,xstart_mse}_terms.npz were written
 };
 
-// image_nll.py: bits/dim of --data_dir under the model (calc_bpd_loop).
+// image_nll.py: bits/dim of --data_dir under the model (calc_bpd_loop). With several ranks
+// (`dist` as for run_sampling) each evaluates --batch_size images of its shard per round,
+// the batch means are averaged over the ranks, and rounds go on until --num_samples
+// images are done in all; rank 0 writes the terms.
 NllResult run_nll(const SampleJob& job, DistContext* dist = nullptr);
 
 // Builds the model the flags describe and loads `path` (.pt or .safetensors, model or EMA

@@ -4,6 +4,7 @@
 #include "idiff/common/error.h"
 #include "idiff/data/load_data.h"
 #include "idiff/diffusion/factory.h"
+#include "idiff/dist/dist_context.h"
 #include "idiff/model/factory.h"
 #include "idiff/model/state_dict.h"
 #include "idiff/model/summary.h"
@@ -17,12 +18,20 @@ StopReason run_training(const TrainJob& job) {
   const TrainConfig& tc = job.train;
   IDIFF_REQUIRE(!tc.data_dir.empty(), ConfigError,
                 "--data_dir is required (an image folder, a folder of IDX files, or fashion-mnist)");
-  const c10::Device device = resolve_device(tc.device);
-  at::manual_seed(tc.seed);  // the model's initial weights
+  // One process alone, or one rank of a run its launcher describes (dist_context.h).
+  const c10::Device device = DistContext::device_for_local_rank(tc.device);
+  const std::unique_ptr<DistContext> dist = DistContext::from_environment(device, tc.dist_timeout);
+  at::manual_seed(tc.seed);  // the model's initial weights (rank 0's reach every rank)
 
-  Logger logger(Logger::choose_dir(tc.log_dir));
+  // Only rank 0 writes logs and checkpoints; the others keep quiet and write no files.
+  Logger logger(dist->is_main() ? Logger::choose_dir(tc.log_dir) : "", !dist->is_main());
   logger.log("Logging to " + logger.dir());
   logger.log("device: " + describe_device(device));
+  if (dist->is_distributed()) {
+    logger.log(str("distributed: ", dist->describe(), "; global batch ",
+                   tc.batch_size * dist->world_size(), " (--batch_size ", tc.batch_size,
+                   " per rank)"));
+  }
 
   logger.log("creating model and diffusion...");
   UNetModel model = job.super_res ? sr_create_model(job.model) : create_model(job.model);
@@ -40,6 +49,8 @@ StopReason run_training(const TrainJob& job) {
   dc.skip_bad_images = tc.skip_bad_images;
   dc.num_workers = tc.num_workers;
   dc.seed = tc.seed;
+  dc.rank = dist->rank();
+  dc.world_size = dist->world_size();
   dc.start_batch = tc.resume_checkpoint.empty() ? 0 : parse_resume_step_from_filename(tc.resume_checkpoint);
   std::shared_ptr<DataLoader> loader = load_data(dc);
   logger.log(loader->dataset().summary());
@@ -64,12 +75,13 @@ StopReason run_training(const TrainJob& job) {
   };
 
   logger.log("training...");
-  TrainLoop loop(model, diffusion, std::move(sampler), data, tc, logger, device);
+  TrainLoop loop(model, diffusion, std::move(sampler), data, tc, logger, device, dist.get());
   const StopReason reason = loop.run_loop();
   switch (reason) {
     case StopReason::Signal:
-      logger.log(str("stopped by ", stop_signal_name(), " after step ", loop.step(), "; saved to ",
-                     logger.dir()));
+      logger.log(str("stopped by ",
+                     *stop_signal_name() ? stop_signal_name() : "a signal to another rank",
+                     " after step ", loop.step(), "; saved to ", logger.dir()));
       break;
     case StopReason::MaxMinutes:
       logger.log(str("--max_minutes reached after step ", loop.step(), "; saved to ", logger.dir()));
@@ -77,9 +89,9 @@ StopReason run_training(const TrainJob& job) {
     default:
       logger.log(str("training finished at step ", loop.step(), "; saved to ", logger.dir()));
   }
-  if (loader->skipped_images() > 0) {
-    logger.warn(str(loader->skipped_images(), " unreadable images were skipped"));
-  }
+  const int64_t skipped =
+      dist->all_reduce_sum(at::full({1}, loader->skipped_images(), at::kLong)).item<int64_t>();
+  if (skipped > 0) logger.warn(str(skipped, " unreadable images were skipped"));
   return reason;
 }
 

@@ -2,6 +2,9 @@
 
 #include "idiff/common/error.h"
 #include "idiff/common/strings.h"
+#include "idiff/dist/data_parallel.h"
+#include "idiff/dist/dist_context.h"
+#include "idiff/dist/grad_reducer.h"
 #include "idiff/io/tensor_file.h"
 #include "idiff/model/state_dict.h"
 #include "idiff/train/autocast.h"
@@ -46,6 +49,19 @@ uint64_t step_seed(uint64_t seed, int64_t step, int64_t rank) {
   return x & 0x7FFFFFFFFFFFFFFFull;
 }
 
+// The loss weights 1 / (T p_t) of given timesteps (as ScheduleSampler::sample gives them).
+at::Tensor weights_for(const ScheduleSampler& sampler, const at::Tensor& t) {
+  const at::Tensor probs = at::tensor(sampler.probabilities(), at::kDouble);
+  const at::Tensor w = 1.0 / (static_cast<double>(probs.size(0)) * probs.index_select(0, t.cpu()));
+  return w.to(at::kFloat).to(t.device());
+}
+
+std::vector<at::Tensor> buffers_of(const UNetModel& model) {
+  std::vector<at::Tensor> out;
+  for (const auto& b : model->buffers()) out.push_back(b);
+  return out;
+}
+
 }  // namespace
 
 std::string python_float_repr(double v) {
@@ -88,6 +104,10 @@ TrainLoop::TrainLoop(UNetModel model, const GaussianDiffusion& diffusion,
       logger_(logger),
       device_(device),
       dist_(dist) {
+  if (dist_ == nullptr) {
+    own_dist_ = DistContext::single_process(device_);
+    dist_ = own_dist_.get();
+  }
   const TrainConfig& c = config_;
   IDIFF_REQUIRE(c.batch_size >= 1, ConfigError, "--batch_size must be at least 1, got ", c.batch_size);
   microbatch_ = c.microbatch > 0 ? c.microbatch : c.batch_size;
@@ -135,48 +155,92 @@ TrainLoop::TrainLoop(UNetModel model, const GaussianDiffusion& diffusion,
   opt.weight_decay = c.weight_decay;
   opt_ = std::make_unique<AdamW>(master_params_, opt);
 
-  const std::string resume = c.resume_checkpoint;
   for (double rate : ema_rates_) {
     std::vector<at::Tensor> ema = clone_tensors(master_params_);
-    if (!resume.empty()) {
-      const std::string path = dirname_of(resume) + "/" + ema_checkpoint_name(rate, resume_step_);
-      if (file_exists(path)) {
-        logger_.log("loading EMA from checkpoint: " + path + "...");
-        const TensorMap sd = load_tensor_file(path);
-        std::vector<at::Tensor> loaded;
-        for (const auto& item : model_->named_parameters()) {
-          loaded.push_back(sd.at(item.key(), path).to(device_, at::kFloat));
-        }
-        ema = fp16_ ? make_master_params(loaded) : loaded;
-        for (auto& t : ema) t = t.detach().clone();
-      } else {
-        logger_.warn("no EMA checkpoint " + path + ": EMA " + python_float_repr(rate) +
-                     " restarts from the model weights");
-      }
-    }
+    load_ema(rate, ema);
+    sync_params(*dist_, ema);
     ema_params_.push_back(std::move(ema));
   }
+  load_and_sync_optimizer();
+  reducer_ = std::make_unique<GradReducer>(*dist_, model_params_);
+  step_ = resume_step_;
+  last_saved_step_ = c.resume_checkpoint.empty() ? -1 : resume_step_;
+}
+
+TrainLoop::~TrainLoop() = default;
+
+// Only rank 0 reads the checkpoint files (as the reference's dist_util.load_state_dict);
+// the other ranks receive the values, so they need no access to them.
+void TrainLoop::load_and_sync_parameters() {
+  const std::string& resume = config_.resume_checkpoint;
   if (!resume.empty()) {
-    const std::string path = dirname_of(resume) + "/" + step_name("opt", resume_step_);
+    resume_step_ = parse_resume_step_from_filename(resume);
+    if (dist_->is_main()) {
+      logger_.log("loading model from checkpoint: " + resume + "...");
+      load_state_dict(*model_, load_tensor_file(resume), resume);
+    }
+  }
+  sync_params(*dist_, model_params_);
+  sync_params(*dist_, buffers_of(model_));
+}
+
+void TrainLoop::load_ema(double rate, std::vector<at::Tensor>& ema) {
+  const std::string& resume = config_.resume_checkpoint;
+  if (resume.empty() || !dist_->is_main()) return;
+  const std::string path = dirname_of(resume) + "/" + ema_checkpoint_name(rate, resume_step_);
+  if (!file_exists(path)) {
+    logger_.warn("no EMA checkpoint " + path + ": EMA " + python_float_repr(rate) +
+                 " restarts from the model weights");
+    return;
+  }
+  logger_.log("loading EMA from checkpoint: " + path + "...");
+  const TensorMap sd = load_tensor_file(path);
+  std::vector<at::Tensor> loaded;
+  for (const auto& item : model_->named_parameters()) {
+    loaded.push_back(sd.at(item.key(), path).to(device_, at::kFloat));
+  }
+  ema = fp16_ ? make_master_params(loaded) : loaded;
+  for (auto& t : ema) t = t.detach().clone();
+}
+
+void TrainLoop::load_and_sync_optimizer() {
+  const std::string& resume = config_.resume_checkpoint;
+  if (resume.empty()) return;
+  const std::string path = dirname_of(resume) + "/" + step_name("opt", resume_step_);
+  int64_t loaded = 0;
+  if (dist_->is_main()) {
     if (file_exists(path)) {
       logger_.log("loading optimizer state from checkpoint: " + path);
       std::vector<std::vector<int64_t>> shapes;
       for (const auto& p : model_->parameters()) shapes.push_back(p.sizes().vec());
       load_optimizer_file(path, *opt_, shapes);
+      loaded = 1;
     } else {
       logger_.warn("no optimizer checkpoint " + path + ": AdamW moments restart from zero");
     }
   }
-  step_ = resume_step_;
-  last_saved_step_ = resume.empty() ? -1 : resume_step_;
-}
-
-void TrainLoop::load_and_sync_parameters() {
-  const std::string& resume = config_.resume_checkpoint;
-  if (resume.empty()) return;
-  resume_step_ = parse_resume_step_from_filename(resume);
-  logger_.log("loading model from checkpoint: " + resume + "...");
-  load_state_dict(*model_, load_tensor_file(resume), resume);
+  if (!dist_->is_distributed()) return;
+  // Rank 0 says whether it loaded a state; if so the others make room and receive it.
+  std::vector<at::Tensor> flag{at::full({1}, loaded, at::kLong)};
+  dist_->broadcast(flag, 0);
+  if (flag[0].item<int64_t>() == 0) return;
+  // Every parameter gets a state (zeros where rank 0's file had none: what AdamW starts
+  // from), so every rank sends and receives the same tensors.
+  std::vector<AdamWParamState> state = opt_->state();
+  for (size_t i = 0; i < state.size(); ++i) {
+    if (state[i].exp_avg.defined()) continue;
+    state[i].step = at::zeros({}, at::TensorOptions(at::kFloat));
+    state[i].exp_avg = at::zeros_like(master_params_[i], at::MemoryFormat::Contiguous);
+    state[i].exp_avg_sq = at::zeros_like(master_params_[i], at::MemoryFormat::Contiguous);
+  }
+  opt_->set_state(std::move(state));
+  std::vector<at::Tensor> tensors;
+  for (const auto& st : opt_->state()) {
+    tensors.push_back(st.step);
+    tensors.push_back(st.exp_avg);
+    tensors.push_back(st.exp_avg_sq);
+  }
+  sync_params(*dist_, tensors);
 }
 
 StopReason TrainLoop::run_loop() {
@@ -197,14 +261,8 @@ StopReason TrainLoop::run_loop() {
     // Logs after the first step and then every log_interval steps, like the reference.
     if ((step_ - 1) % config_.log_interval == 0) dump_logs();
     if (step_ % config_.save_interval == 0) save();
-    if (stop_requested()) {
-      reason = StopReason::Signal;
-      break;
-    }
-    const double minutes =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time_).count() / 60;
-    if (config_.max_minutes > 0 && minutes >= config_.max_minutes) {
-      reason = StopReason::MaxMinutes;
+    if (const auto stop = agreed_stop()) {
+      reason = *stop;
       break;
     }
   }
@@ -213,14 +271,35 @@ StopReason TrainLoop::run_loop() {
   return reason;
 }
 
+std::optional<StopReason> TrainLoop::agreed_stop() {
+  bool signal = stop_requested();
+  const double minutes =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time_).count() / 60;
+  bool out_of_time = config_.max_minutes > 0 && minutes >= config_.max_minutes;
+  if (dist_->world_size() > 1) {
+    // One tiny all-reduce per step: a signal to any rank stops them all after this step,
+    // and the time limit follows rank 0's clock alone.
+    const at::Tensor flags = dist_->all_reduce_sum(
+        at::tensor({signal ? 1 : 0, dist_->is_main() && out_of_time ? 1 : 0}, at::kInt));
+    signal = flags[0].item<int>() > 0;
+    out_of_time = flags[1].item<int>() > 0;
+  }
+  if (signal) return StopReason::Signal;
+  if (out_of_time) return StopReason::MaxMinutes;
+  return std::nullopt;
+}
+
 void TrainLoop::run_step(const TrainBatch& batch) {
-  const int64_t rank = 0;
-  at::manual_seed(step_seed(config_.seed, step_, rank));
+  at::manual_seed(step_seed(config_.seed, step_, dist_->rank()));
   forward_backward(batch);
-  const bool took_step = fp16_ ? optimize_fp16() : (optimize_normal(), true);
-  (void)took_step;
+  if (fp16_) {
+    optimize_fp16();  // every rank holds the same averaged gradients: the same decision
+  } else {
+    optimize_normal();
+  }
   logger_.logkv_int("step", step_);
-  logger_.logkv_int("samples", (step_ + 1) * config_.batch_size);
+  // Images seen by all ranks together (the reference's global_batch).
+  logger_.logkv_int("samples", (step_ + 1) * config_.batch_size * dist_->world_size());
   if (fp16_) logger_.logkv("lg_loss_scale", lg_loss_scale_);
   ++step_;
   ++steps_since_dump_;
@@ -238,9 +317,21 @@ void TrainLoop::forward_backward(const TrainBatch& batch) {
                 " images, expected --batch_size ", config_.batch_size);
   // Timesteps and noise are drawn once for the whole batch and sliced per microbatch, so
   // microbatching changes only the summation order, not the update.
-  auto [t_all, weights_all] = sampler_->sample(n, device_);
+  at::Tensor t_all, weights_all;
+  if (batch.timesteps.defined()) {
+    IDIFF_REQUIRE(batch.timesteps.sizes() == at::IntArrayRef{n}, Error,
+                  "the batch's timesteps have shape ", batch.timesteps.sizes(), ", expected [", n,
+                  "]");
+    t_all = batch.timesteps.to(device_, at::kLong);
+    weights_all = weights_for(*sampler_, t_all);
+  } else {
+    std::tie(t_all, weights_all) = sampler_->sample(n, device_);
+  }
   const at::Tensor images = batch.images.to(device_);
-  const at::Tensor noise_all = at::randn_like(images);
+  const at::Tensor noise_all = batch.noise.defined() ? batch.noise.to(device_, images.scalar_type())
+                                                     : at::randn_like(images);
+  IDIFF_REQUIRE(noise_all.sizes() == images.sizes(), Error, "the batch's noise has shape ",
+                noise_all.sizes(), ", expected ", images.sizes());
   std::vector<at::Tensor> all_losses;
   for (int64_t i = 0; i < n; i += microbatch_) {
     const int64_t len = std::min(microbatch_, n - i);
@@ -264,10 +355,21 @@ void TrainLoop::forward_backward(const TrainBatch& batch) {
     // equals the full batch's (the reference sums microbatch means instead).
     at::Tensor loss = (losses.at("loss") * weights).mean() * (static_cast<double>(len) / n);
     if (fp16_) loss = loss * std::pow(2.0, lg_loss_scale_);
+    // The ranks average their gradients once per step, in buckets launched from within
+    // the last microbatch's backward as its gradients become final.
+    if (i + len >= n) reducer_->prepare_for_backward();
     loss.backward();
   }
+  reducer_->finish();  // every .grad() now holds the mean over the ranks
   if (auto* aware = dynamic_cast<LossAwareSampler*>(sampler_.get())) {
-    aware->update_with_all_losses(t_all, at::cat(all_losses));
+    // Every rank's timesteps and losses, in rank order, so every rank's sampler stays the
+    // same (the reference's update_with_local_losses).
+    at::Tensor ts = t_all, ls = at::cat(all_losses);
+    if (dist_->is_distributed()) {
+      ts = at::cat(dist_->all_gather(ts));
+      ls = at::cat(dist_->all_gather(ls));
+    }
+    aware->update_with_all_losses(ts, ls);
   }
 }
 
@@ -328,16 +430,32 @@ void TrainLoop::anneal_lr() {
   opt_->set_lr(config_.lr * (1 - frac_done));
 }
 
+bool TrainLoop::any_nonfinite_loss() {
+  if (!nonfinite_.defined()) return false;  // no step yet (the same on every rank)
+  return dist_->all_reduce_sum(nonfinite_.to(at::kInt)).item<int>() > 0;
+}
+
 void TrainLoop::dump_logs() {
   if (stat_counts_.defined()) {
-    IDIFF_REQUIRE(!nonfinite_.item<bool>(), Error, "the loss became non-finite (NaN or inf) before step ",
-                  step_, " in fp32 training; stopping without saving (the last checkpoint, step ",
+    // The statistics of every rank in one collective: [counts (4), sums (4 per key), the
+    // non-finite flag]; the sums over ranks give the means over all their samples.
+    std::vector<at::Tensor> parts{stat_counts_};
+    for (const auto& [key, sums] : stat_sums_) parts.push_back(sums);
+    parts.push_back(nonfinite_.to(at::kDouble).reshape({1}));
+    const at::Tensor packed = dist_->all_reduce_sum(at::cat(parts)).cpu();
+    IDIFF_REQUIRE(packed[-1].item<double>() == 0, Error,
+                  "the loss became non-finite (NaN or inf) before step ", step_,
+                  dist_->world_size() > 1 ? " (on at least one rank)" : "",
+                  "; stopping without saving (the last checkpoint, step ",
                   last_saved_step_ < 0 ? std::string("none") : std::to_string(last_saved_step_),
                   ", is intact). Try a lower --lr.");
-    const at::Tensor counts = stat_counts_.cpu();
+    const at::Tensor counts = packed.narrow(0, 0, 4);
     const double total = counts.sum().item<double>();
-    for (const auto& [key, sums_dev] : stat_sums_) {
-      const at::Tensor sums = sums_dev.cpu();
+    int64_t offset = 4;
+    for (const auto& entry : stat_sums_) {
+      const std::string& key = entry.first;
+      const at::Tensor sums = packed.narrow(0, offset, 4);
+      offset += 4;
       logger_.logkv_mean(key, sums.sum().item<double>() / total);
       for (int q = 0; q < 4; ++q) {
         const double c = counts[q].item<double>();
@@ -362,7 +480,9 @@ void TrainLoop::dump_logs() {
   const double secs = std::chrono::duration<double>(now - last_dump_time_).count();
   if (steps_since_dump_ > 0 && secs > 0) {
     logger_.logkv("steps_per_sec", steps_since_dump_ / secs);
-    logger_.logkv("images_per_sec", steps_since_dump_ * config_.batch_size / secs);
+    logger_.logkv(
+        "images_per_sec",
+        static_cast<double>(steps_since_dump_ * config_.batch_size * dist_->world_size()) / secs);
   }
   last_dump_time_ = now;
   steps_since_dump_ = 0;
@@ -381,20 +501,24 @@ TensorMap TrainLoop::params_to_state_dict(const std::vector<at::Tensor>& params)
 }
 
 void TrainLoop::save() {
-  if (nonfinite_.defined()) {
-    IDIFF_REQUIRE(!nonfinite_.item<bool>(), Error, "the loss became non-finite (NaN or inf) before step ",
-                  step_, "; not saving over the last good checkpoint (step ",
-                  last_saved_step_ < 0 ? std::string("none") : std::to_string(last_saved_step_),
-                  "). Try a lower --lr.");
+  IDIFF_REQUIRE(!any_nonfinite_loss(), Error,
+                "the loss became non-finite (NaN or inf) before step ", step_,
+                dist_->world_size() > 1 ? " (on at least one rank)" : "",
+                "; not saving over the last good checkpoint (step ",
+                last_saved_step_ < 0 ? std::string("none") : std::to_string(last_saved_step_),
+                "). Try a lower --lr.");
+  if (dist_->is_main()) {
+    const std::string dir = logger_.dir();
+    logger_.log("saving model " + dir + "/" + step_name("model", step_) + "...");
+    save_tensor_file(dir + "/" + step_name("model", step_), params_to_state_dict(master_params_));
+    for (size_t i = 0; i < ema_rates_.size(); ++i) {
+      save_tensor_file(dir + "/" + ema_checkpoint_name(ema_rates_[i], step_),
+                       params_to_state_dict(ema_params_[i]));
+    }
+    save_optimizer_file(dir + "/" + step_name("opt", step_), *opt_);
   }
-  const std::string dir = logger_.dir();
-  logger_.log("saving model " + dir + "/" + step_name("model", step_) + "...");
-  save_tensor_file(dir + "/" + step_name("model", step_), params_to_state_dict(master_params_));
-  for (size_t i = 0; i < ema_rates_.size(); ++i) {
-    save_tensor_file(dir + "/" + ema_checkpoint_name(ema_rates_[i], step_),
-                     params_to_state_dict(ema_params_[i]));
-  }
-  save_optimizer_file(dir + "/" + step_name("opt", step_), *opt_);
+  // No rank runs ahead of a checkpoint: when any returns, the files are complete.
+  dist_->barrier();
   last_saved_step_ = step_;
 }
 

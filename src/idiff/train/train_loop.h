@@ -4,6 +4,16 @@
 // logging every --log_interval steps, checkpoints every --save_interval steps in the
 // reference's names and format, resume, and a clean stop on SIGINT/SIGTERM.
 //
+// Data-parallel over the ranks of a DistContext, as the reference with
+// DistributedDataParallel: parameters and EMA come from rank 0 at the start (after a
+// resume, which only rank 0 reads), each rank trains on its own batch with its own
+// timesteps and noise (seeded by seed, step and rank), the gradients are averaged over
+// the ranks once per step (overlapped with the last microbatch's backward), the
+// loss-aware sampler sees every rank's losses, logged statistics are averaged over the
+// ranks, and only rank 0 writes logs and checkpoints. Every decision that ends or skips
+// a step (non-finite loss, fp16 overflow, a stop signal, --max_minutes) is taken on
+// reduced values, so the ranks always agree.
+//
 // Step numbering: a checkpoint named NNNNNN holds the state after NNNNNN optimizer steps,
 // and resuming from it continues with step NNNNNN + 1. (The reference names its first
 // checkpoint model000000.pt although one step was taken; idiff counts completed steps.)
@@ -22,17 +32,25 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace idiff {
 
 class DistContext;
+class GradReducer;
 
 // One batch: images [N, C, H, W] in [-1, 1] and the model's conditioning.
 struct TrainBatch {
   at::Tensor images;
   ModelKwargs kwargs;
+  // Optional, for tests that must reproduce another run exactly (a data-parallel run
+  // against one process trained on the concatenated batch): the timesteps [N] (int64)
+  // and the noise [N, C, H, W] to use instead of drawing them. The loss weights are the
+  // sampler's 1 / (T p_t) for these timesteps.
+  at::Tensor timesteps;
+  at::Tensor noise;
 };
 // Produces the next batch for `step` (the number of completed steps), so a resumed run
 // sees the data a straight run would have seen.
@@ -43,19 +61,26 @@ enum class StopReason { Finished, MaxSteps, MaxMinutes, Signal };
 
 class TrainLoop {
  public:
+  // `dist`: the ranks to train with (nullptr: this process alone). Every rank must
+  // construct its loop with the same settings; the constructor already communicates.
   TrainLoop(UNetModel model, const GaussianDiffusion& diffusion,
             std::unique_ptr<ScheduleSampler> sampler, BatchFn data, const TrainConfig& config,
             Logger& logger, c10::Device device, DistContext* dist = nullptr);
+  ~TrainLoop();
 
-  // Trains until --lr_anneal_steps / --max_steps / --max_minutes or a stop signal, saves
-  // the final checkpoint and says why it stopped. Throws idiff::Error when the loss
-  // becomes non-finite in fp32 (the last good checkpoint stays as it was).
+  // Trains until --lr_anneal_steps / --max_steps / --max_minutes or a stop signal (to
+  // any rank), saves the final checkpoint and says why it stopped. Throws idiff::Error
+  // when the loss becomes non-finite (on any rank; the last good checkpoint stays as it
+  // was) or when another rank fails.
   StopReason run_loop();
-  // One optimizer step on one batch (forward/backward over the microbatches, update, EMA).
+  // One optimizer step on one batch (forward/backward over the microbatches, gradients
+  // averaged over the ranks, update, EMA). Collective: every rank calls it.
   void run_step(const TrainBatch& batch);
-  // Writes model/ema/opt files for the current step into the log directory.
+  // Rank 0 writes model/ema/opt files for the current step into the log directory; the
+  // others wait until it has. Collective.
   void save();
-  // Writes the statistics accumulated since the last dump to the logs.
+  // Writes the statistics accumulated since the last dump, averaged over the ranks, to
+  // the logs (rank 0's logger). Collective.
   void dump_logs();
 
   int64_t step() const { return step_; }  // completed optimizer steps, resumed ones included
@@ -66,6 +91,8 @@ class TrainLoop {
   void set_lg_loss_scale(double v) { lg_loss_scale_ = v; }
   const UNetModel& model() const { return model_; }
   AdamW& optimizer() { return *opt_; }
+  const ScheduleSampler& schedule_sampler() const { return *sampler_; }
+  const DistContext& dist() const { return *dist_; }
   // The values written at the last log dump (loss, mse, grad_norm, ...).
   const std::map<std::string, double>& last_logged() const { return last_logged_; }
 
@@ -74,6 +101,14 @@ class TrainLoop {
 
  private:
   void load_and_sync_parameters();
+  void load_ema(double rate, std::vector<at::Tensor>& ema);
+  void load_and_sync_optimizer();
+  // True when the loss was non-finite on some rank at some step so far. Collective.
+  bool any_nonfinite_loss();
+  // Whether (and why) the ranks stop after this step: a stop signal to any rank, or
+  // --max_minutes on rank 0's clock; the same answer on every rank. Collective when
+  // there are several ranks.
+  std::optional<StopReason> agreed_stop();
   void forward_backward(const TrainBatch& batch);
   bool optimize_fp16();
   void optimize_normal();
@@ -89,7 +124,9 @@ class TrainLoop {
   TrainConfig config_;
   Logger& logger_;
   c10::Device device_;
+  std::unique_ptr<DistContext> own_dist_;  // a single-process context when none was given
   DistContext* dist_;
+  std::unique_ptr<GradReducer> reducer_;
 
   int64_t microbatch_ = 0;
   std::vector<double> ema_rates_;
