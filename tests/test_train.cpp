@@ -331,24 +331,39 @@ TEST(TrainCli, SigintSavesAndExitsCleanly) {
 TEST(TrainCli, AKilledRunLeavesOnlyCompleteCheckpoints) {
   TempDir data, dir;
   test::write_shape_folder(data.path(), 8);
+  // SIGKILL at different moments after checkpoints start appearing (save_interval 1, so
+  // a save is under way most of the time).
   for (int attempt = 0; attempt < 3; ++attempt) {
-    const std::string cmd = "timeout -s KILL " + std::to_string(3 + attempt) + " " +
-                            std::string(IDIFF_EXE) + " train --data_dir " + data.path() +
-                            " --log_dir " + dir.path() +
-                            " --batch_size 2 --device cpu --save_interval 1 --image_size 32 "
-                            "--num_channels 32 --num_res_blocks 1 --attention_resolutions ''";
-    test::run_shell(cmd);
+    const std::string log = dir.file("run" + std::to_string(attempt));
+    const auto r = test::run_shell(
+        std::string(IDIFF_EXE) + " train --data_dir " + data.path() + " --log_dir " + log +
+        " --batch_size 2 --device cpu --save_interval 1 --image_size 32 --num_channels 32"
+        " --num_res_blocks 1 --attention_resolutions '' > /dev/null 2>&1 & echo $!");
+    const pid_t pid = std::stoi(r.out);
+    for (int i = 0; i < 1200; ++i) {
+      if (std::ifstream(log + "/model000001.pt").good()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50 + 300 * attempt));
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
   }
   int checkpoints = 0;
-  const auto listing = test::run_shell("ls " + dir.path());
+  const auto listing = test::run_shell("cd " + dir.path() + " && ls run*/*");
   for (const auto& name : split(listing.out, '\n')) {
-    if (name.size() > 3 && name.substr(name.size() - 3) == ".pt") {
+    if (name.empty()) continue;
+    const std::string base = name.substr(name.find('/') + 1);
+    if (base.size() > 3 && base.substr(base.size() - 3) == ".pt") {
       ++checkpoints;
-      if (name.rfind("opt", 0) == 0) {
+      if (base.rfind("opt", 0) == 0) {
         EXPECT_NO_THROW(read_pt(dir.file(name))) << name << " is not a complete optimizer file";
       } else {
         EXPECT_NO_THROW(load_tensor_file(dir.file(name))) << name << " is not a complete checkpoint";
       }
+    } else {
+      // Nothing but logs and complete checkpoints: no temporary file posing as one.
+      EXPECT_TRUE(base == "log.txt" || base == "progress.csv" || base.find(".tmp") != std::string::npos)
+          << name;
     }
   }
   EXPECT_GT(checkpoints, 0);
