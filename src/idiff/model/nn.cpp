@@ -3,6 +3,7 @@
 #include "idiff/common/error.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <torch/nn/functional/upsampling.h>
 
 #include <cmath>
@@ -20,6 +21,18 @@ at::Tensor GroupNorm32Impl::forward(const at::Tensor& x) {
   return torch::nn::GroupNormImpl::forward(x.to(at::kFloat)).to(x.scalar_type());
 }
 
+at::Tensor silu_of_norm(at::Tensor h) {
+  if (!at::GradMode::is_enabled()) return at::silu_(h);
+  return at::silu(h);
+}
+
+at::Tensor residual_add(const at::Tensor& x, at::Tensor h) {
+  if (!at::GradMode::is_enabled() && h.scalar_type() == x.scalar_type() && h.sizes() == x.sizes()) {
+    return h.add_(x);
+  }
+  return x + h;
+}
+
 GroupNorm32 normalization(int64_t channels) {
   IDIFF_REQUIRE(channels > 0 && channels % 32 == 0, ConfigError, "GroupNorm32 needs a channel count ",
                 "divisible by its 32 groups, got ", channels,
@@ -32,10 +45,10 @@ at::Tensor timestep_embedding(const at::Tensor& timesteps, int64_t dim, double m
               timesteps.sizes());
   const int64_t half = dim / 2;
   // Same float32 operation order as the reference: -ln(P) * arange / half, then exp.
-  at::Tensor freqs =
-      at::exp(-std::log(max_period) * at::arange(0, half, at::TensorOptions().dtype(at::kFloat)) /
-              half)
-          .to(timesteps.device());
+  // Made on the timesteps' device: no host-to-device copy (CUDA graphs capture this).
+  at::Tensor freqs = at::exp(
+      -std::log(max_period) *
+      at::arange(0, half, at::TensorOptions().dtype(at::kFloat).device(timesteps.device())) / half);
   at::Tensor args = timesteps.unsqueeze(1).to(at::kFloat) * freqs.unsqueeze(0);  // [N, half]
   at::Tensor emb = at::cat({at::cos(args), at::sin(args)}, -1);                  // [N, 2*half]
   if (dim % 2) emb = at::cat({emb, at::zeros_like(emb.narrow(1, 0, 1))}, -1);
