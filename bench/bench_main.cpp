@@ -74,7 +74,8 @@ std::vector<std::string> default_cases(const c10::Device& device) {
             "imagenet64:train:32",
             "imagenet64:train:32:fp32:ckpt"};
   }
-  return {"tiny:train:16", "tiny:sample:16", "tiny:ddim:16", "cifar10:train:4", "cifar10:ddim:2"};
+  return {"tiny:train:16",   "tiny:sample:16",   "tiny:ddim:16",
+          "cifar10:train:4", "cifar10:sample:2", "cifar10:ddim:2"};
 }
 
 void print_table(const std::vector<Row>& rows, bool with_ref, std::ostream& out) {
@@ -150,7 +151,8 @@ int run(int argc, char** argv) {
   app.add_option("--adamw", adamw, "AdamW: auto (fused), fused, single")->capture_default_str();
   app.add_flag("--channels_last", s.channels_last, "weights and inputs in channels-last layout");
   bool no_cuda_graph = false;
-  app.add_flag("--no_cuda_graph", no_cuda_graph, "CUDA: sample eagerly instead of replaying graphs");
+  app.add_flag("--no_cuda_graph", no_cuda_graph,
+               "CUDA: sample eagerly instead of replaying graphs");
   app.add_flag("--no_tuning", no_tuning,
                "leave out idiff's process-wide tuning (CPU malloc, cuDNN autotuning)");
   app.add_option(
@@ -201,10 +203,9 @@ int run(int argc, char** argv) {
             << (no_tuning ? "off" : "on") << ", AdamW " << adamw
             << (s.channels_last ? ", channels-last" : "")
             << (s.device.is_cuda() ? (s.cuda_graph ? ", CUDA graphs" : ", no CUDA graphs") : "")
-            << ", LibTorch " << TORCH_VERSION
-            << ", attention " << attention << ", " << repeats << " rounds, " << s.steps
-            << " train steps (+" << s.warmup << " warm-up), sampling " << s.sample_steps
-            << " steps, DDIM " << s.ddim_steps << " steps" << std::endl;
+            << ", LibTorch " << TORCH_VERSION << ", attention " << attention << ", " << repeats
+            << " rounds, " << s.steps << " train steps (+" << s.warmup << " warm-up), sampling "
+            << s.sample_steps << " steps, DDIM " << s.ddim_steps << " steps" << std::endl;
 
   IdiffRunner runner(s);
   for (Row& row : rows) {

@@ -39,7 +39,8 @@ struct Settings {
   // work, a single-threaded run's CPU time leaves out the time it waited for a core.
   bool cpu_clock = false;
   bool channels_last = false;
-  bool cuda_graph = true;      // CUDA: sampling replays one captured graph per step  // 4-D weights and the inputs in channels-last layout
+  bool cuda_graph = true;  // CUDA: sampling replays one captured graph per step  // 4-D weights and
+                           // the inputs in channels-last layout
   AdamWOptions::Impl adamw = AdamWOptions::Impl::Auto;
 };
 

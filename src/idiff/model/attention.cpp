@@ -69,11 +69,11 @@ at::Tensor qkv_attention(const at::Tensor& qkv, AttentionImpl impl) {
       const int64_t per_item = t * t * static_cast<int64_t>(qkv.element_size());
       const int64_t chunk = qkv.is_cpu() ? std::max<int64_t>(1, kCpuChunkBytes / per_item) : bh;
       if (chunk >= bh) return bmm_attention(parts[0], parts[1], parts[2]);
+      // One split (its backward is one cat), then q, k, v of each chunk.
       std::vector<at::Tensor> out;
-      for (int64_t i = 0; i < bh; i += chunk) {
-        const int64_t n = std::min(chunk, bh - i);
-        out.push_back(bmm_attention(parts[0].narrow(0, i, n), parts[1].narrow(0, i, n),
-                                    parts[2].narrow(0, i, n)));
+      for (const at::Tensor& c : qkv.split(chunk, 0)) {
+        const auto p = c.split(ch, 1);
+        out.push_back(bmm_attention(p[0], p[1], p[2]));
       }
       return at::cat(out, 0);
     }

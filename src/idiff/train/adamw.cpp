@@ -94,12 +94,9 @@ void AdamW::step_fused(const std::vector<size_t>& active) {
 }
 
 void AdamW::zero_grad() {
-  for (auto& p : params_) {
-    if (p.grad().defined()) {
-      p.mutable_grad().detach_();
-      p.mutable_grad().zero_();
-    }
-  }
+  // torch.optim's default (set_to_none): the next backward hands its gradient buffers over
+  // instead of adding them into zeroed ones.
+  for (auto& p : params_) p.mutable_grad().reset();
 }
 
 void AdamW::set_state(std::vector<AdamWParamState> state) {

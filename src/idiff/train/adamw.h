@@ -36,6 +36,7 @@ class AdamW {
   // One update from the parameters' .grad() (parameters without a gradient are skipped,
   // as PyTorch does). State is created on first use.
   void step();
+  // Drops the gradients (PyTorch's zero_grad(set_to_none=True), its default).
   void zero_grad();
 
   double lr() const { return options_.lr; }
