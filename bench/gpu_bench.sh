@@ -20,27 +20,26 @@ LOGS=${OUT:-$BUILD}
 mkdir -p "$LOGS"
 START=$(date +%s)
 
+TORCH_PREFIX=$($PY -c 'import torch;print(torch.utils.cmake_prefix_path)')
+PREFIXES="$TORCH_PREFIX"
 if ls .deps/*.deb >/dev/null 2>&1; then
+  # Carried Debian packages, unpacked beside the system and found first; their .pc files
+  # are rewritten to the new prefix.
   D=/tmp/idiff-deps
   mkdir -p $D
-  for f in .deps/*.deb; do dpkg-deb -x "$f" $D 2>/dev/null || (cd $D && ar p "$OLDPWD/$f" data.tar.xz | tar xJ); done
+  for f in .deps/*.deb; do dpkg-deb -x "$f" $D; done
+  sed -i "s|^prefix=/usr\$|prefix=$D/usr|" $D/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc $D/usr/share/pkgconfig/*.pc 2>/dev/null || true
   export PATH=$D/usr/bin:$PATH
   export LD_LIBRARY_PATH=$D/usr/lib/x86_64-linux-gnu:$D/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-  export LIBRARY_PATH=$D/usr/lib/x86_64-linux-gnu:${LIBRARY_PATH:-}
-  export CPATH=$D/usr/include:${CPATH:-}
+  export CPATH=$D/usr/include:$D/usr/include/x86_64-linux-gnu:${CPATH:-}
   export PKG_CONFIG_PATH=$D/usr/lib/x86_64-linux-gnu/pkgconfig:$D/usr/share/pkgconfig:${PKG_CONFIG_PATH:-}
-  export PKG_CONFIG_SYSROOT_DIR=$D
-  EXTRA_CMAKE=(-DCMAKE_PREFIX_PATH_EXTRA="$D/usr" "-DPKG_CONFIG_EXECUTABLE=$(command -v pkg-config || command -v pkgconf)"
-               "-Dnlohmann_json_DIR=$D/usr/share/cmake/nlohmann_json" "-DCLI11_DIR=$D/usr/share/cmake/CLI11")
-else
-  EXTRA_CMAKE=()
+  PREFIXES="$PREFIXES;$D/usr"
 fi
 
-TORCH_PREFIX=$($PY -c 'import torch;print(torch.utils.cmake_prefix_path)')
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIXES" \
   -DIDIFF_BUILD_TESTS=OFF -DIDIFF_PYTHON="$(command -v $PY)" -DTORCH_CUDA_ARCH_LIST=9.0 \
-  "${EXTRA_CMAKE[@]}" > "$LOGS/configure.log" 2>&1 || { tail -40 "$LOGS/configure.log"; exit 1; }
+  > "$LOGS/configure.log" 2>&1 || { tail -40 "$LOGS/configure.log"; exit 1; }
 cmake --build "$BUILD" --target idiff_bench -j "$(nproc)" > "$LOGS/build.log" 2>&1 || { grep -m20 -A5 error "$LOGS/build.log"; exit 1; }
 echo "built in $(( $(date +%s) - START )) s"
 
