@@ -98,14 +98,14 @@ void print_table(const std::vector<Row>& rows, bool with_ref, std::ostream& out)
       }
     }
     out << "| " << r.c.config << " | " << r.c.what << " | " << r.c.batch << " | " << r.c.precision
-        << (r.c.use_checkpoint ? " ckpt" : "") << " | " << fmt("%.2f", median(ips)) << " | "
+        << (r.c.use_checkpoint ? " ckpt" : "") << " | " << fmt("%.4g", median(ips)) << " | "
         << fmt("%.3f", median(tflops)) << " | " << fmt("%.0f", max_of(peak)) << " |";
     if (with_ref) {
       if (ratios.empty()) {
         out << " failed | | |";
       } else {
         const auto [lo, hi] = std::minmax_element(ratios.begin(), ratios.end());
-        out << " " << fmt("%.2f", median(ref_ips)) << " | " << fmt("%.0f", max_of(ref_peak))
+        out << " " << fmt("%.4g", median(ref_ips)) << " | " << fmt("%.0f", max_of(ref_peak))
             << " | " << fmt("%.2fx", median(ratios)) << " (" << fmt("%.2f", *lo) << "-"
             << fmt("%.2f", *hi) << ") |";
       }
@@ -243,7 +243,7 @@ int run(int argc, char** argv) {
         if (r.contains("error")) {
           std::cerr << ", reference failed: " << r.at("error").get<std::string>();
         } else {
-          std::cerr << ", reference " << fmt("%.2f", r.at("images_per_sec").get<double>())
+          std::cerr << ", reference " << fmt("%.4g", r.at("images_per_sec").get<double>())
                     << " img/s";
         }
       }
