@@ -194,6 +194,16 @@ class GaussianDiffusion {
   SampleOutput ddim_reverse_sample(const ModelFn& model, const at::Tensor& x, const at::Tensor& t,
                                    bool clip_denoised = true,
                                    const DenoisedFn& denoised_fn = {}) const;
+  // One step of either sampler with its N(0, I) draw given ([N, C, ...], drawn by the caller
+  // where the step would draw it) and t unchecked: no host synchronisation, so the step can
+  // be captured in a CUDA graph (sample/cuda_graph_sampler.h). t must hold valid timesteps.
+  SampleOutput p_sample_from_noise(const ModelFn& model, const at::Tensor& x, const at::Tensor& t,
+                                   const at::Tensor& noise, bool clip_denoised = true,
+                                   const DenoisedFn& denoised_fn = {}) const;
+  SampleOutput ddim_sample_from_noise(const ModelFn& model, const at::Tensor& x,
+                                      const at::Tensor& t, const at::Tensor& noise,
+                                      bool clip_denoised = true, const DenoisedFn& denoised_fn = {},
+                                      double eta = 0.0) const;
   at::Tensor ddim_sample_loop(const ModelFn& model, at::IntArrayRef shape,
                               const SampleOptions& options = {}, double eta = 0.0) const;
   at::Tensor ddim_sample_loop_progressive(const ModelFn& model, at::IntArrayRef shape,
@@ -258,6 +268,13 @@ class GaussianDiffusion {
   SampleOutput ddim_sample_unchecked(const ModelFn& model, const at::Tensor& x, const at::Tensor& t,
                                      bool clip_denoised, const DenoisedFn& denoised_fn, double eta,
                                      const std::optional<at::Generator>& generator) const;
+  // Steps whose noise comes from noise_fn, called after the model.
+  SampleOutput p_sample_step(const ModelFn& model, const at::Tensor& x, const at::Tensor& t,
+                             bool clip_denoised, const DenoisedFn& denoised_fn,
+                             const std::function<at::Tensor()>& noise_fn) const;
+  SampleOutput ddim_step(const ModelFn& model, const at::Tensor& x, const at::Tensor& t,
+                         bool clip_denoised, const DenoisedFn& denoised_fn, double eta,
+                         const std::function<at::Tensor()>& noise_fn) const;
   // The loop both samplers share: step(x, t) from T-1 down to 0.
   at::Tensor sample_loop(
       at::IntArrayRef shape, const SampleOptions& options, const StepCallback& on_step,

@@ -32,13 +32,28 @@ at::Tensor nonzero_mask(const at::Tensor& t, const at::Tensor& x) {
 
 }  // namespace
 
+SampleOutput GaussianDiffusion::p_sample_step(const ModelFn& model, const at::Tensor& x,
+                                              const at::Tensor& t, bool clip_denoised,
+                                              const DenoisedFn& denoised_fn,
+                                              const std::function<at::Tensor()>& noise_fn) const {
+  const PMeanVariance out = p_mean_variance_unchecked(model, x, t, clip_denoised, denoised_fn);
+  const at::Tensor noise = noise_fn();  // drawn after the model call, as in the reference
+  // x_{t-1} = mu + sigma z (Ho et al. Algorithm 2, line 4).
+  return {out.mean + nonzero_mask(t, x) * at::exp(0.5 * out.log_variance) * noise, out.pred_xstart};
+}
+
+SampleOutput GaussianDiffusion::p_sample_from_noise(const ModelFn& model, const at::Tensor& x,
+                                                    const at::Tensor& t, const at::Tensor& noise,
+                                                    bool clip_denoised,
+                                                    const DenoisedFn& denoised_fn) const {
+  return p_sample_step(model, x, t, clip_denoised, denoised_fn, [&] { return noise; });
+}
+
 SampleOutput GaussianDiffusion::p_sample_unchecked(
     const ModelFn& model, const at::Tensor& x, const at::Tensor& t, bool clip_denoised,
     const DenoisedFn& denoised_fn, const std::optional<at::Generator>& generator) const {
-  const PMeanVariance out = p_mean_variance_unchecked(model, x, t, clip_denoised, denoised_fn);
-  const at::Tensor noise = draw_normal(x.sizes(), x.options(), generator);
-  // x_{t-1} = mu + sigma z (Ho et al. Algorithm 2, line 4).
-  return {out.mean + nonzero_mask(t, x) * at::exp(0.5 * out.log_variance) * noise, out.pred_xstart};
+  return p_sample_step(model, x, t, clip_denoised, denoised_fn,
+                       [&] { return draw_normal(x.sizes(), x.options(), generator); });
 }
 
 SampleOutput GaussianDiffusion::p_sample(const ModelFn& model, const at::Tensor& x,
@@ -49,10 +64,26 @@ SampleOutput GaussianDiffusion::p_sample(const ModelFn& model, const at::Tensor&
   return p_sample_unchecked(model, x, t, clip_denoised, denoised_fn, generator);
 }
 
+SampleOutput GaussianDiffusion::ddim_sample_from_noise(const ModelFn& model, const at::Tensor& x,
+                                                       const at::Tensor& t, const at::Tensor& noise,
+                                                       bool clip_denoised,
+                                                       const DenoisedFn& denoised_fn,
+                                                       double eta) const {
+  return ddim_step(model, x, t, clip_denoised, denoised_fn, eta, [&] { return noise; });
+}
+
 SampleOutput GaussianDiffusion::ddim_sample_unchecked(
     const ModelFn& model, const at::Tensor& x, const at::Tensor& t, bool clip_denoised,
     const DenoisedFn& denoised_fn, double eta,
     const std::optional<at::Generator>& generator) const {
+  return ddim_step(model, x, t, clip_denoised, denoised_fn, eta,
+                   [&] { return draw_normal(x.sizes(), x.options(), generator); });
+}
+
+SampleOutput GaussianDiffusion::ddim_step(const ModelFn& model, const at::Tensor& x,
+                                          const at::Tensor& t, bool clip_denoised,
+                                          const DenoisedFn& denoised_fn, double eta,
+                                          const std::function<at::Tensor()>& noise_fn) const {
   const PMeanVariance out = p_mean_variance_unchecked(model, x, t, clip_denoised, denoised_fn);
   // Re-derive epsilon from x_0 whatever the model predicts (x_0 may have been clipped).
   const at::Tensor eps = predict_eps_from_xstart(x, t, out.pred_xstart);
@@ -61,7 +92,7 @@ SampleOutput GaussianDiffusion::ddim_sample_unchecked(
   // Song et al. eq. 16: sigma_t = eta sqrt((1 - a_{t-1}) / (1 - a_t)) sqrt(1 - a_t / a_{t-1}).
   const at::Tensor sigma = eta * at::sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) *
                            at::sqrt(1 - alpha_bar / alpha_bar_prev);
-  const at::Tensor noise = draw_normal(x.sizes(), x.options(), generator);
+  const at::Tensor noise = noise_fn();  // drawn after the model call, as in the reference
   // Song et al. eq. 12: x_{t-1} = sqrt(a_{t-1}) x_0 + sqrt(1 - a_{t-1} - sigma^2) eps + sigma z.
   const at::Tensor mean_pred = out.pred_xstart * at::sqrt(alpha_bar_prev) +
                                at::sqrt(1 - alpha_bar_prev - sigma.pow(2)) * eps;

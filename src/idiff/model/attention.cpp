@@ -4,18 +4,87 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <vector>
 
 namespace idiff {
 
-at::Tensor qkv_attention(const at::Tensor& qkv) {
+namespace {
+
+std::atomic<AttentionImpl> g_attention_impl{AttentionImpl::Auto};
+
+// CPU: the attention weights of this many bytes at a time stay in the core's L2 cache from
+// the first product through the softmax to the second (measured: README, Performance).
+constexpr int64_t kCpuChunkBytes = int64_t{1} << 20;
+
+AttentionImpl resolve(AttentionImpl impl, const at::Tensor& qkv) {
+  if (impl != AttentionImpl::Auto) return impl;
+  // CUDA: fused kernels. CPU: ATen's flash kernel and its math fallback lose to two
+  // products at these head sizes (16-64), in inference and in training alike.
+  return qkv.is_cuda() ? AttentionImpl::Sdpa : AttentionImpl::Bmm;
+}
+
+// q, k, v: [n, ch, T] -> [n, ch, T] (a transposed view of [n, T, ch]).
+at::Tensor bmm_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  const double scale = 1.0 / std::sqrt(std::sqrt(static_cast<double>(q.size(1))));
+  // [n, T, ch] x [n, ch, S] -> [n, T, S]; both factors scaled as in the reference (f16).
+  at::Tensor weight = at::bmm((q * scale).transpose(1, 2), k * scale);
+  weight = at::softmax(weight, -1, at::kFloat).to(q.scalar_type());
+  // [n, T, S] x [n, S, ch] -> [n, T, ch]: in this order the gradient reaching the softmax
+  // is contiguous (the other order makes its backward copy a transposed [n, T, S]).
+  return at::bmm(weight, v.transpose(1, 2)).transpose(1, 2);
+}
+
+}  // namespace
+
+void set_attention_impl(AttentionImpl impl) {
+  g_attention_impl = impl;
+}
+AttentionImpl attention_impl() {
+  return g_attention_impl;
+}
+
+AttentionImpl parse_attention_impl(const std::string& name, const std::string& flag) {
+  if (name == "auto") return AttentionImpl::Auto;
+  if (name == "einsum") return AttentionImpl::Einsum;
+  if (name == "bmm") return AttentionImpl::Bmm;
+  if (name == "sdpa") return AttentionImpl::Sdpa;
+  throw ConfigError(str(flag, " must be auto, einsum, bmm or sdpa, got '", name, "'"));
+}
+
+at::Tensor qkv_attention(const at::Tensor& qkv, AttentionImpl impl) {
   const int64_t ch = qkv.size(1) / 3;
   auto parts = qkv.split(ch, 1);  // q, k, v: [BH, ch, T]
-  const double scale = 1.0 / std::sqrt(std::sqrt(static_cast<double>(ch)));
-  // [BH, ch, T] x [BH, ch, S] -> [BH, T, S]; scaling both factors is more stable in f16.
-  at::Tensor weight = at::einsum("bct,bcs->bts", {parts[0] * scale, parts[1] * scale});
-  weight = at::softmax(weight.to(at::kFloat), -1).to(weight.scalar_type());
-  return at::einsum("bts,bcs->bct", {weight, parts[2]});  // [BH, ch, T]
+  switch (resolve(impl, qkv)) {
+    case AttentionImpl::Sdpa: {
+      // [BH, T, ch] views; softmax(q k^T / sqrt(ch)) v -> [BH, T, ch] -> [BH, ch, T]
+      return at::scaled_dot_product_attention(parts[0].transpose(1, 2), parts[1].transpose(1, 2),
+                                              parts[2].transpose(1, 2))
+          .transpose(1, 2);
+    }
+    case AttentionImpl::Bmm: {
+      const int64_t bh = qkv.size(0), t = qkv.size(2);
+      const int64_t per_item = t * t * static_cast<int64_t>(qkv.element_size());
+      const int64_t chunk = qkv.is_cpu() ? std::max<int64_t>(1, kCpuChunkBytes / per_item) : bh;
+      if (chunk >= bh) return bmm_attention(parts[0], parts[1], parts[2]);
+      // One split (its backward is one cat), then q, k, v of each chunk.
+      std::vector<at::Tensor> out;
+      for (const at::Tensor& c : qkv.split(chunk, 0)) {
+        const auto p = c.split(ch, 1);
+        out.push_back(bmm_attention(p[0], p[1], p[2]));
+      }
+      return at::cat(out, 0);
+    }
+    default: {
+      const double scale = 1.0 / std::sqrt(std::sqrt(static_cast<double>(ch)));
+      // [BH, ch, T] x [BH, ch, S] -> [BH, T, S]; scaling both factors is more stable in f16.
+      at::Tensor weight = at::einsum("bct,bcs->bts", {parts[0] * scale, parts[1] * scale});
+      weight = at::softmax(weight.to(at::kFloat), -1).to(weight.scalar_type());
+      return at::einsum("bts,bcs->bct", {weight, parts[2]});  // [BH, ch, T]
+    }
+  }
 }
 
 AttentionBlockImpl::AttentionBlockImpl(int64_t channels, int64_t num_heads, bool use_checkpoint)
@@ -40,12 +109,12 @@ at::Tensor AttentionBlockImpl::forward(const at::Tensor& x) {
 at::Tensor AttentionBlockImpl::forward_impl(const at::Tensor& x) {
   const auto shape = x.sizes().vec();
   const int64_t b = shape[0], c = shape[1];
-  at::Tensor flat = x.reshape({b, c, -1});                            // [B, C, T]
-  at::Tensor qkv = qkv_->forward(norm_->forward(flat));                // [B, 3C, T]
-  qkv = qkv.reshape({b * num_heads_, -1, qkv.size(2)});                // [B*H, 3C/H, T]
-  at::Tensor h = qkv_attention(qkv).reshape({b, -1, qkv.size(2)});    // [B, C, T]
+  at::Tensor flat = x.reshape({b, c, -1});               // [B, C, T]
+  at::Tensor qkv = qkv_->forward(norm_->forward(flat));  // [B, 3C, T]
+  qkv = qkv.reshape({b * num_heads_, -1, qkv.size(2)});  // [B*H, 3C/H, T]
+  at::Tensor h = qkv_attention(qkv, attention_impl()).reshape({b, -1, qkv.size(2)});  // [B, C, T]
   h = proj_out_->forward(h);
-  return (flat + h).reshape(shape);
+  return residual_add(flat, h).reshape(shape);
 }
 
 }  // namespace idiff

@@ -8,11 +8,26 @@
 
 #include <torch/nn/modules/conv.h>
 
+#include <string>
+
 namespace idiff {
+
+// How QKVAttention computes: Einsum is the reference's formulation op for op (kept for the
+// parity tests and as the fallback); Bmm the same two products as batched matrix products
+// on transposed views, with the scale folded into the first; Sdpa ATen's fused
+// at::scaled_dot_product_attention (flash / memory-efficient kernels on CUDA, a flash
+// kernel on the CPU), whose default scale 1/sqrt(ch) is the reference's ch^-1/4 applied to
+// q and k each. Auto picks the fastest measured on the device (see README, Performance).
+enum class AttentionImpl { Auto, Einsum, Bmm, Sdpa };
+// Process-wide choice, Auto by default; the attention blocks read it on every forward.
+void set_attention_impl(AttentionImpl impl);
+AttentionImpl attention_impl();
+// "auto", "einsum", "bmm", "sdpa" -> AttentionImpl; ConfigError naming `flag` otherwise.
+AttentionImpl parse_attention_impl(const std::string& name, const std::string& flag);
 
 // qkv: [B*heads, 3*ch, T] -> [B*heads, ch, T]. The heads are split before q, k and v
 // (the reference's order): each head's rows of the qkv projection are [q; k; v].
-at::Tensor qkv_attention(const at::Tensor& qkv);
+at::Tensor qkv_attention(const at::Tensor& qkv, AttentionImpl impl = AttentionImpl::Einsum);
 
 class AttentionBlockImpl : public torch::nn::Module {
  public:

@@ -20,6 +20,14 @@ class GroupNorm32Impl : public torch::nn::GroupNormImpl {
 };
 TORCH_MODULE(GroupNorm32);
 
+// SiLU of a GroupNorm output: in place when no gradient is recorded (sampling), else a
+// new tensor (the backward of SiLU needs its input).
+at::Tensor silu_of_norm(at::Tensor h);
+
+// x + h for a residual connection; written into h (a fresh result of the block) when no
+// gradient is recorded and the dtypes and shapes agree.
+at::Tensor residual_add(const at::Tensor& x, at::Tensor h);
+
 // The reference's normalization(channels): GroupNorm32(32, channels). Throws ConfigError
 // when channels is not a multiple of 32.
 GroupNorm32 normalization(int64_t channels);

@@ -37,18 +37,19 @@ at::Tensor ResBlockImpl::forward(const at::Tensor& x, const at::Tensor& emb) {
 }
 
 at::Tensor ResBlockImpl::forward_impl(const at::Tensor& x, const at::Tensor& emb) {
-  at::Tensor h = in_conv_->forward(at::silu(in_norm_->forward(x)));
+  at::Tensor h = in_conv_->forward(silu_of_norm(in_norm_->forward(x)));
   // [N, C or 2C] -> [N, C or 2C, 1, 1], cast to the torso's dtype (fp16 training).
   at::Tensor emb_out = emb_linear_->forward(at::silu(emb)).to(h.scalar_type());
   emb_out = emb_out.unsqueeze(-1).unsqueeze(-1);
   if (options_.use_scale_shift_norm) {
     auto chunks = emb_out.chunk(2, 1);  // scale, shift: [N, C, 1, 1] each
-    h = out_norm_->forward(h) * (1 + chunks[0]) + chunks[1];
+    // out_norm(h) * (1 + scale) + shift in one pass
+    h = at::addcmul(chunks[1], out_norm_->forward(h), 1 + chunks[0]);
   } else {
     h = out_norm_->forward(h + emb_out);
   }
-  h = out_conv_->forward(dropout_->forward(at::silu(h)));
-  return (skip_conv_ ? skip_conv_->forward(x) : x) + h;
+  h = out_conv_->forward(dropout_->forward(silu_of_norm(h)));
+  return residual_add(skip_conv_ ? skip_conv_->forward(x) : x, h);
 }
 
 }  // namespace idiff

@@ -153,7 +153,7 @@ at::Tensor UNetModelImpl::forward_checked(const at::Tensor& x, const at::Tensor&
     hs.pop_back();
     h = block->forward(cat_in, emb);
   }
-  return out_->forward(h.to(x.scalar_type()));
+  return out_conv_->forward(silu_of_norm(out_norm_->forward(h.to(x.scalar_type()))));
 }
 
 at::Tensor UNetModelImpl::forward_kwargs(const at::Tensor& x, const at::Tensor& timesteps,

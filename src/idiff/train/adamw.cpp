@@ -37,7 +37,8 @@ void AdamW::step() {
   }
   if (active.empty()) return;
   bool fused = options_.impl == AdamWOptions::Impl::Fused;
-  if (options_.impl == AdamWOptions::Impl::Auto) fused = !params_[active[0]].is_cpu();
+  // The fused kernel is 3-4x faster on the CPU too, and equal to ~1e-9 (README, Performance).
+  if (options_.impl == AdamWOptions::Impl::Auto) fused = true;
   if (fused) {
     step_fused(active);
   } else {
@@ -83,6 +84,9 @@ void AdamW::step_fused(const std::vector<size_t>& active) {
       v.push_back(s.exp_avg_sq);
       steps.push_back(s.step);
     }
+    // The kernel reads the step counts; advancing them is the caller's job (as in
+    // torch.optim's _fused_adamw): without this every step would see step 0.
+    at::_foreach_add_(steps, 1);
     at::_fused_adamw_(ps, gs, m, v, /*max_exp_avg_sqs=*/{}, steps, options_.lr, options_.beta1,
                       options_.beta2, options_.weight_decay, options_.eps, /*amsgrad=*/false,
                       /*maximize=*/false);
@@ -90,12 +94,9 @@ void AdamW::step_fused(const std::vector<size_t>& active) {
 }
 
 void AdamW::zero_grad() {
-  for (auto& p : params_) {
-    if (p.grad().defined()) {
-      p.mutable_grad().detach_();
-      p.mutable_grad().zero_();
-    }
-  }
+  // torch.optim's default (set_to_none): the next backward hands its gradient buffers over
+  // instead of adding them into zeroed ones.
+  for (auto& p : params_) p.mutable_grad().reset();
 }
 
 void AdamW::set_state(std::vector<AdamWParamState> state) {
