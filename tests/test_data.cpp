@@ -40,15 +40,7 @@ std::vector<int64_t> take(DataLoader& loader, int batches) {
   return out;
 }
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using test::error_of;
 
 #define EXPECT_ERROR(ErrorType, stmt, needle)                                              \
   do {                                                                                     \

@@ -404,16 +404,8 @@ TEST(GaussianDiffusion, BadTimestepsAndMismatchedModelsAreClearErrors) {
   const GaussianDiffusion d(params(ModelMeanType::Epsilon, ModelVarType::FixedLarge));
   const at::Tensor x0 = x_start();
   const ModelFn model = smooth_model(false);
-  auto error_of = [](auto&& f) -> std::string {
-    try {
-      f();
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
-  };
   auto expect_error = [&](auto&& f, const std::string& text) {
-    const std::string msg = error_of(f);
+    const std::string msg = test::error_of(f);
     EXPECT_NE(msg.find(text), std::string::npos) << "'" << msg << "' lacks '" << text << "'";
   };
   expect_error(

@@ -178,15 +178,7 @@ TEST(GradientCheckpoint, InputGradientsFlow) {
 
 // ---- errors users can cause ------------------------------------------------------------
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using test::error_of;
 
 TEST(UNetErrors, UnsupportedImageSize) {
   ModelConfig cfg;

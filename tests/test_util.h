@@ -3,6 +3,7 @@
 // fixtures' README and DESIGN.md state them.
 #pragma once
 
+#include "idiff/common/error.h"
 #include "idiff/config.h"
 #include "idiff/io/safetensors.h"
 
@@ -32,6 +33,17 @@ DiffusionConfig diffusion_config_from_flags(const nlohmann::json& flags);
 double rel_error(const at::Tensor& a, const at::Tensor& b);
 
 ::testing::AssertionResult all_close(const at::Tensor& a, const at::Tensor& b, double tol);
+
+// The message of the idiff::Error that fn throws, or "<no error>" when it throws none.
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
 
 // A fresh temporary directory, removed by the destructor.
 class TempDir {
