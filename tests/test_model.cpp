@@ -292,8 +292,17 @@ TEST(CliInfo, BadFlagsGiveOneLineErrors) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("--no_such_flag"), std::string::npos) << r.err;
   r = test::run_idiff({"info", "--num_channels", "abc"});
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find("--num_channels"), std::string::npos) << r.err;
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("idiff: error: Could not convert: --num_channels = abc (idiff info --help"),
+            std::string::npos)
+      << r.err;
+  r = test::run_idiff({"frobnicate"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("idiff: error: unknown command 'frobnicate' (commands: "), std::string::npos)
+      << r.err;
+  r = test::run_idiff({"info", "--help"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("--num_channels"), std::string::npos) << r.out;
 }
 
 }  // namespace

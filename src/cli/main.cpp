@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <string>
 
 namespace idiff::cli {
 
@@ -42,10 +43,29 @@ int main(int argc, char** argv) {
     c.setup(*sub);
   }
 
+  // A first word that is neither a flag nor a command: say so (CLI11 would only say that a
+  // subcommand is required).
+  if (argc > 1 && argv[1][0] != '-' &&
+      std::none_of(commands.begin(), commands.end(),
+                   [&](const auto& c) { return c.name == argv[1]; })) {
+    std::string names;
+    for (const auto& c : commands) names += (names.empty() ? "" : ", ") + c.name;
+    std::cerr << "idiff: error: unknown command '" << argv[1] << "' (commands: " << names
+              << ")\n";
+    return 2;
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version print and succeed; anything else is a flag error on one line.
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+    std::string where = "idiff";
+    for (const CLI::App* sub : app.get_subcommands()) where += " " + sub->get_name();
+    std::string msg = e.what();
+    std::replace(msg.begin(), msg.end(), '\n', ' ');
+    std::cerr << "idiff: error: " << msg << " (" << where << " --help lists the flags)\n";
+    return 2;
   } catch (const idiff::Error& e) {
     std::cerr << "idiff: error: " << e.what() << "\n";
     return 1;
