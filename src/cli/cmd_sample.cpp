@@ -45,6 +45,9 @@ void setup(CLI::App& sub, Mode mode) {
           ->group(a);
     }
     f.add("save_pngs", s.save_pngs, "also write one PNG per sample")->group(a);
+    f.add("cuda_graph", s.cuda_graph,
+          "CUDA: replay each sampling step as one captured CUDA graph (no effect on the CPU)")
+        ->group(a);
     f.add("initial_noise", s.initial_noise, "start from this x_T (a tensor file [num_samples, 3, H, W])")
         ->group(a);
     f.add("grid_size", s.grid_size, "samples shown in samples_grid.png (0: no grid)")->group(a);

@@ -92,6 +92,7 @@ struct SampleConfig {
   std::string log_dir = "";    // where outputs go (else $OPENAI_LOGDIR, else /tmp/openai-<time>)
   std::string device = "auto";
   bool save_pngs = false;      // also one PNG per sample
+  bool cuda_graph = true;      // CUDA: replay each sampling step as a captured graph
   int64_t grid_size = 64;      // samples in the PNG grid (0: none)
   std::string initial_noise = "";  // a tensor file holding x_T [num_samples, 3, H, W]
   int64_t num_workers = 2;     // nll: decoding threads

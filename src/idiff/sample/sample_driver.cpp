@@ -3,6 +3,7 @@
 #include "idiff/common/device.h"
 #include "idiff/common/error.h"
 #include "idiff/common/progress.h"
+#include "idiff/common/runtime_tuning.h"
 #include "idiff/common/strings.h"
 #include "idiff/data/load_data.h"
 #include "idiff/diffusion/factory.h"
@@ -13,6 +14,7 @@
 #include "idiff/model/factory.h"
 #include "idiff/model/infer_config.h"
 #include "idiff/model/state_dict.h"
+#include "idiff/sample/cuda_graph_sampler.h"
 #include "idiff/train/logger.h"
 
 #include <ATen/ATen.h>
@@ -142,6 +144,9 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
   const Ranks ranks = join_ranks(dist, s);
   DistContext& ctx = *ranks.ctx;
   const c10::Device device = ctx.device();
+  // Allocator reuse on the CPU; not cuDNN autotuning, whose choice of algorithm may differ
+  // between runs, and a seed gives the same samples on a device.
+  if (device.is_cpu()) tune_for_device(device);
   const int64_t rank = ctx.rank(), world = ctx.world_size();
   // Only rank 0 writes the log and the outputs.
   Logger logger(ctx.is_main() ? Logger::choose_dir(s.log_dir) : "", !ctx.is_main());
@@ -175,6 +180,10 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
   const int64_t per_round = s.batch_size * world;
   const int64_t rounds = (s.num_samples + per_round - 1) / per_round;
   std::vector<at::Tensor> images, labels;
+  GraphSampleOptions fast;
+  fast.kind = s.use_ddim ? SamplerKind::Ddim : SamplerKind::Ancestral;
+  fast.eta = s.eta;
+  fast.cuda_graph = s.cuda_graph;
   ProgressBar bar("sampling", diffusion.num_timesteps(),
                   ctx.is_main() && ProgressBar::stderr_is_terminal());
   logger.log(str("sampling ", s.num_samples, " images with ", s.use_ddim ? "DDIM" : "DDPM", ", ",
@@ -217,8 +226,22 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
       bar.set_label(str("batch ", round + 1, "/", rounds));
       opts.progress = [&bar](const SampleStep& step) { bar.update(step.index + 1); };
       const std::vector<int64_t> shape = {n, 3, size, size};
-      const at::Tensor x = s.use_ddim ? diffusion.ddim_sample_loop(fn, shape, opts, s.eta)
-                                      : diffusion.p_sample_loop(fn, shape, opts);
+      at::Tensor x;
+      // On the CPU (or with --cuda_graph False) this is p_sample_loop / ddim_sample_loop.
+      const bool may_capture = fast.cuda_graph && device.is_cuda();
+      const at::Tensor gen_state = may_capture ? gen.get_state() : at::Tensor();
+      try {
+        x = sample_loop_graphed(diffusion, fn, shape, opts, fast);
+      } catch (const Error& e) {
+        if (!may_capture) throw;
+        // Capturing can fail where eager sampling works (an operation that synchronises
+        // with the host): warn, and sample this batch and the rest without graphs, from
+        // the same random state.
+        logger.warn(str(e.what(), "; sampling without CUDA graphs"));
+        fast.cuda_graph = false;
+        gen.set_state(gen_state);
+        x = sample_loop_graphed(diffusion, fn, shape, opts, fast);
+      }
       bar.finish();
       x8 = samples_to_uint8(x);
       if (kw.y.defined()) y = kw.y.cpu();
@@ -279,6 +302,9 @@ NllResult run_nll(const SampleJob& job, DistContext* dist) {
   const Ranks ranks = join_ranks(dist, s);
   DistContext& ctx = *ranks.ctx;
   const c10::Device device = ctx.device();
+  // Allocator reuse on the CPU; not cuDNN autotuning, whose choice of algorithm may differ
+  // between runs, and a seed gives the same samples on a device.
+  if (device.is_cpu()) tune_for_device(device);
   Logger logger(ctx.is_main() ? Logger::choose_dir(s.log_dir) : "", !ctx.is_main());
   logger.log("Logging to " + logger.dir());
   if (ctx.is_distributed()) logger.log("distributed: " + ctx.describe());

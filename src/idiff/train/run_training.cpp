@@ -2,6 +2,7 @@
 
 #include "idiff/common/device.h"
 #include "idiff/common/error.h"
+#include "idiff/common/runtime_tuning.h"
 #include "idiff/data/load_data.h"
 #include "idiff/diffusion/factory.h"
 #include "idiff/dist/dist_context.h"
@@ -22,6 +23,7 @@ StopReason run_training(const TrainJob& job) {
   const c10::Device device = DistContext::device_for_local_rank(tc.device);
   const std::unique_ptr<DistContext> dist = DistContext::from_environment(device, tc.dist_timeout);
   at::manual_seed(tc.seed);  // the model's initial weights (rank 0's reach every rank)
+  tune_for_device(device);    // allocator reuse on the CPU, cuDNN autotuning on CUDA
 
   // Only rank 0 writes logs and checkpoints; the others keep quiet and write no files.
   Logger logger(dist->is_main() ? Logger::choose_dir(tc.log_dir) : "", !dist->is_main());
