@@ -3,6 +3,7 @@
 #include "idiff/common/error.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include <algorithm>
 #include <atomic>
@@ -26,15 +27,19 @@ AttentionImpl resolve(AttentionImpl impl, const at::Tensor& qkv) {
   return qkv.is_cuda() ? AttentionImpl::Sdpa : AttentionImpl::Bmm;
 }
 
-// q, k, v: [n, ch, T] -> [n, ch, T] (a transposed view of [n, T, ch]).
-at::Tensor bmm_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+// q, k: [n, ch, T] -> the attention weights [n, T, S], softmax taken in float32.
+at::Tensor attention_weights(const at::Tensor& q, const at::Tensor& k) {
   const double scale = 1.0 / std::sqrt(std::sqrt(static_cast<double>(q.size(1))));
   // [n, T, ch] x [n, ch, S] -> [n, T, S]; both factors scaled as in the reference (f16).
-  at::Tensor weight = at::bmm((q * scale).transpose(1, 2), k * scale);
-  weight = at::softmax(weight, -1, at::kFloat).to(q.scalar_type());
+  const at::Tensor weight = at::bmm((q * scale).transpose(1, 2), k * scale);
+  return at::softmax(weight, -1, at::kFloat).to(q.scalar_type());
+}
+
+// q, k, v: [n, ch, T] -> [n, ch, T] (a transposed view of [n, T, ch]).
+at::Tensor bmm_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
   // [n, T, S] x [n, S, ch] -> [n, T, ch]: in this order the gradient reaching the softmax
   // is contiguous (the other order makes its backward copy a transposed [n, T, S]).
-  return at::bmm(weight, v.transpose(1, 2)).transpose(1, 2);
+  return at::bmm(attention_weights(q, k), v.transpose(1, 2)).transpose(1, 2);
 }
 
 // The attention's 1x1 Conv1d ([B, C, T] -> [B, O, T]) as one batched product with the bias
@@ -79,6 +84,18 @@ at::Tensor qkv_attention(const at::Tensor& qkv, AttentionImpl impl) {
       const int64_t per_item = t * t * static_cast<int64_t>(qkv.element_size());
       const int64_t chunk = qkv.is_cpu() ? std::max<int64_t>(1, kCpuChunkBytes / per_item) : bh;
       if (chunk >= bh) return bmm_attention(parts[0], parts[1], parts[2]);
+      if (!(at::GradMode::is_enabled() && qkv.requires_grad())) {
+        // No gradient: each chunk's v [n, ch, S] x weights^T [n, S, T] goes straight into
+        // its rows of the output, with no cat (2.5% of tiny sampling's time).
+        at::Tensor out = at::empty({bh, ch, t}, qkv.options());
+        for (int64_t start = 0; start < bh; start += chunk) {
+          const int64_t n = std::min(chunk, bh - start);
+          const auto p = qkv.narrow(0, start, n).split(ch, 1);
+          at::Tensor rows = out.narrow(0, start, n);
+          at::bmm_out(rows, p[2], attention_weights(p[0], p[1]).transpose(1, 2));
+        }
+        return out;
+      }
       // One split (its backward is one cat), then q, k, v of each chunk.
       std::vector<at::Tensor> out;
       for (const at::Tensor& c : qkv.split(chunk, 0)) {
