@@ -9,7 +9,7 @@
 #include "idiff/model/factory.h"
 #include "idiff/model/flop_count.h"
 #include "idiff/sample/cuda_graph_sampler.h"
-#include "idiff/train/autocast.h"
+#include "idiff/common/autocast.h"
 #include "idiff/train/ema.h"
 
 #include <ATen/ATen.h>

@@ -1,5 +1,7 @@
 #include "idiff/model/checkpoint.h"
 
+#include "idiff/common/autocast.h"
+
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
@@ -38,6 +40,12 @@ struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction>
     ctx->saved_data["num_inputs"] = num_inputs;
     ctx->saved_data["preserve_rng"] = preserve_rng;
     if (preserve_rng) ctx->saved_data["rng"] = get_rng_state(inputs.at(0).device());
+    // The backward recomputes under the autocast state of this forward (it runs after the
+    // training step's autocast scope has closed; without it a bf16 activation would meet
+    // float32 weights).
+    const AutocastState autocast = autocast_state(inputs.at(0).device().type());
+    ctx->saved_data["autocast"] = autocast.enabled;
+    ctx->saved_data["autocast_dtype"] = static_cast<int64_t>(autocast.dtype);
     ctx->save_for_backward(tensors.vec());
     torch::NoGradGuard no_grad;
     return (*fn)(inputs);
@@ -56,6 +64,9 @@ struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction>
     std::vector<at::Tensor> outputs;
     {
       torch::AutoGradMode enable(true);
+      const AutocastGuard autocast(
+          inputs.at(0).device().type(), ctx->saved_data["autocast"].toBool(),
+          static_cast<c10::ScalarType>(ctx->saved_data["autocast_dtype"].toInt()));
       // Shallow views, so an in-place first op cannot modify the detached inputs.
       std::vector<at::Tensor> views;
       for (const auto& x : inputs) views.push_back(x.view_as(x));

@@ -7,7 +7,7 @@
 #include "idiff/dist/grad_reducer.h"
 #include "idiff/io/tensor_file.h"
 #include "idiff/model/state_dict.h"
-#include "idiff/train/autocast.h"
+#include "idiff/common/autocast.h"
 #include "idiff/train/ema.h"
 #include "idiff/train/fp16_util.h"
 #include "idiff/train/optimizer_file.h"

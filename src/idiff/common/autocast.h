@@ -1,7 +1,9 @@
-// A scope guard for bf16 autocast on CUDA. LibTorch's C++ autocast has no guard of its
-// own; this mirrors Python's torch.autocast: enable + nesting on entry, and on exit
-// restore the previous state and, when the outermost scope closes, clear the cache of
-// bf16 weight copies (else they go stale after an optimizer step).
+// A scope guard for autocast (bf16 on CUDA in training; any device type on LibTorch >= 2.4).
+// LibTorch's C++ autocast has no guard of its own; this mirrors Python's torch.autocast:
+// enable + nesting on entry, and on exit restore the previous state and, when the
+// outermost scope closes, clear the cache of bf16 weight copies (else they go stale after
+// an optimizer step). AutocastState reads the state in force, so that code run later (the
+// recomputation of a checkpointed block in the backward) can run under the same one.
 #pragma once
 
 #include <ATen/autocast_mode.h>
@@ -10,6 +12,20 @@
 #include <torch/version.h>
 
 namespace idiff {
+
+struct AutocastState {
+  bool enabled = false;
+  c10::ScalarType dtype = c10::kBFloat16;
+};
+
+inline AutocastState autocast_state(c10::DeviceType device) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  return {at::autocast::is_autocast_enabled(device), at::autocast::get_autocast_dtype(device)};
+#else
+  if (device != c10::DeviceType::CUDA) return {};
+  return {at::autocast::is_enabled(), at::autocast::get_autocast_gpu_dtype()};
+#endif
+}
 
 class AutocastGuard {
  public:
