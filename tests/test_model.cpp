@@ -199,6 +199,32 @@ TEST(GradientCheckpoint, RecomputesUnderTheForwardsAutocast) {
   EXPECT_CLOSE(at::cat(gb), at::cat(ga), 1e-3);
 }
 
+// Under bf16 autocast the torso runs in bf16 but the output head (norm, SiLU, conv) in
+// float32, as the reference's fp16 path keeps it. The CPU's autocast stands in for CUDA's.
+TEST(UNetAutocast, OutputHeadStaysFloat32) {
+  ModelConfig cfg;
+  cfg.image_size = 32;
+  cfg.num_channels = 32;
+  cfg.num_res_blocks = 1;
+  cfg.learn_sigma = true;
+  cfg.attention_resolutions = "16";
+  UNetModel model = create_model(cfg);
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->parameters()) p.normal_(0, 0.05);
+  const at::Tensor x = at::randn({2, 3, 32, 32});
+  const at::Tensor t = at::tensor({3.0f, 700.0f});
+  const at::Tensor full = model->forward(x, t);
+  at::Tensor mixed;
+  {
+    const AutocastGuard autocast(c10::DeviceType::CPU, true, at::kBFloat16);
+    mixed = model->forward(x, t);
+    // The guard is back in force after the head.
+    EXPECT_TRUE(autocast_state(c10::DeviceType::CPU).enabled);
+  }
+  EXPECT_EQ(mixed.scalar_type(), at::kFloat);
+  EXPECT_CLOSE(mixed, full, 5e-2);  // the torso's bf16 rounding
+}
+
 TEST(GradientCheckpoint, InputGradientsFlow) {
   ModelConfig cfg;
   cfg.image_size = 32;

@@ -68,4 +68,31 @@ class AutocastGuard {
   c10::ScalarType prev_dtype_ = c10::kBFloat16;
 };
 
+// Autocast off for the enclosing scope on one device type (the previous state restored at
+// exit), for the parts computed in float32 whatever the rest does.
+class AutocastOff {
+ public:
+  explicit AutocastOff(c10::DeviceType device) : device_(device) {
+    was_enabled_ = autocast_state(device_).enabled;
+    if (was_enabled_) set(false);
+  }
+  ~AutocastOff() {
+    if (was_enabled_) set(true);
+  }
+  AutocastOff(const AutocastOff&) = delete;
+  AutocastOff& operator=(const AutocastOff&) = delete;
+
+ private:
+  void set(bool enabled) const {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(device_, enabled);
+#else
+    at::autocast::set_enabled(enabled);
+#endif
+  }
+
+  c10::DeviceType device_;
+  bool was_enabled_ = false;
+};
+
 }  // namespace idiff

@@ -10,6 +10,10 @@
 #include <c10/util/Logging.h>
 #include <torch/cuda.h>
 
+#ifdef IDIFF_WITH_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -49,6 +53,11 @@ std::unique_ptr<DistContext> DistContext::from_env(const DistEnv& env, c10::Devi
                                                    double timeout_seconds) {
   check_timeout(timeout_seconds);
   std::unique_ptr<DistContext> ctx(new DistContext(env, device, timeout_seconds));
+#ifdef IDIFF_WITH_CUDA
+  // This rank's GPU becomes the current device, so nothing that uses the current device
+  // (NCCL's set-up, library handles) makes a context on GPU 0 in every rank.
+  if (device.is_cuda() && device.has_index()) c10::cuda::set_device(device.index());
+#endif
   if (!env.launched()) return ctx;
   // c10d logs its retries and failures through c10's logger; honour TORCH_CPP_LOG_LEVEL
   // (e.g. ERROR or FATAL to quieten them) as PyTorch does.

@@ -74,10 +74,16 @@ at::Tensor qkv_attention(const at::Tensor& qkv, AttentionImpl impl) {
   auto parts = qkv.split(ch, 1);  // q, k, v: [BH, ch, T]
   switch (resolve(impl, qkv)) {
     case AttentionImpl::Sdpa: {
-      // [BH, T, ch] views; softmax(q k^T / sqrt(ch)) v -> [BH, T, ch] -> [BH, ch, T]
-      return at::scaled_dot_product_attention(parts[0].transpose(1, 2), parts[1].transpose(1, 2),
-                                              parts[2].transpose(1, 2))
-          .transpose(1, 2);
+      // softmax(q k^T / sqrt(ch)) v on [1, BH, T, ch]: the fused CUDA kernels (flash,
+      // memory-efficient, cuDNN) take 4-d inputs whose last dimension is contiguous, so
+      // the [BH, ch, T] parts are copied transposed (else the math fallback runs).
+      const auto heads_first = [](const at::Tensor& p) {
+        return p.transpose(1, 2).contiguous().unsqueeze(0);
+      };
+      return at::scaled_dot_product_attention(heads_first(parts[0]), heads_first(parts[1]),
+                                              heads_first(parts[2]))
+          .squeeze(0)
+          .transpose(1, 2);  // [BH, ch, T]
     }
     case AttentionImpl::Bmm: {
       const int64_t bh = qkv.size(0), t = qkv.size(2);

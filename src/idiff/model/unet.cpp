@@ -1,5 +1,7 @@
 #include "idiff/model/unet.h"
 
+#include "idiff/common/autocast.h"
+
 #include "idiff/common/error.h"
 
 #include <ATen/ATen.h>
@@ -153,6 +155,9 @@ at::Tensor UNetModelImpl::forward_checked(const at::Tensor& x, const at::Tensor&
     hs.pop_back();
     h = block->forward(cat_in, emb);
   }
+  // The output head in x's precision under autocast too (bf16 training), as the
+  // reference's fp16 path keeps it: eps and the variance interpolation in float32.
+  const AutocastOff full_precision_head(x.device().type());
   return out_conv_->forward(silu_of_norm(out_norm_->forward(h.to(x.scalar_type()))));
 }
 

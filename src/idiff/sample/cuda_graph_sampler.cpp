@@ -5,7 +5,9 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include <map>
 #include <memory>
+#include <mutex>
 
 #ifdef IDIFF_WITH_CUDA
 #include <ATen/autocast_mode.h>
@@ -17,6 +19,19 @@
 
 namespace idiff {
 namespace {
+
+#ifdef IDIFF_WITH_CUDA
+c10::cuda::CUDAStream capture_stream(c10::DeviceIndex device) {
+  static std::mutex mutex;
+  static std::map<c10::DeviceIndex, c10::cuda::CUDAStream> streams;
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto it = streams.find(device);
+  if (it == streams.end()) {
+    it = streams.emplace(device, c10::cuda::getStreamFromPool(false, device)).first;
+  }
+  return it->second;
+}
+#endif
 
 using StepFn =
     std::function<SampleOutput(const at::Tensor& x, const at::Tensor& t, const at::Tensor& noise)>;
@@ -54,7 +69,9 @@ class StaticStep {
     const c10::cuda::CUDAGuard device_guard(x_.device());
     // Capture on a side stream that first waits for the work queued so far.
     const c10::cuda::CUDAStream current = c10::cuda::getCurrentCUDAStream();
-    const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, x_.device().index());
+    // One side stream per device for every capture: a library's per-stream workspace (the
+    // cuBLAS one) is then made in one graph's memory pool only, not in one per stream.
+    const c10::cuda::CUDAStream side = capture_stream(x_.device().index());
     at::cuda::CUDAEvent queued;
     queued.record(current);
     queued.block(side);
@@ -80,8 +97,8 @@ class StaticStep {
       at::autocast::set_autocast_cache_enabled(cache);
       graph_.reset();
       throw Error(
-          str("capturing the sampling step in a CUDA graph failed (sample without "
-              "graphs to avoid it): ",
+          str("capturing the sampling step in a CUDA graph failed (--cuda_graph False samples "
+              "without graphs): ",
               e.what()));
     }
     at::autocast::set_autocast_cache_enabled(cache);

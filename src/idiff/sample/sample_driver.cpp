@@ -226,22 +226,10 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
       bar.set_label(str("batch ", round + 1, "/", rounds));
       opts.progress = [&bar](const SampleStep& step) { bar.update(step.index + 1); };
       const std::vector<int64_t> shape = {n, 3, size, size};
-      at::Tensor x;
-      // On the CPU (or with --cuda_graph False) this is p_sample_loop / ddim_sample_loop.
-      const bool may_capture = fast.cuda_graph && device.is_cuda();
-      const at::Tensor gen_state = may_capture ? gen.get_state() : at::Tensor();
-      try {
-        x = sample_loop_graphed(diffusion, fn, shape, opts, fast);
-      } catch (const Error& e) {
-        if (!may_capture) throw;
-        // Capturing can fail where eager sampling works (an operation that synchronises
-        // with the host): warn, and sample this batch and the rest without graphs, from
-        // the same random state.
-        logger.warn(str(e.what(), "; sampling without CUDA graphs"));
-        fast.cuda_graph = false;
-        gen.set_state(gen_state);
-        x = sample_loop_graphed(diffusion, fn, shape, opts, fast);
-      }
+      // On the CPU (or with --cuda_graph False) this is p_sample_loop / ddim_sample_loop. A
+      // failed capture is an error naming --cuda_graph False, not a silent fallback: the
+      // CUDA allocator may be left in its capture state.
+      const at::Tensor x = sample_loop_graphed(diffusion, fn, shape, opts, fast);
       bar.finish();
       x8 = samples_to_uint8(x);
       if (kw.y.defined()) y = kw.y.cpu();
