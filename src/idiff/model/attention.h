@@ -14,10 +14,11 @@ namespace idiff {
 
 // How QKVAttention computes: Einsum is the reference's formulation op for op (kept for the
 // parity tests and as the fallback); Bmm the same two products as batched matrix products
-// on transposed views, with the scale folded into the first; Sdpa ATen's fused
+// on transposed views, in L2-sized chunks on the CPU; Sdpa ATen's fused
 // at::scaled_dot_product_attention (flash / memory-efficient kernels on CUDA, a flash
 // kernel on the CPU), whose default scale 1/sqrt(ch) is the reference's ch^-1/4 applied to
-// q and k each. Auto picks the fastest measured on the device (see README, Performance).
+// q and k each. Auto is Sdpa: the fastest measured on CUDA, on the CPU as fast as Bmm with
+// less memory (see README, Performance).
 enum class AttentionImpl { Auto, Einsum, Bmm, Sdpa };
 // Process-wide choice, Auto by default; the attention blocks read it on every forward.
 void set_attention_impl(AttentionImpl impl);
