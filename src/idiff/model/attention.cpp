@@ -23,8 +23,8 @@ constexpr int64_t kCpuChunkBytes = int64_t{1} << 20;
 AttentionImpl resolve(AttentionImpl impl, const at::Tensor& qkv) {
   if (impl != AttentionImpl::Auto) return impl;
   // CUDA: the fused kernels. CPU: ATen's flash kernel equals the chunked products in
-  // speed at these head sizes (16-64) and needs less memory in training (tiny config:
-  // 230 against 315 MiB; README, Performance).
+  // speed at these head sizes (16-64) and needs about a quarter less peak memory in
+  // training (README, Performance).
   (void)qkv;
   return AttentionImpl::Sdpa;
 }
