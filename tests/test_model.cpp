@@ -70,10 +70,7 @@ TEST(UNetParity, FixtureOutputsMatchReference) {
 }
 
 TEST(UNetParity, ZeroInitialisedOutputLayers) {
-  ModelConfig cfg;
-  cfg.image_size = 32;
-  cfg.num_channels = 32;
-  cfg.num_res_blocks = 1;
+  ModelConfig cfg = test::small_unet_config();
   UNetModel model = create_model(cfg);
   // A fresh model's output conv is zero, so the model outputs exactly zero.
   torch::NoGradGuard no_grad;
@@ -120,10 +117,7 @@ TEST(GroupNorm32, ComputesInFloat32ForHalfInput) {
 
 // Checkpointed and plain blocks must give the same outputs and gradients.
 TEST(GradientCheckpoint, SameOutputsAndGradients) {
-  ModelConfig cfg;
-  cfg.image_size = 32;
-  cfg.num_channels = 32;
-  cfg.num_res_blocks = 1;
+  ModelConfig cfg = test::small_unet_config();
   cfg.learn_sigma = true;
   cfg.attention_resolutions = "16";
   UNetModel plain = create_model(cfg);
@@ -133,11 +127,8 @@ TEST(GradientCheckpoint, SameOutputsAndGradients) {
   plain->to(at::kDouble);
   ckpt->to(at::kDouble);
   // Random (non-zero) weights everywhere, identical in both models.
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& p : plain->parameters()) p.normal_(0, 0.05);
-    load_state_dict(*ckpt, state_dict(*plain), "plain model");
-  }
+  test::randomize_parameters(plain->parameters());
+  load_state_dict(*ckpt, state_dict(*plain), "plain model");
   const at::Tensor x = at::randn({2, 3, 32, 32}, at::kDouble);
   const at::Tensor t = at::tensor({3.0f, 700.0f});
   const at::Tensor out_plain = plain->forward(x, t);
@@ -164,19 +155,13 @@ TEST(GradientCheckpoint, SameOutputsAndGradients) {
 // scope has closed: it must recompute under the forward's autocast state, and give the
 // plain model's gradients. The CPU's bf16 autocast stands in for CUDA's.
 TEST(GradientCheckpoint, RecomputesUnderTheForwardsAutocast) {
-  ModelConfig cfg;
-  cfg.image_size = 32;
-  cfg.num_channels = 32;
-  cfg.num_res_blocks = 1;
+  ModelConfig cfg = test::small_unet_config();
   cfg.attention_resolutions = "16";
   UNetModel plain = create_model(cfg);
   cfg.use_checkpoint = true;
   UNetModel ckpt = create_model(cfg);
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& p : plain->parameters()) p.normal_(0, 0.05);
-    load_state_dict(*ckpt, state_dict(*plain), "plain model");
-  }
+  test::randomize_parameters(plain->parameters());
+  load_state_dict(*ckpt, state_dict(*plain), "plain model");
   const at::Tensor x = at::randn({2, 3, 32, 32});
   const at::Tensor t = at::tensor({3.0f, 700.0f});
   for (UNetModel* m : {&plain, &ckpt}) {
@@ -202,15 +187,12 @@ TEST(GradientCheckpoint, RecomputesUnderTheForwardsAutocast) {
 // Under bf16 autocast the torso runs in bf16 but the output head (norm, SiLU, conv) in
 // float32, as the reference's fp16 path keeps it. The CPU's autocast stands in for CUDA's.
 TEST(UNetAutocast, OutputHeadStaysFloat32) {
-  ModelConfig cfg;
-  cfg.image_size = 32;
-  cfg.num_channels = 32;
-  cfg.num_res_blocks = 1;
+  ModelConfig cfg = test::small_unet_config();
   cfg.learn_sigma = true;
   cfg.attention_resolutions = "16";
   UNetModel model = create_model(cfg);
+  test::randomize_parameters(model->parameters());
   torch::NoGradGuard no_grad;
-  for (auto& p : model->parameters()) p.normal_(0, 0.05);
   const at::Tensor x = at::randn({2, 3, 32, 32});
   const at::Tensor t = at::tensor({3.0f, 700.0f});
   const at::Tensor full = model->forward(x, t);
@@ -226,16 +208,10 @@ TEST(UNetAutocast, OutputHeadStaysFloat32) {
 }
 
 TEST(GradientCheckpoint, InputGradientsFlow) {
-  ModelConfig cfg;
-  cfg.image_size = 32;
-  cfg.num_channels = 32;
-  cfg.num_res_blocks = 1;
+  ModelConfig cfg = test::small_unet_config();
   cfg.use_checkpoint = true;
   UNetModel model = create_model(cfg);
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& p : model->parameters()) p.normal_(0, 0.05);
-  }
+  test::randomize_parameters(model->parameters());
   const at::Tensor x = at::randn({1, 3, 32, 32}).requires_grad_(true);
   model->forward(x, at::tensor({10.0f})).sum().backward();
   ASSERT_TRUE(x.grad().defined());
@@ -280,10 +256,7 @@ TEST(UNetErrors, BadAttentionResolutions) {
 }
 
 TEST(UNetErrors, LabelsRequiredExactlyForClassConditional) {
-  ModelConfig cfg;
-  cfg.image_size = 32;
-  cfg.num_channels = 32;
-  cfg.num_res_blocks = 1;
+  ModelConfig cfg = test::small_unet_config();
   cfg.class_cond = true;
   UNetModel model = create_model(cfg);
   const at::Tensor x = at::randn({2, 3, 32, 32}), t = at::tensor({1.0f, 2.0f});
@@ -300,10 +273,7 @@ TEST(UNetErrors, LabelsRequiredExactlyForClassConditional) {
 }
 
 TEST(UNetErrors, StateDictMismatchListsEveryProblem) {
-  ModelConfig cfg;
-  cfg.image_size = 32;
-  cfg.num_channels = 32;
-  cfg.num_res_blocks = 1;
+  ModelConfig cfg = test::small_unet_config();
   UNetModel model = create_model(cfg);
   TensorMap sd;
   for (const auto& [name, t] : state_dict(*model)) {

@@ -97,16 +97,10 @@ TEST(FastAttention, ParseNamesAndRejectOthers) {
 }
 
 TEST(InPlaceSilu, InferenceEqualsTheRecordedForward) {
-  ModelConfig cfg;
-  cfg.image_size = 32;
-  cfg.num_channels = 32;
-  cfg.num_res_blocks = 1;
+  ModelConfig cfg = test::small_unet_config();
   cfg.learn_sigma = true;
   UNetModel model = create_model(cfg);
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& p : model->parameters()) p.normal_(0, 0.05);
-  }
+  test::randomize_parameters(model->parameters());
   model->eval();
   const at::Tensor x = at::randn({2, 3, 32, 32});
   const at::Tensor t = at::tensor({3.0f, 700.0f});

@@ -77,6 +77,19 @@ TempDir::TempDir() {
   path_ = p;
 }
 
+ModelConfig small_unet_config() {
+  ModelConfig cfg;
+  cfg.image_size = 32;
+  cfg.num_channels = 32;
+  cfg.num_res_blocks = 1;
+  return cfg;
+}
+
+void randomize_parameters(const std::vector<at::Tensor>& params) {
+  at::NoGradGuard no_grad;
+  for (at::Tensor p : params) p.normal_(0, 0.05);
+}
+
 TempDir::~TempDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);

@@ -29,6 +29,14 @@ nlohmann::json load_json(const std::string& name);
 ModelConfig model_config_from_flags(const nlohmann::json& flags);
 DiffusionConfig diffusion_config_from_flags(const nlohmann::json& flags);
 
+// The small UNet of the model tests: 32x32 images, 32 channels, one res block per level
+// (the reference's other defaults); tests change fields from there.
+ModelConfig small_unet_config();
+
+// N(0, 0.05^2) values in every parameter, the zero-initialised output layers included, so
+// that every block contributes to outputs and gradients.
+void randomize_parameters(const std::vector<at::Tensor>& params);
+
 // ||a - b|| / ||b|| in double precision (0 when both are zero).
 double rel_error(const at::Tensor& a, const at::Tensor& b);
 

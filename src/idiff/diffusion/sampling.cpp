@@ -21,6 +21,19 @@ at::Tensor draw_normal(at::IntArrayRef shape, const at::TensorOptions& options,
   return at::randn(shape, generator, options);
 }
 
+at::Tensor initial_noise(at::IntArrayRef shape, const SampleOptions& options) {
+  if (options.noise.defined()) {
+    IDIFF_REQUIRE(options.noise.sizes() == shape, Error, "sampling: the starting noise is ",
+                  options.noise.sizes(), " but the sample shape is ", shape);
+    return options.device ? options.noise.to(*options.device) : options.noise;
+  }
+  IDIFF_REQUIRE(shape.size() >= 2, Error, "sampling: the sample shape must be [N, C, ...], got ",
+                shape);
+  const c10::Device device = options.device.value_or(c10::Device(c10::kCPU));
+  return draw_normal(shape, at::TensorOptions().dtype(at::kFloat).device(device),
+                     options.generator);
+}
+
 namespace {
 
 // [N] -> [N, 1, ...]: 1 where t > 0, 0 at the last step (no noise is added there).
@@ -124,18 +137,7 @@ at::Tensor GaussianDiffusion::sample_loop(
     at::IntArrayRef shape, const SampleOptions& options, const StepCallback& on_step,
     const std::function<SampleOutput(const at::Tensor&, const at::Tensor&)>& step) const {
   const c10::NoGradGuard no_grad;
-  at::Tensor img;
-  if (options.noise.defined()) {
-    IDIFF_REQUIRE(options.noise.sizes() == shape, Error, "sampling: the starting noise is ",
-                  options.noise.sizes(), " but the sample shape is ", shape);
-    img = options.device ? options.noise.to(*options.device) : options.noise;
-  } else {
-    IDIFF_REQUIRE(shape.size() >= 2, Error, "sampling: the sample shape must be [N, C, ...], got ",
-                  shape);
-    const c10::Device device = options.device.value_or(c10::Device(c10::kCPU));
-    img =
-        draw_normal(shape, at::TensorOptions().dtype(at::kFloat).device(device), options.generator);
-  }
+  at::Tensor img = initial_noise(shape, options);
   const int64_t n = num_timesteps();
   const auto long_opts = at::TensorOptions().dtype(at::kLong).device(img.device());
   for (int64_t i = n - 1; i >= 0; --i) {

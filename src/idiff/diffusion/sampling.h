@@ -43,4 +43,8 @@ struct SampleOptions {
 at::Tensor draw_normal(at::IntArrayRef shape, const at::TensorOptions& options,
                        const std::optional<at::Generator>& generator);
 
+// x_T of a sampling loop: options.noise (moved to options.device when given), else drawn
+// by draw_normal on options.device (the CPU when none). Error when the shapes differ.
+at::Tensor initial_noise(at::IntArrayRef shape, const SampleOptions& options);
+
 }  // namespace idiff

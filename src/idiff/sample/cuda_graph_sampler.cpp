@@ -117,20 +117,6 @@ class StaticStep {
 #endif
 };
 
-// x_T as the eager loops make it: the given noise, or a draw from the generator.
-at::Tensor initial_noise(at::IntArrayRef shape, const SampleOptions& options) {
-  if (options.noise.defined()) {
-    IDIFF_REQUIRE(options.noise.sizes() == shape, Error, "sampling: the starting noise is ",
-                  options.noise.sizes(), " but the sample shape is ", shape);
-    return options.device ? options.noise.to(*options.device) : options.noise;
-  }
-  IDIFF_REQUIRE(shape.size() >= 2, Error, "sampling: the sample shape must be [N, C, ...], got ",
-                shape);
-  const c10::Device device = options.device.value_or(c10::Device(c10::kCPU));
-  return draw_normal(shape, at::TensorOptions().dtype(at::kFloat).device(device),
-                     options.generator);
-}
-
 }  // namespace
 
 bool cuda_graphs_available() {
