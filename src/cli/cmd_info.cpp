@@ -123,10 +123,9 @@ void setup(CLI::App& sub) {
   sub.add_flag("--super_res", a->super_res, "describe the super-resolution model");
   sub.add_flag("--keys", a->keys, "also list every state-dict key and shape");
   add_model_and_diffusion_flags(sub, a->model, a->diffusion);
-  sub.add_option("--large_size", a->model.large_size, "super-resolution output size")
-      ->capture_default_str();
-  sub.add_option("--small_size", a->model.small_size, "super-resolution input size")
-      ->capture_default_str();
+  Flags f(sub);
+  f.add("large_size", a->model.large_size, kImageSideRange, "super-resolution output size");
+  f.add("small_size", a->model.small_size, kImageSideRange, "super-resolution input size");
   sub.callback([a] {
     if (a->checkpoint.empty()) {
       print_model(*a);

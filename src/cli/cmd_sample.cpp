@@ -26,9 +26,10 @@ void setup(CLI::App& sub, Mode mode) {
   const std::string g = mode == Mode::Nll ? "Evaluation" : "Sampling";
   f.add("model_path", s.model_path, "checkpoint to load (.pt or .safetensors; model or EMA)")->group(g);
   f.add("clip_denoised", s.clip_denoised, "clip x_0 predictions to [-1, 1]")->group(g);
-  f.add("num_samples", s.num_samples, mode == Mode::Nll ? "images to evaluate" : "images to generate")
+  f.add("num_samples", s.num_samples, {1, 1000000000},
+        mode == Mode::Nll ? "images to evaluate" : "images to generate")
       ->group(g);
-  f.add("batch_size", s.batch_size, "images per batch")->group(g);
+  f.add("batch_size", s.batch_size, kBatchRange, "images per batch")->group(g);
   if (mode == Mode::Nll) {
     f.add("data_dir", s.data_dir, "images to evaluate (as idiff train's --data_dir)")->group(g);
   } else {
@@ -39,7 +40,7 @@ void setup(CLI::App& sub, Mode mode) {
   }
   const std::string a = "idiff additions";
   if (mode != Mode::Nll) {
-    f.add("eta", s.eta, "DDIM eta (0: deterministic)")->group(a);
+    f.add("eta", s.eta, {0.0, 1e6}, "DDIM eta (0: deterministic)")->group(a);
     if (mode == Mode::Sample) {
       f.add("class", s.classes, "class labels to sample, e.g. 3 or 3,7 (cycled; default: random)")
           ->group(a);
@@ -50,14 +51,17 @@ void setup(CLI::App& sub, Mode mode) {
         ->group(a);
     f.add("initial_noise", s.initial_noise, "start from this x_T (a tensor file [num_samples, 3, H, W])")
         ->group(a);
-    f.add("grid_size", s.grid_size, "samples shown in samples_grid.png (0: no grid)")->group(a);
+    f.add("grid_size", s.grid_size, {0, 65536}, "samples shown in samples_grid.png (0: no grid)")
+        ->group(a);
   } else {
-    f.add("num_workers", s.num_workers, "background image-decoding threads")->group(a);
+    f.add("num_workers", s.num_workers, kWorkersRange, "background image-decoding threads")
+        ->group(a);
+    add_max_image_pixels_flag(sub, s.max_image_pixels);
   }
   f.add("seed", s.seed, "seed of the noise (and random labels)")->group(a);
   f.add("log_dir", s.log_dir, "output folder (else $OPENAI_LOGDIR, else /tmp/openai-<time>)")->group(a);
   f.add("device", s.device, "auto, cpu, cuda or cuda:N")->group(a);
-  f.add("dist_timeout", s.dist_timeout,
+  f.add("dist_timeout", s.dist_timeout, kDistTimeoutRange,
         "multi-process runs: seconds to wait for the other ranks before giving up")
       ->group(a);
   add_model_and_diffusion_flags(sub, job->model, job->diffusion, job->super_res);

@@ -1,5 +1,6 @@
 #include "flags.h"
 
+#include "idiff/common/error.h"
 #include "idiff/common/strings.h"
 
 namespace idiff::cli {
@@ -15,16 +16,41 @@ CLI::Option* last_wins(CLI::Option* o) {
 
 // Every flag takes the last of repeated values, as argparse does (flag blocks pasted one
 // after another may repeat a flag).
-CLI::Option* Flags::add(const std::string& name, int64_t& field, const std::string& help) {
-  return last_wins(app_.add_option("--" + name, field, help)->capture_default_str()->type_name("INT"));
+// Numbers are parsed here rather than by CLI11, whose conversion clamps values beyond
+// int64 and takes "inf" and "nan" as numbers.
+CLI::Option* Flags::add(const std::string& name, int64_t& field, IntRange range,
+                        const std::string& help) {
+  const std::string flag = "--" + name;
+  return last_wins(app_.add_option_function<std::string>(
+                           flag,
+                           [&field, flag, range](const std::string& v) {
+                             field = parse_int(v, flag, range.min, range.max);
+                           },
+                           help)
+                       ->default_str(std::to_string(field))
+                       ->type_name(str("INT in [", range.min, ", ", range.max, "]")));
 }
 
 CLI::Option* Flags::add(const std::string& name, uint64_t& field, const std::string& help) {
-  return last_wins(app_.add_option("--" + name, field, help)->capture_default_str()->type_name("UINT"));
+  const std::string flag = "--" + name;
+  return last_wins(
+      app_.add_option_function<std::string>(
+              flag, [&field, flag](const std::string& v) { field = parse_uint64(v, flag); }, help)
+          ->default_str(std::to_string(field))
+          ->type_name("UINT"));
 }
 
-CLI::Option* Flags::add(const std::string& name, double& field, const std::string& help) {
-  return last_wins(app_.add_option("--" + name, field, help)->capture_default_str()->type_name("FLOAT"));
+CLI::Option* Flags::add(const std::string& name, double& field, RealRange range,
+                        const std::string& help) {
+  const std::string flag = "--" + name;
+  return last_wins(app_.add_option_function<std::string>(
+                           flag,
+                           [&field, flag, range](const std::string& v) {
+                             field = parse_double(v, flag, range.min, range.max);
+                           },
+                           help)
+                       ->default_str(str(field))
+                       ->type_name(str("FLOAT in [", range.min, ", ", range.max, "]")));
 }
 
 CLI::Option* Flags::add(const std::string& name, std::string& field, const std::string& help) {
@@ -58,19 +84,25 @@ void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& m, DiffusionConfi
   d.learn_sigma = m.learn_sigma;
   const std::string group = "Model";
   if (super_res) {
-    f.add("large_size", m.large_size, "output image size of the upsampler (64 or 256)")->group(group);
-    f.add("small_size", m.small_size, "input (low-resolution) image size")->group(group);
+    f.add("large_size", m.large_size, kImageSideRange,
+          "output image size of the upsampler (64 or 256)")
+        ->group(group);
+    f.add("small_size", m.small_size, kImageSideRange, "input (low-resolution) image size")
+        ->group(group);
   } else {
-    f.add("image_size", m.image_size, "image side in pixels (32, 64 or 256)")->group(group);
+    f.add("image_size", m.image_size, kImageSideRange, "image side in pixels (32, 64 or 256)")
+        ->group(group);
   }
-  f.add("num_channels", m.num_channels, "base channel count of the UNet")->group(group);
-  f.add("num_res_blocks", m.num_res_blocks, "residual blocks per resolution")->group(group);
-  f.add("num_heads", m.num_heads, "attention heads")->group(group);
-  f.add("num_heads_upsample", m.num_heads_upsample, "attention heads on the up path (-1: num_heads)")
+  f.add("num_channels", m.num_channels, {1, 16384}, "base channel count of the UNet")->group(group);
+  f.add("num_res_blocks", m.num_res_blocks, {1, 100}, "residual blocks per resolution")
+      ->group(group);
+  f.add("num_heads", m.num_heads, {1, 1024}, "attention heads")->group(group);
+  f.add("num_heads_upsample", m.num_heads_upsample, {-1, 1024},
+        "attention heads on the up path (-1: num_heads)")
       ->group(group);
   f.add("attention_resolutions", m.attention_resolutions, "resolutions with attention, e.g. 16,8")
       ->group(group);
-  f.add("dropout", m.dropout, "dropout rate in residual blocks")->group(group);
+  f.add("dropout", m.dropout, {0.0, 0.999999}, "dropout rate in residual blocks")->group(group);
   f.add("learn_sigma", m.learn_sigma, d.learn_sigma, "learn the variance (6 output channels)")
       ->group(group);
   f.add("class_cond", m.class_cond, "class-conditional model (1000 classes)")->group(group);
@@ -82,7 +114,8 @@ void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& m, DiffusionConfi
   if (!super_res) {
     f.add("sigma_small", d.sigma_small, "fixed small variance (else fixed large)")->group(dgroup);
   }
-  f.add("diffusion_steps", d.diffusion_steps, "number of diffusion steps T")->group(dgroup);
+  f.add("diffusion_steps", d.diffusion_steps, {1, 100000}, "number of diffusion steps T")
+      ->group(dgroup);
   f.add("noise_schedule", d.noise_schedule, "beta schedule: linear or cosine")->group(dgroup);
   f.add("timestep_respacing", d.timestep_respacing, "respacing, e.g. 250, 10,15,20 or ddim50")
       ->group(dgroup);
@@ -101,35 +134,49 @@ void add_train_flags(CLI::App& app, TrainConfig& t) {
   f.add("data_dir", t.data_dir, "image folder, IDX folder/file, or fashion-mnist")->group(g);
   f.add("schedule_sampler", t.schedule_sampler, "timestep sampler: uniform or loss-second-moment")
       ->group(g);
-  f.add("lr", t.lr, "AdamW learning rate")->group(g);
-  f.add("weight_decay", t.weight_decay, "AdamW weight decay")->group(g);
-  f.add("lr_anneal_steps", t.lr_anneal_steps, "anneal lr linearly to 0 over this many steps, then stop (0: never)")
+  f.add("lr", t.lr, {0.0, 1e6}, "AdamW learning rate")->group(g);
+  f.add("weight_decay", t.weight_decay, {0.0, 1e6}, "AdamW weight decay")->group(g);
+  f.add("lr_anneal_steps", t.lr_anneal_steps, kStepRange,
+        "anneal lr linearly to 0 over this many steps, then stop (0: never)")
       ->group(g);
-  f.add("batch_size", t.batch_size, "images per step (per process)")->group(g);
-  f.add("microbatch", t.microbatch, "split each batch into microbatches of this size (-1: off)")
+  f.add("batch_size", t.batch_size, kBatchRange, "images per step (per process)")->group(g);
+  f.add("microbatch", t.microbatch, {-1, kBatchRange.max},
+        "split each batch into microbatches of this size (-1: off)")
       ->group(g);
   f.add("ema_rate", t.ema_rate, "comma-separated EMA rates")->group(g);
-  f.add("log_interval", t.log_interval, "steps between log lines")->group(g);
-  f.add("save_interval", t.save_interval, "steps between checkpoints")->group(g);
+  f.add("log_interval", t.log_interval, {1, kMaxSteps}, "steps between log lines")->group(g);
+  f.add("save_interval", t.save_interval, {1, kMaxSteps}, "steps between checkpoints")->group(g);
   f.add("resume_checkpoint", t.resume_checkpoint, "path/to/modelNNNNNN.pt to resume from")->group(g);
   f.add("use_fp16", t.use_fp16, "16-bit training with loss scaling (the reference's scheme)")
       ->group(g);
-  f.add("fp16_scale_growth", t.fp16_scale_growth, "lg loss scale growth per good step")->group(g);
+  f.add("fp16_scale_growth", t.fp16_scale_growth, {0.0, 1.0}, "lg loss scale growth per good step")
+      ->group(g);
   const std::string a = "idiff additions";
   f.add("log_dir", t.log_dir, "where logs and checkpoints go (else $OPENAI_LOGDIR, else /tmp/openai-<time>)")
       ->group(a);
-  f.add("max_steps", t.max_steps, "stop after this many steps in total, resumed ones included (0: no limit)")
+  f.add("max_steps", t.max_steps, kStepRange,
+        "stop after this many steps in total, resumed ones included (0: no limit)")
       ->group(a);
-  f.add("max_minutes", t.max_minutes, "stop and save after this many minutes (0: no limit)")->group(a);
+  f.add("max_minutes", t.max_minutes, {0.0, 1e9},
+        "stop and save after this many minutes (0: no limit)")
+      ->group(a);
   f.add("seed", t.seed, "seed of the weights, data order, timesteps and noise")->group(a);
   f.add("device", t.device, "auto, cpu, cuda or cuda:N")->group(a);
   f.add("precision", t.precision, "fp32, fp16 (as --use_fp16 True) or bf16 (CUDA autocast)")->group(a);
   f.add("skip_bad_images", t.skip_bad_images, "skip unreadable images with a warning instead of stopping")
       ->group(a);
-  f.add("num_workers", t.num_workers, "background image-decoding threads")->group(a);
-  f.add("dist_timeout", t.dist_timeout,
+  f.add("num_workers", t.num_workers, kWorkersRange, "background image-decoding threads")->group(a);
+  f.add("dist_timeout", t.dist_timeout, kDistTimeoutRange,
         "multi-process runs: seconds to wait for the other ranks before giving up")
       ->group(a);
+  add_max_image_pixels_flag(app, t.max_image_pixels);
+}
+
+void add_max_image_pixels_flag(CLI::App& app, int64_t& field) {
+  Flags(app)
+      .add("max_image_pixels", field, {1, int64_t{1} << 40},
+           "refuse images with more pixels than this before decoding (a decompression bomb guard)")
+      ->group("idiff additions");
 }
 
 void add_device_flag(CLI::App& app, std::string& device) {

@@ -11,14 +11,25 @@
 
 namespace idiff::cli {
 
+// The values an integer flag accepts; every integer flag has one, checked when parsed.
+struct IntRange {
+  int64_t min, max;
+};
+// The values a number flag accepts; NaN and infinities never are.
+struct RealRange {
+  double min, max;
+};
+
 // Binds one flag to a field. Values are validated when parsed; a bad value is a
-// ConfigError naming the flag.
+// ConfigError naming the flag (never clamped).
 class Flags {
  public:
   explicit Flags(CLI::App& app) : app_(app) {}
-  CLI::Option* add(const std::string& name, int64_t& field, const std::string& help);
+  CLI::Option* add(const std::string& name, int64_t& field, IntRange range,
+                   const std::string& help);
   CLI::Option* add(const std::string& name, uint64_t& field, const std::string& help);
-  CLI::Option* add(const std::string& name, double& field, const std::string& help);
+  CLI::Option* add(const std::string& name, double& field, RealRange range,
+                   const std::string& help);
   CLI::Option* add(const std::string& name, std::string& field, const std::string& help);
   CLI::Option* add(const std::string& name, bool& field, const std::string& help);
   // A boolean flag whose value also sets `mirror` (learn_sigma feeds model and diffusion).
@@ -36,6 +47,16 @@ void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& model, DiffusionC
 // The training flags of scripts/image_train.py (data_dir ... fp16_scale_growth) and
 // idiff's additions (log_dir, max_steps, max_minutes, seed, device, precision, ...).
 void add_train_flags(CLI::App& app, TrainConfig& train);
+
+// Ranges shared by several commands (README: "Limits").
+constexpr IntRange kStepRange{0, kMaxSteps};
+constexpr IntRange kBatchRange{1, 65536};
+constexpr IntRange kImageSideRange{1, 16384};
+constexpr IntRange kWorkersRange{0, 256};
+constexpr RealRange kDistTimeoutRange{0.001, 1e9};
+
+// --max_image_pixels: images above it are refused before decoding.
+void add_max_image_pixels_flag(CLI::App& app, int64_t& field);
 
 // --device auto|cpu|cuda|cuda:N
 void add_device_flag(CLI::App& app, std::string& device);

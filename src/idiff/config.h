@@ -14,6 +14,13 @@ namespace idiff {
 // the others at the rendezvous and in every collective before it gives up.
 constexpr double kDefaultDistTimeoutSeconds = 300.0;
 
+// Limits on what a user or a file can ask for (README: "Limits").
+// Step counts, intervals and the step number in a checkpoint's name.
+constexpr int64_t kMaxSteps = 1000000000000;  // 1e12
+// Images with more pixels are refused before decoding (--max_image_pixels raises it):
+// Pillow's default decompression-bomb limit, 2 * 1024^3 / 4 / 3.
+constexpr int64_t kDefaultMaxImagePixels = 178956970;
+
 // The UNet's shape. Field names are the reference's flag names.
 struct ModelConfig {
   int64_t image_size = 64;
@@ -72,6 +79,7 @@ struct TrainConfig {
   std::string precision = "fp32";  // fp32, fp16 (same as --use_fp16 True), bf16 (CUDA autocast)
   bool skip_bad_images = false;
   int64_t num_workers = 2;      // background decoding threads
+  int64_t max_image_pixels = kDefaultMaxImagePixels;  // larger images are refused
   double dist_timeout = kDefaultDistTimeoutSeconds;  // seconds; multi-process runs only
 };
 
@@ -96,6 +104,7 @@ struct SampleConfig {
   int64_t grid_size = 64;      // samples in the PNG grid (0: none)
   std::string initial_noise = "";  // a tensor file holding x_T [num_samples, 3, H, W]
   int64_t num_workers = 2;     // nll: decoding threads
+  int64_t max_image_pixels = kDefaultMaxImagePixels;  // nll: larger images are refused
   double dist_timeout = kDefaultDistTimeoutSeconds;  // seconds; multi-process runs only
 };
 

@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <charconv>
+#include <cmath>
 #include <cstdlib>
+#include <limits>
 
 namespace idiff {
 
@@ -31,32 +34,83 @@ std::string trim(const std::string& text) {
   return text.substr(b, e - b);
 }
 
+namespace {
+
+// The items of a comma-separated list: none for an empty text, else every item trimmed and
+// non-empty (the reference's int(x) for x in text.split(",") refuses "3,,7" too).
+std::vector<std::string> list_items(const std::string& text, const std::string& what,
+                                    const char* example) {
+  std::vector<std::string> out;
+  if (trim(text).empty()) return out;
+  for (const auto& raw : split(text, ',')) {
+    out.push_back(trim(raw));
+    IDIFF_REQUIRE(!out.back().empty(), ConfigError, what, ": '", text,
+                  "' has an empty item (expected a comma-separated list like ", example, ")");
+  }
+  return out;
+}
+
+std::string range_text(int64_t min, int64_t max) {
+  return str("an integer from ", min, " to ", max);
+}
+
+}  // namespace
+
+int64_t parse_int(const std::string& text, const std::string& what, int64_t min, int64_t max) {
+  const std::string item = trim(text);
+  int64_t v = 0;
+  const char* first = item.data();
+  const char* last = item.data() + item.size();
+  if (first != last && *first == '+') ++first;  // "+5", as Python's int() takes it
+  const auto [end, ec] = std::from_chars(first, last, v);
+  IDIFF_REQUIRE(ec != std::errc::invalid_argument && end == last && !item.empty(), ConfigError,
+                what, ": '", text, "' is not an integer (expected ", range_text(min, max), ")");
+  IDIFF_REQUIRE(ec != std::errc::result_out_of_range && v >= min && v <= max, ConfigError, what,
+                ": ", item, " is out of range (expected ", range_text(min, max), ")");
+  return v;
+}
+
+uint64_t parse_uint64(const std::string& text, const std::string& what) {
+  const std::string item = trim(text);
+  uint64_t v = 0;
+  const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+  const std::string expected = str("an integer from 0 to ", std::numeric_limits<uint64_t>::max());
+  IDIFF_REQUIRE(
+      ec != std::errc::invalid_argument && end == item.data() + item.size() && !item.empty(),
+      ConfigError, what, ": '", text, "' is not an integer (expected ", expected, ")");
+  IDIFF_REQUIRE(ec != std::errc::result_out_of_range, ConfigError, what, ": ", item,
+                " is out of range (expected ", expected, ")");
+  return v;
+}
+
+double parse_double(const std::string& text, const std::string& what, double min, double max) {
+  const std::string item = trim(text);
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(item.c_str(), &end);
+  IDIFF_REQUIRE(!item.empty() && end && *end == '\0', ConfigError, what, ": '", text,
+                "' is not a number");
+  IDIFF_REQUIRE(std::isfinite(v) && errno != ERANGE, ConfigError, what, ": '", text,
+                "' is not a finite number");
+  IDIFF_REQUIRE(v >= min && v <= max, ConfigError, what, ": ", item, " is out of range (expected ",
+                min, " to ", max, ")");
+  return v;
+}
+
 std::vector<int64_t> parse_int_list(const std::string& text, const std::string& what) {
   std::vector<int64_t> out;
-  for (const auto& raw : split(text, ',')) {
-    const std::string item = trim(raw);
-    if (item.empty()) continue;
-    char* end = nullptr;
-    errno = 0;
-    const long long v = std::strtoll(item.c_str(), &end, 10);
-    IDIFF_REQUIRE(errno == 0 && end && *end == '\0', ConfigError, what, ": '", item,
-                  "' is not an integer (expected a comma-separated list like 16,8)");
-    out.push_back(v);
+  for (const std::string& item : list_items(text, what, "16,8")) {
+    out.push_back(parse_int(item, what, std::numeric_limits<int64_t>::min(),
+                            std::numeric_limits<int64_t>::max()));
   }
   return out;
 }
 
 std::vector<double> parse_double_list(const std::string& text, const std::string& what) {
   std::vector<double> out;
-  for (const auto& raw : split(text, ',')) {
-    const std::string item = trim(raw);
-    if (item.empty()) continue;
-    char* end = nullptr;
-    errno = 0;
-    const double v = std::strtod(item.c_str(), &end);
-    IDIFF_REQUIRE(errno == 0 && end && *end == '\0', ConfigError, what, ": '", item,
-                  "' is not a number (expected a comma-separated list like 0.9999,0.999)");
-    out.push_back(v);
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const std::string& item : list_items(text, what, "0.9999,0.999")) {
+    out.push_back(parse_double(item, what, -inf, inf));
   }
   return out;
 }

@@ -7,12 +7,19 @@
 
 namespace idiff {
 
-// "16,8" -> {16, 8}. Empty items are skipped; anything else that is not an integer is a
-// ConfigError naming `what` (the flag) and the bad item.
+// "16,8" -> {16, 8}; "" (or only spaces) -> {}. An empty item ("3,,7", ",") or one that
+// is not an integer is a ConfigError naming `what` (the flag) and the bad item.
 std::vector<int64_t> parse_int_list(const std::string& text, const std::string& what);
 
-// "0.9999,0.999" -> {0.9999, 0.999}; errors as parse_int_list.
+// "0.9999,0.999" -> {0.9999, 0.999}; errors as parse_int_list, and NaN or infinity is one.
 std::vector<double> parse_double_list(const std::string& text, const std::string& what);
+
+// One decimal integer in [min, max] (surrounding spaces allowed). Anything else, a value
+// beyond int64 included, is a ConfigError naming `what` and the range: never clamped.
+int64_t parse_int(const std::string& text, const std::string& what, int64_t min, int64_t max);
+uint64_t parse_uint64(const std::string& text, const std::string& what);
+// A finite number in [min, max]; NaN and infinities are ConfigErrors.
+double parse_double(const std::string& text, const std::string& what, double min, double max);
 
 // The reference's str2bool: yes/true/t/y/1 and no/false/f/n/0, any case.
 bool parse_bool(const std::string& text, const std::string& what);

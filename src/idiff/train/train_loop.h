@@ -152,7 +152,7 @@ class TrainLoop {
 };
 
 // "path/to/model012345.pt" -> 12345; 0 when the name has no such number (the reference's
-// parse_resume_step_from_filename).
+// parse_resume_step_from_filename). A number above kMaxSteps is a ConfigError.
 int64_t parse_resume_step_from_filename(const std::string& filename);
 // "ema_0.9999_012345.pt": the rate written as Python's str(float) writes it.
 std::string ema_checkpoint_name(double rate, int64_t step);
