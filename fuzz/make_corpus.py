@@ -51,6 +51,10 @@ def main(out):
     np.savez(f"{out}/samples.npz", arr_0=np.arange(24, dtype=np.uint8).reshape(1, 2, 4, 3),
              arr_1=np.array([3], dtype=np.int64))
     np.save(f"{out}/array.npy", np.asfortranarray(np.arange(6, dtype=np.float32).reshape(2, 3)))
+    # Expanding views (stride 0): a few hundred bytes declaring 2^28 and 2^40 elements over
+    # a one-element storage; the readers must refuse them before allocating anything.
+    torch.save({"w": torch.zeros(1).expand(2 ** 28)}, f"{out}/expand_2e28.pt")
+    torch.save({"w": torch.zeros(1).expand(2 ** 20, 2 ** 20)}, f"{out}/expand_2e40.pt")
     print("ok")
 
 

@@ -26,6 +26,12 @@ class FileError : public Error {
   using Error::Error;
 };
 
+// A stop request (a signal) ended a wait; the caller stops as it would between steps.
+class Interrupted : public Error {
+ public:
+  using Error::Error;
+};
+
 namespace detail {
 inline void append(std::ostringstream&) {}
 template <typename T, typename... Rest>

@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 
+#include <chrono>
 #include <iostream>
 #include <limits>
 #include <numeric>
@@ -124,15 +125,19 @@ bool DataLoader::is_bad(int64_t item) const {
 }
 
 void DataLoader::note_bad(int64_t item, const std::string& why) {
-  size_t count;
-  {
-    std::lock_guard<std::mutex> lk(bad_mutex_);
-    if (!bad_.insert(item).second) return;
-    count = bad_.size();
-    std::cerr << "idiff: warning: skipping a bad image (" << count << " so far): " << why << std::endl;
+  std::lock_guard<std::mutex> lk(bad_mutex_);
+  if (bad_.insert(item).second) {
+    last_bad_why_ = why;
+    std::cerr << "idiff: warning: skipping a bad image (" << bad_.size() << " so far): " << why
+              << std::endl;
   }
-  IDIFF_REQUIRE(count < shard_.size(), FileError, "every one of the ", shard_.size(),
-                " images of this process's share of the data is unreadable; the last: ", why);
+  require_a_good_item();
+}
+
+void DataLoader::require_a_good_item() const {
+  IDIFF_REQUIRE(
+      bad_.size() < shard_.size(), FileError, "every one of the ", shard_.size(),
+      " images of this process's share of the data is unreadable; the last: ", last_bad_why_);
 }
 
 int64_t DataLoader::read_item(int64_t k, int64_t slot, int64_t item, float* out) {
@@ -158,7 +163,12 @@ int64_t DataLoader::read_item(int64_t k, int64_t slot, int64_t item, float* out)
   for (int64_t attempt = 0;; ++attempt) {
     const uint64_t pos = attempt < kRandomReplacementTries ? draw_below(rng, n) : (start + attempt) % n;
     const int64_t candidate = shard_[pos];
-    if (is_bad(candidate)) continue;
+    if (is_bad(candidate)) {
+      // Another thread may have found the last good item bad: stop searching then.
+      std::lock_guard<std::mutex> lk(bad_mutex_);
+      require_a_good_item();
+      continue;
+    }
     try {
       return dataset_->read(candidate, out);
     } catch (const FileError& e) {
@@ -190,9 +200,16 @@ void DataLoader::worker_loop() {
     work_cv_.wait(lk, [this] { return stop_ || planned_ < consumed_ + options_.prefetch; });
     if (stop_) return;
     const int64_t k = planned_;
-    const std::vector<int64_t> items = plan_next_batch();
+    std::vector<int64_t> items;
+    Slot s;
+    try {
+      items = plan_next_batch();
+    } catch (...) {  // a worker thread must not end in an exception (std::terminate)
+      s.error = std::current_exception();
+      ++planned_;
+    }
     lk.unlock();
-    Slot s = decode(k, items);
+    if (!s.error) s = decode(k, items);
     lk.lock();
     ready_.emplace(k, std::move(s));
     ready_cv_.notify_all();
@@ -213,7 +230,12 @@ Batch DataLoader::next() {
     s = decode(k, items);
   } else {
     std::unique_lock<std::mutex> lk(mutex_);
-    ready_cv_.wait(lk, [this] { return ready_.count(consumed_) != 0; });
+    const auto ready = [this] { return ready_.count(consumed_) != 0; };
+    while (!ready_cv_.wait_for(lk, std::chrono::milliseconds(100), ready)) {
+      if (options_.interrupted && options_.interrupted()) {
+        throw Interrupted("stopped while waiting for the data loader");
+      }
+    }
     auto node = ready_.extract(consumed_);
     s = std::move(node.mapped());
     ++consumed_;

@@ -21,7 +21,11 @@
 // drawn at random from the shard with a generator seeded by (seed, batch, slot) — so the
 // batches stay deterministic — a warning is printed to stderr once per bad item, and
 // skipped_images() counts the distinct bad items. A shard whose every item is bad is an
-// error either way.
+// error either way, on every thread that looks for a replacement.
+//
+// Waits: next() waits for the workers in slices of 100 ms and asks
+// LoaderOptions::interrupted between them; when it says yes, next() throws Interrupted
+// (a signal arrived while the data was late), so no wait outlasts a stop request.
 #pragma once
 
 #include "idiff/data/dataset.h"
@@ -31,6 +35,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -61,6 +66,9 @@ struct LoaderOptions {
   // Resuming: the first batch is batch `start_batch` of the plan from 0 (the same items
   // as batch start_batch of a fresh loader), reached without decoding the ones before.
   int64_t start_batch = 0;
+  // Polled while next() waits for a batch; true ends the wait with Interrupted. Unset:
+  // the wait ends only when the batch (or its error) is ready.
+  std::function<bool()> interrupted;
 };
 
 class DataLoader {
@@ -95,9 +103,11 @@ class DataLoader {
   Slot decode(int64_t k, const std::vector<int64_t>& items);
   // read() of one item with the skip_bad_images replacement.
   int64_t read_item(int64_t k, int64_t slot, int64_t item, float* out);
-  // Records a bad item (warning, count); true when it was new.
+  // Records a bad item (warning, count); throws once every item of the shard is bad.
   void note_bad(int64_t item, const std::string& why);
   bool is_bad(int64_t item) const;
+  // Throws the every-item-is-bad FileError when it is so (under bad_mutex_).
+  void require_a_good_item() const;
   void worker_loop();
 
   std::shared_ptr<const Dataset> dataset_;
@@ -119,6 +129,7 @@ class DataLoader {
 
   mutable std::mutex bad_mutex_;
   std::set<int64_t> bad_;
+  std::string last_bad_why_;
 
   std::vector<std::thread> workers_;
 };

@@ -2,6 +2,7 @@
 #include "idiff/data/idx_dataset.h"
 
 #include "idiff/common/error.h"
+#include "idiff/common/regular_file.h"
 #include "idiff/data/image_resize.h"
 
 #include <zlib.h>
@@ -75,6 +76,7 @@ bool looks_like_idx_images(const std::string& path) {
 }  // namespace
 
 IdxArray read_idx_file(const std::string& path, int expected_ndims) {
+  require_regular_file(path, "IDX file");  // a FIFO or a device would block or never end
   GzFile f(gzopen(path.c_str(), "rb"));
   IDIFF_REQUIRE(f, FileError, "cannot open IDX file ", path, ": ", std::strerror(errno));
   std::string why;

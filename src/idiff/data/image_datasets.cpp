@@ -4,14 +4,16 @@
 #include "idiff/data/image_datasets.h"
 
 #include "idiff/common/error.h"
+#include "idiff/common/regular_file.h"
+#include "idiff/data/png_palette.h"
+
+#include <sys/stat.h>
 
 #include <stb_image.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -28,7 +30,13 @@ bool has_image_extension(const std::string& name) {
   return ext == "jpg" || ext == "jpeg" || ext == "png" || ext == "gif";
 }
 
-void list_into(const fs::path& dir, std::vector<std::string>& out) {
+// A folder's identity: each is descended into once, so a symlink loop (or two links to
+// one folder) does not list its images again and again.
+using FolderId = std::pair<dev_t, ino_t>;
+
+void list_into(const fs::path& dir, std::vector<std::string>& out, std::set<FolderId>& seen) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !seen.insert({st.st_dev, st.st_ino}).second) return;
   std::error_code ec;
   std::vector<fs::path> entries;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
@@ -42,17 +50,9 @@ void list_into(const fs::path& dir, std::vector<std::string>& out) {
     if (!is_dir && has_image_extension(p.filename().string())) {
       out.push_back(p.string());
     } else if (is_dir) {
-      list_into(p, out);
+      list_into(p, out, seen);
     }
   }
-}
-
-std::vector<uint8_t> read_file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  IDIFF_REQUIRE(in, FileError, "cannot open image ", path, ": ", std::strerror(errno));
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  IDIFF_REQUIRE(!in.bad(), FileError, "cannot read image ", path);
-  return bytes;
 }
 
 }  // namespace
@@ -62,7 +62,8 @@ std::vector<std::string> list_image_files_recursively(const std::string& data_di
   IDIFF_REQUIRE(fs::exists(data_dir, ec), FileError, "data folder ", data_dir, " does not exist");
   IDIFF_REQUIRE(fs::is_directory(data_dir, ec), FileError, "data folder ", data_dir, " is not a folder");
   std::vector<std::string> out;
-  list_into(data_dir, out);
+  std::set<FolderId> seen;
+  list_into(data_dir, out, seen);
   return out;
 }
 
@@ -71,9 +72,24 @@ std::string class_name_of(const std::string& path) {
   return name.substr(0, name.find('_'));
 }
 
-Image8 decode_image_file(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_file_bytes(path);
+Image8 decode_image_file(const std::string& path, int64_t max_pixels) {
+  const std::vector<uint8_t> bytes = read_regular_file(path, kMaxImageFileBytes, "image");
   IDIFF_REQUIRE(!bytes.empty(), FileError, "cannot decode image ", path, ": the file is empty");
+  IDIFF_REQUIRE(bytes.size() <= size_t(std::numeric_limits<int>::max()), FileError, "image ", path,
+                " holds ", bytes.size(), " bytes, more than the decoder takes");
+  {
+    // The declared size, read from the header before anything is decoded.
+    int w = 0, h = 0, c = 0;
+    if (stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &c) != 0) {
+      const int64_t pixels = int64_t(w) * int64_t(h);
+      IDIFF_REQUIRE(pixels <= max_pixels, FileError, "image ", path, " is ", w, "x", h, " (",
+                    pixels, " pixels), more than the limit of ", max_pixels,
+                    " pixels (--max_image_pixels raises it)");
+    }
+  }
+  const std::string palette = png_palette_problem(bytes.data(), bytes.size());
+  IDIFF_REQUIRE(palette.empty(), FileError, "cannot decode image ", path, ": ", palette,
+                " (a broken palette PNG)");
   int w = 0, h = 0, c = 0;
   // stb_image keeps its failure reason thread-locally, so decoding on several threads is safe.
   uint8_t* data = stbi_load_from_memory(bytes.data(), int(bytes.size()), &w, &h, &c, 0);
@@ -87,8 +103,8 @@ Image8 decode_image_file(const std::string& path) {
   return im;
 }
 
-ImageFolderDataset::ImageFolderDataset(std::string data_dir, int64_t resolution)
-    : data_dir_(std::move(data_dir)), resolution_(resolution) {
+ImageFolderDataset::ImageFolderDataset(std::string data_dir, int64_t resolution, int64_t max_pixels)
+    : data_dir_(std::move(data_dir)), resolution_(resolution), max_pixels_(max_pixels) {
   IDIFF_REQUIRE(resolution_ > 0, ConfigError, "--image_size must be positive, got ", resolution_);
   files_ = list_image_files_recursively(data_dir_);
   IDIFF_REQUIRE(!files_.empty(), FileError, "data folder ", data_dir_,
@@ -108,7 +124,8 @@ ImageFolderDataset::ImageFolderDataset(std::string data_dir, int64_t resolution)
 
 int64_t ImageFolderDataset::read(int64_t index, float* out) const {
   TORCH_CHECK(index >= 0 && index < size(), "ImageFolderDataset: index ", index, " of ", size());
-  const Image8 rgb = reference_resize(decode_image_file(files_[index]), int(resolution_));
+  const Image8 rgb =
+      reference_resize(decode_image_file(files_[index], max_pixels_), int(resolution_));
   rgb_to_chw_float(rgb, out);
   return labels_[index];
 }

@@ -5,6 +5,7 @@
 // reference does with PIL (image_resize.h).
 #pragma once
 
+#include "idiff/config.h"
 #include "idiff/data/dataset.h"
 #include "idiff/data/image_resize.h"
 
@@ -15,7 +16,8 @@ namespace idiff {
 
 // The reference's _list_image_files_recursively: the entries of each folder in sorted
 // (byte) order; a name with a jpg/jpeg/png/gif extension (any case) that is not a folder
-// is an image, a folder is descended into. A missing or unreadable folder is a FileError.
+// is an image, a folder is descended into (each folder once, however many symlinks lead
+// to it). A missing or unreadable folder is a FileError.
 std::vector<std::string> list_image_files_recursively(const std::string& data_dir);
 
 // Class name of an image file: its file name up to the first underscore (the whole name
@@ -25,14 +27,17 @@ std::string class_name_of(const std::string& path);
 // Decodes an image file with stb_image into its own channels (1 grey, 2 grey + alpha,
 // 3 RGB, 4 RGBA; palette images become RGB(A), GIFs give their first frame, 16-bit PNGs
 // are reduced to 8 bits). An unreadable file or one stb_image cannot decode is a
-// FileError naming the file and stb_image's reason.
-Image8 decode_image_file(const std::string& path);
+// FileError naming the file and stb_image's reason; so are a special file (FIFO, device),
+// a file above kMaxImageFileBytes, an image declaring more than `max_pixels` pixels
+// (checked before decoding) and a palette PNG whose indices run past its palette.
+Image8 decode_image_file(const std::string& path, int64_t max_pixels = kDefaultMaxImagePixels);
 
 class ImageFolderDataset : public Dataset {
  public:
   // Lists the images under data_dir (FileError when there are none). Labels are always
   // derived from the names; whether batches carry them is the loader's choice.
-  ImageFolderDataset(std::string data_dir, int64_t resolution);
+  ImageFolderDataset(std::string data_dir, int64_t resolution,
+                     int64_t max_pixels = kDefaultMaxImagePixels);
 
   int64_t size() const override { return int64_t(files_.size()); }
   int64_t resolution() const override { return resolution_; }
@@ -48,6 +53,7 @@ class ImageFolderDataset : public Dataset {
  private:
   std::string data_dir_;
   int64_t resolution_;
+  int64_t max_pixels_;
   std::vector<std::string> files_;
   std::vector<int64_t> labels_;
   std::vector<std::string> class_names_;

@@ -3,10 +3,12 @@
 // a folder of IDX files, an IDX images file, or "fashion-mnist" (see open_dataset).
 #pragma once
 
+#include "idiff/config.h"
 #include "idiff/data/data_loader.h"
 #include "idiff/data/dataset.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -24,6 +26,8 @@ struct DataConfig {
   int64_t rank = 0;              // this process; it reads items [rank::world_size]
   int64_t world_size = 1;
   int64_t start_batch = 0;       // resuming at step k: start with batch k of this plan
+  int64_t max_image_pixels = kDefaultMaxImagePixels;  // --max_image_pixels
+  std::function<bool()> interrupted;                  // LoaderOptions::interrupted (a stop request)
 };
 
 // The dataset --data_dir names, at image_size x image_size:
@@ -34,7 +38,8 @@ struct DataConfig {
 //  - otherwise an image folder: .jpg/.jpeg/.png/.gif files, recursively.
 // An empty --data_dir is a ConfigError; a missing folder, a folder without images and
 // bad IDX files are FileErrors.
-std::shared_ptr<Dataset> open_dataset(const std::string& data_dir, int64_t image_size);
+std::shared_ptr<Dataset> open_dataset(const std::string& data_dir, int64_t image_size,
+                                      int64_t max_image_pixels = kDefaultMaxImagePixels);
 
 // open_dataset + a DataLoader with the config's options.
 std::unique_ptr<DataLoader> load_data(const DataConfig& config);

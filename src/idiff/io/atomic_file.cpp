@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <random>
 
 namespace idiff {
@@ -109,6 +110,23 @@ void write_bytes_atomically(const std::string& path, const std::string& bytes) {
     f.write(bytes);
     f.close();
   });
+}
+
+int64_t remove_stale_temporaries(const std::string& dir, const std::vector<std::string>& prefixes) {
+  std::error_code ec;
+  int64_t removed = 0;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() < 2 || name[0] != '.' || name.find(".tmp.") == std::string::npos) continue;
+    if (!it->is_regular_file(ec)) continue;
+    for (const std::string& prefix : prefixes) {
+      if (name.compare(1, prefix.size(), prefix) == 0) {
+        if (std::filesystem::remove(it->path(), ec)) ++removed;
+        break;
+      }
+    }
+  }
+  return removed;
 }
 
 }  // namespace idiff

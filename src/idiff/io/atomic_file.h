@@ -6,8 +6,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace idiff {
 
@@ -33,5 +35,11 @@ class FileWriter {
 
 // write_file_atomically for content already in memory.
 void write_bytes_atomically(const std::string& path, const std::string& bytes);
+
+// Removes the temporary files that write_file_atomically leaves when its process is killed
+// (".<name>.tmp.<pid>.<n>.<r>" next to <name>), for the names in `dir` that start with one
+// of `prefixes`; returns how many. Call it only while no other process writes those names
+// (e.g. holding the folder's lock).
+int64_t remove_stale_temporaries(const std::string& dir, const std::vector<std::string>& prefixes);
 
 }  // namespace idiff

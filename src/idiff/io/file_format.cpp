@@ -1,6 +1,7 @@
 #include "idiff/io/file_format.h"
 
 #include "idiff/common/error.h"
+#include "idiff/common/regular_file.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -26,6 +27,7 @@ FileFormat sniff_format(const uint8_t* head, size_t n, uint64_t file_size) {
 }
 
 std::string read_file_head(const std::string& path, uint64_t* file_size) {
+  require_regular_file(path, "file");  // a FIFO or a device would block or never end
   std::ifstream in(path, std::ios::binary);
   IDIFF_REQUIRE(in.is_open(), FileError, path, ": cannot open (", std::strerror(errno), ")");
   in.seekg(0, std::ios::end);

@@ -1,6 +1,7 @@
 #include "idiff/io/npz.h"
 
 #include "idiff/common/error.h"
+#include "idiff/common/regular_file.h"
 #include "idiff/io/npy_format.h"
 #include "idiff/io/tensor_convert.h"
 
@@ -25,6 +26,7 @@ void write_npz(const std::string& path, const TensorMap& arrays) {
 }
 
 at::Tensor read_npy(const std::string& path) {
+  require_regular_file(path, "file");  // a FIFO or a device would block or never end
   std::ifstream in(path, std::ios::binary);
   IDIFF_REQUIRE(in.is_open(), FileError, path, ": cannot open");
   in.seekg(0, std::ios::end);

@@ -1,6 +1,7 @@
 #include "idiff/io/safetensors.h"
 
 #include "idiff/common/error.h"
+#include "idiff/common/regular_file.h"
 #include "idiff/io/atomic_file.h"
 #include "idiff/io/safetensors_format.h"
 #include "idiff/io/tensor_convert.h"
@@ -15,6 +16,7 @@ namespace idiff {
 namespace {
 
 std::ifstream open_binary(const std::string& path, uint64_t* size) {
+  require_regular_file(path, "file");  // a FIFO or a device would block or never end
   std::ifstream in(path, std::ios::binary);
   IDIFF_REQUIRE(in.is_open(), FileError, path, ": cannot open (", std::strerror(errno), ")");
   in.seekg(0, std::ios::end);

@@ -86,6 +86,11 @@ RawTensor to_raw(const at::Tensor& input, const std::string& what) {
   at::Tensor t = input.device().is_cpu() ? input : input.cpu();
   if (t.is_conj()) t = t.resolve_conj();
   if (t.is_neg()) t = t.resolve_neg();
+  // An expanding view (more elements than its storage, e.g. from expand()) is written as a
+  // copy: the readers refuse such views (check_view).
+  if (t.numel() > 0 && static_cast<uint64_t>(t.numel()) * t.element_size() > t.storage().nbytes()) {
+    t = t.contiguous();
+  }
   RawTensor r;
   r.dtype = dtype_of(t.scalar_type(), what);
   r.sizes = t.sizes().vec();

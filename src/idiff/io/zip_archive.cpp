@@ -7,6 +7,7 @@
 #include "idiff/io/zip_archive.h"
 
 #include "idiff/common/error.h"
+#include "idiff/common/regular_file.h"
 
 #include <sys/stat.h>
 #include <zip.h>
@@ -53,6 +54,7 @@ ZipReader::~ZipReader() {
 }
 
 ZipReader ZipReader::open_file(const std::string& path) {
+  require_regular_file(path, "file");  // a FIFO or a device would block or never end
   int err = 0;
   ::zip* z = zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &err);
   IDIFF_REQUIRE(z != nullptr, FileError, path, ": not a readable zip archive (", libzip_error(err),
