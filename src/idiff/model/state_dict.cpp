@@ -66,6 +66,22 @@ void load_state_dict(torch::nn::Module& module, const TensorMap& sd, const std::
     os << " check the model flags (idiff info " << source << " suggests them)";
     throw FileError(os.str());
   }
+  // Weights that would load "fine" and then give garbage: a non-float tensor (copy_ casts
+  // booleans and integers without a word) or NaN/inf values.
+  std::vector<std::string> not_float, not_finite;
+  for (const auto& [name, t] : own) {
+    const at::Tensor& src = sd.at(name);
+    if (t.is_floating_point() && !src.is_floating_point()) {
+      not_float.push_back(name + " (" + std::string(c10::toString(src.scalar_type())) + ")");
+    } else if (src.is_floating_point() && !at::isfinite(src).all().item<bool>()) {
+      not_finite.push_back(name);
+    }
+  }
+  IDIFF_REQUIRE(not_float.empty(), FileError, source, ": weights that are not floating point (",
+                not_float.size(), "): ", join_limited(not_float), "; expected float tensors");
+  IDIFF_REQUIRE(not_finite.empty(), FileError, source, ": weights holding NaN or infinity (",
+                not_finite.size(), "): ", join_limited(not_finite),
+                "; the checkpoint is broken (a diverged run?)");
   torch::NoGradGuard no_grad;
   for (const auto& [name, t] : own) {
     at::Tensor dst = t;  // shares storage with the module's tensor

@@ -64,6 +64,8 @@ BaseSamples read_base_samples(const std::string& path, const ModelConfig& m) {
     const at::Tensor& l = arrays.at("arr_1");
     IDIFF_REQUIRE(l.dim() == 1 && l.size(0) == a.size(0), FileError, path, ": arr_1 must hold ", a.size(0),
                   " labels, got ", l.sizes());
+    IDIFF_REQUIRE(c10::isIntegralType(l.scalar_type(), /*includeBool=*/false), FileError, path,
+                  ": arr_1 (labels) must hold integers, got ", c10::toString(l.scalar_type()));
     b.labels = l.to(at::kLong);
     IDIFF_REQUIRE(b.labels.min().item<int64_t>() >= 0 && b.labels.max().item<int64_t>() < kNumClasses,
                   FileError, path, ": labels must lie in [0, ", kNumClasses, ")");
@@ -166,7 +168,12 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
   if (!s.initial_noise.empty()) {
     const TensorMap file = load_tensor_file(s.initial_noise);
     IDIFF_REQUIRE(file.size() >= 1, FileError, s.initial_noise, ": holds no tensor");
-    initial_noise = file.entries().front().second.to(at::kFloat);
+    const at::Tensor& x_t = file.entries().front().second;
+    IDIFF_REQUIRE(x_t.is_floating_point() && at::isfinite(x_t).all().item<bool>(), FileError,
+                  s.initial_noise, ": x_T must hold finite floating-point values (found ",
+                  x_t.is_floating_point() ? "NaN or infinity" : c10::toString(x_t.scalar_type()),
+                  ")");
+    initial_noise = x_t.to(at::kFloat);
     IDIFF_REQUIRE(initial_noise.dim() == 4 && initial_noise.size(0) == s.num_samples &&
                       initial_noise.size(1) == 3 && initial_noise.size(2) == size &&
                       initial_noise.size(3) == size,
@@ -231,6 +238,8 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
       // CUDA allocator may be left in its capture state.
       const at::Tensor x = sample_loop_graphed(diffusion, fn, shape, opts, fast);
       bar.finish();
+      IDIFF_REQUIRE(at::isfinite(x).all().item<bool>(), Error, "the samples of batch ", round + 1,
+                    " hold NaN or infinity (model ", s.model_path, "); not writing them");
       x8 = samples_to_uint8(x);
       if (kw.y.defined()) y = kw.y.cpu();
     }
@@ -306,6 +315,7 @@ NllResult run_nll(const SampleJob& job, DistContext* dist) {
   dc.class_cond = job.model.class_cond;
   dc.deterministic = true;
   dc.num_workers = s.num_workers;
+  dc.max_image_pixels = s.max_image_pixels;
   dc.seed = s.seed;
   dc.rank = ctx.rank();  // each rank evaluates its shard, items [rank::world_size]
   dc.world_size = ctx.world_size();

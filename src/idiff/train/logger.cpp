@@ -39,6 +39,7 @@ std::string truncate(const std::string& s) { return s.size() > 30 ? s.substr(0, 
 Logger::Logger(std::string dir, bool quiet) : dir_(std::move(dir)), quiet_(quiet) {
   if (dir_.empty()) return;
   make_dirs(dir_);
+  lock_ = DirLock(dir_);
   log_txt_ = std::fopen((dir_ + "/log.txt").c_str(), "a");
   IDIFF_REQUIRE(log_txt_ != nullptr, FileError, dir_, "/log.txt: cannot open for writing (",
                 std::strerror(errno), ")");
@@ -121,10 +122,21 @@ void Logger::write_table(const std::map<std::string, double>& kvs) {
   }
   text += std::string(kw + vw + 7, '-') + "\n";
   if (!quiet_) std::cout << text << std::flush;
-  if (log_txt_) {
-    std::fputs(text.c_str(), log_txt_);
-    std::fflush(log_txt_);
-  }
+  write_file(log_txt_, text, dir_ + "/log.txt");
+}
+
+void Logger::write_file(std::FILE* f, const std::string& text, const std::string& path) {
+  if (f == nullptr) return;
+  errno = 0;
+  const bool ok = std::fputs(text.c_str(), f) >= 0 && std::fflush(f) == 0;
+  if (ok) return;
+  const int err = errno;
+  // Stop writing either file: the error is reported once, by this throw.
+  if (log_txt_) std::fclose(log_txt_);
+  if (csv_) std::fclose(csv_);
+  log_txt_ = csv_ = nullptr;
+  throw FileError(str(path, ": cannot write the log (", err ? std::strerror(err) : "write failed",
+                      "); stopping"));
 }
 
 void Logger::write_csv(const std::map<std::string, double>& kvs) {
@@ -154,33 +166,34 @@ void Logger::write_csv(const std::map<std::string, double>& kvs) {
     }
   }
   csv_rows_.push_back(row);
+  std::string text;
   if (grew) {
     // Rewrite the whole file with the longer header.
-    std::freopen(csv_path_.c_str(), "w", csv_);
-    std::string header;
-    for (size_t i = 0; i < csv_keys_.size(); ++i) header += (i ? "," : "") + csv_keys_[i];
-    std::fprintf(csv_, "%s\n", header.c_str());
-    for (const auto& r : csv_rows_) std::fprintf(csv_, "%s\n", r.c_str());
+    csv_ = std::freopen(csv_path_.c_str(), "w", csv_);
+    if (csv_ == nullptr) {
+      const int err = errno;
+      if (log_txt_) std::fclose(log_txt_);
+      log_txt_ = nullptr;
+      throw FileError(
+          str(csv_path_, ": cannot write the log (", std::strerror(err), "); stopping"));
+    }
+    for (size_t i = 0; i < csv_keys_.size(); ++i) text += (i ? "," : "") + csv_keys_[i];
+    text += "\n";
+    for (const auto& r : csv_rows_) text += r + "\n";
   } else {
-    std::fprintf(csv_, "%s\n", row.c_str());
+    text = row + "\n";
   }
-  std::fflush(csv_);
+  write_file(csv_, text, csv_path_);
 }
 
 void Logger::log(const std::string& message) {
   if (!quiet_) std::cout << message << std::endl;
-  if (log_txt_) {
-    std::fprintf(log_txt_, "%s\n", message.c_str());
-    std::fflush(log_txt_);
-  }
+  write_file(log_txt_, message + "\n", dir_ + "/log.txt");
 }
 
 void Logger::warn(const std::string& message) {
   if (!quiet_) std::cerr << "WARNING: " << message << std::endl;
-  if (log_txt_) {
-    std::fprintf(log_txt_, "WARNING: %s\n", message.c_str());
-    std::fflush(log_txt_);
-  }
+  write_file(log_txt_, "WARNING: " + message + "\n", dir_ + "/log.txt");
 }
 
 }  // namespace idiff

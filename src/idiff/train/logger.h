@@ -2,7 +2,13 @@
 // accumulated between dumps (logkv sets, logkv_mean averages), written at each dump as a
 // table to the terminal and log.txt and as a row of progress.csv (whose header grows
 // when new keys appear). Messages go to the terminal and log.txt.
+//
+// The folder is locked for the logger's life (dir_lock.h): a second run given the same
+// folder is refused. A failed write to log.txt or progress.csv (a full disk) is a
+// FileError naming the file, thrown once; the files are not written after it.
 #pragma once
+
+#include "idiff/train/dir_lock.h"
 
 #include <cstdio>
 #include <map>
@@ -13,9 +19,9 @@ namespace idiff {
 
 class Logger {
  public:
-  // Opens log.txt and progress.csv in `dir` (created if missing). With an empty `dir`
-  // nothing is written to files (terminal only). `quiet` silences the terminal (other
-  // ranks than 0).
+  // Locks `dir` (created if missing), then opens log.txt and progress.csv in it. With an empty
+  // `dir` nothing is written to files (terminal only). `quiet` silences the terminal (other ranks
+  // than 0).
   explicit Logger(std::string dir = "", bool quiet = false);
   ~Logger();
   Logger(const Logger&) = delete;
@@ -38,9 +44,12 @@ class Logger {
  private:
   void write_table(const std::map<std::string, double>& kvs);
   void write_csv(const std::map<std::string, double>& kvs);
+  // Writes `text` to `f` and flushes; a failure closes both files and throws (once).
+  void write_file(std::FILE* f, const std::string& text, const std::string& path);
 
   std::string dir_;
   bool quiet_;
+  DirLock lock_;
   std::FILE* log_txt_ = nullptr;
   std::FILE* csv_ = nullptr;
   std::string csv_path_;

@@ -6,6 +6,8 @@
 #include "idiff/data/load_data.h"
 #include "idiff/diffusion/factory.h"
 #include "idiff/dist/dist_context.h"
+#include "idiff/dist/rank_agreement.h"
+#include "idiff/io/atomic_file.h"
 #include "idiff/model/factory.h"
 #include "idiff/model/state_dict.h"
 #include "idiff/model/summary.h"
@@ -14,6 +16,55 @@
 #include <ATen/ATen.h>
 
 namespace idiff {
+
+namespace {
+
+// The flags whose values every rank must share: those that shape the model, the
+// diffusion and the collectives of a step (batch, logging, saving and stopping).
+RankSettings train_settings(const TrainJob& job) {
+  const ModelConfig& m = job.model;
+  const DiffusionConfig& d = job.diffusion;
+  const TrainConfig& t = job.train;
+  const auto b = [](bool v) { return std::string(v ? "True" : "False"); };
+  const auto n = [](auto v) { return str(v); };
+  return {
+      {"--image_size", n(m.image_size)},
+      {"--large_size", n(m.large_size)},
+      {"--small_size", n(m.small_size)},
+      {"--num_channels", n(m.num_channels)},
+      {"--num_res_blocks", n(m.num_res_blocks)},
+      {"--num_heads", n(m.num_heads)},
+      {"--num_heads_upsample", n(m.num_heads_upsample)},
+      {"--attention_resolutions", m.attention_resolutions},
+      {"--dropout", n(m.dropout)},
+      {"--learn_sigma", b(m.learn_sigma)},
+      {"--class_cond", b(m.class_cond)},
+      {"--use_checkpoint", b(m.use_checkpoint)},
+      {"--use_scale_shift_norm", b(m.use_scale_shift_norm)},
+      {"--sigma_small", b(d.sigma_small)},
+      {"--diffusion_steps", n(d.diffusion_steps)},
+      {"--noise_schedule", d.noise_schedule},
+      {"--timestep_respacing", d.timestep_respacing},
+      {"--use_kl", b(d.use_kl)},
+      {"--predict_xstart", b(d.predict_xstart)},
+      {"--rescale_timesteps", b(d.rescale_timesteps)},
+      {"--rescale_learned_sigmas", b(d.rescale_learned_sigmas)},
+      {"--schedule_sampler", t.schedule_sampler},
+      {"--lr", n(t.lr)},
+      {"--lr_anneal_steps", n(t.lr_anneal_steps)},
+      {"--batch_size", n(t.batch_size)},
+      {"--microbatch", n(t.microbatch)},
+      {"--ema_rate", t.ema_rate},
+      {"--log_interval", n(t.log_interval)},
+      {"--save_interval", n(t.save_interval)},
+      {"--resume_checkpoint (its step)",
+       n(t.resume_checkpoint.empty() ? 0 : parse_resume_step_from_filename(t.resume_checkpoint))},
+      {"--use_fp16", b(t.use_fp16)},
+      {"--precision", t.precision},
+      {"--max_steps", n(t.max_steps)}};
+}
+
+}  // namespace
 
 StopReason run_training(const TrainJob& job) {
   const TrainConfig& tc = job.train;
@@ -28,6 +79,12 @@ StopReason run_training(const TrainJob& job) {
   // Only rank 0 writes logs and checkpoints; the others keep quiet and write no files.
   Logger logger(dist->is_main() ? Logger::choose_dir(tc.log_dir) : "", !dist->is_main());
   logger.log("Logging to " + logger.dir());
+  if (dist->is_main()) {
+    // The logger holds the folder's lock: temporaries of our names are an earlier run's.
+    const int64_t stale = remove_stale_temporaries(logger.dir(), {"model", "ema_", "opt"});
+    if (stale > 0)
+      logger.log(str("removed ", stale, " temporary files left by an interrupted run"));
+  }
   logger.log("device: " + describe_device(device));
   if (dist->is_distributed()) {
     logger.log(str("distributed: ", dist->describe(), "; global batch ",
@@ -42,6 +99,13 @@ StopReason run_training(const TrainJob& job) {
   std::unique_ptr<ScheduleSampler> sampler =
       create_named_schedule_sampler(tc.schedule_sampler, diffusion);
 
+  // Before the first collective (TrainLoop broadcasts the weights): the ranks agree.
+  RankSettings settings = train_settings(job);
+  std::vector<at::Tensor> params;
+  for (const auto& p : model->parameters()) params.push_back(p);
+  for (auto& s : shape_settings(params)) settings.push_back(std::move(s));
+  check_ranks_agree(*dist, settings);
+
   logger.log("creating data loader...");
   DataConfig dc;
   dc.data_dir = tc.data_dir;
@@ -50,6 +114,8 @@ StopReason run_training(const TrainJob& job) {
   dc.class_cond = job.model.class_cond;
   dc.skip_bad_images = tc.skip_bad_images;
   dc.num_workers = tc.num_workers;
+  dc.max_image_pixels = tc.max_image_pixels;
+  dc.interrupted = stop_requested;  // a signal ends a wait for late data
   dc.seed = tc.seed;
   dc.rank = dist->rank();
   dc.world_size = dist->world_size();

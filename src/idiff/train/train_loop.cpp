@@ -15,9 +15,10 @@
 
 #include <ATen/ATen.h>
 
+#include <sys/stat.h>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <sys/stat.h>
 
 namespace idiff {
 namespace {
@@ -56,6 +57,14 @@ at::Tensor weights_for(const ScheduleSampler& sampler, const at::Tensor& t) {
   return w.to(at::kFloat).to(t.device());
 }
 
+bool all_finite(const std::vector<at::Tensor>& tensors) {
+  at::NoGradGuard no_grad;
+  for (const at::Tensor& t : tensors) {
+    if (!at::isfinite(t).all().item<bool>()) return false;
+  }
+  return true;
+}
+
 std::vector<at::Tensor> buffers_of(const UNetModel& model) {
   std::vector<at::Tensor> out;
   for (const auto& b : model->buffers()) out.push_back(b);
@@ -85,7 +94,9 @@ int64_t parse_resume_step_from_filename(const std::string& filename) {
   for (char c : digits) {
     if (c < '0' || c > '9') return 0;
   }
-  return std::stoll(digits);
+  // A step beyond kMaxSteps would overflow the batch plan and the step counters.
+  return parse_int(digits, str("--resume_checkpoint ", filename, ": the step number in its name"),
+                   0, kMaxSteps);
 }
 
 std::string ema_checkpoint_name(double rate, int64_t step) {
@@ -125,6 +136,10 @@ TrainLoop::TrainLoop(UNetModel model, const GaussianDiffusion& diffusion,
                 c.log_interval);
   IDIFF_REQUIRE(c.save_interval >= 1, ConfigError, "--save_interval must be at least 1, got ",
                 c.save_interval);
+  IDIFF_REQUIRE(std::isfinite(c.lr) && c.lr >= 0, ConfigError,
+                "--lr must be a finite number, 0 or more, got ", c.lr);
+  IDIFF_REQUIRE(std::isfinite(c.weight_decay) && std::isfinite(c.fp16_scale_growth), ConfigError,
+                "--weight_decay and --fp16_scale_growth must be finite numbers");
   IDIFF_REQUIRE(c.lr_anneal_steps >= 0 && c.max_steps >= 0 && c.max_minutes >= 0, ConfigError,
                 "--lr_anneal_steps, --max_steps and --max_minutes must not be negative");
   fp16_ = c.use_fp16 || c.precision == "fp16";
@@ -197,7 +212,12 @@ void TrainLoop::load_ema(double rate, std::vector<at::Tensor>& ema) {
   const TensorMap sd = load_tensor_file(path);
   std::vector<at::Tensor> loaded;
   for (const auto& item : model_->named_parameters()) {
-    loaded.push_back(sd.at(item.key(), path).to(device_, at::kFloat));
+    const at::Tensor& t = sd.at(item.key(), path);
+    IDIFF_REQUIRE(t.is_floating_point() && at::isfinite(t).all().item<bool>(), FileError, path,
+                  ": ", item.key(),
+                  t.is_floating_point() ? " holds NaN or infinity" : " is not floating point",
+                  "; the EMA checkpoint is broken");
+    loaded.push_back(t.to(device_, at::kFloat));
   }
   ema = fp16_ ? make_master_params(loaded) : loaded;
   for (auto& t : ema) t = t.detach().clone();
@@ -257,7 +277,14 @@ StopReason TrainLoop::run_loop() {
       reason = StopReason::MaxSteps;
       break;
     }
-    run_step(data_(step_));
+    TrainBatch batch;
+    try {
+      batch = data_(step_);
+    } catch (const Interrupted&) {  // a signal while the data was late: stop as after a step
+      reason = StopReason::Signal;
+      break;
+    }
+    run_step(batch);
     // Logs after the first step and then every log_interval steps, like the reference.
     if ((step_ - 1) % config_.log_interval == 0) dump_logs();
     if (step_ % config_.save_interval == 0) save();
@@ -507,6 +534,13 @@ void TrainLoop::save() {
                 "; not saving over the last good checkpoint (step ",
                 last_saved_step_ < 0 ? std::string("none") : std::to_string(last_saved_step_),
                 "). Try a lower --lr.");
+  // Every rank holds the same weights, so every rank comes to the same answer here.
+  IDIFF_REQUIRE(
+      all_finite(master_params_) && std::all_of(ema_params_.begin(), ema_params_.end(), all_finite),
+      Error, "the weights became non-finite (NaN or inf) by step ", step_,
+      "; not saving them as a checkpoint (the last good one: step ",
+      last_saved_step_ < 0 ? std::string("none") : std::to_string(last_saved_step_),
+      "). Try a lower --lr.");
   if (dist_->is_main()) {
     const std::string dir = logger_.dir();
     logger_.log("saving model " + dir + "/" + step_name("model", step_) + "...");

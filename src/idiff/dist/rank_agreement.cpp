@@ -1,0 +1,57 @@
+#include "idiff/dist/rank_agreement.h"
+
+#include "idiff/common/error.h"
+
+#include <ATen/ATen.h>
+
+namespace idiff {
+namespace {
+
+// FNV-1a: a stable 64-bit digest of a setting's text (equal texts, equal digests on every
+// machine; a collision would only let a difference through unnoticed).
+int64_t digest(const std::string& text) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return static_cast<int64_t>(h);
+}
+
+}  // namespace
+
+void check_ranks_agree(DistContext& dist, const RankSettings& settings) {
+  if (!dist.is_distributed()) return;
+  const int64_t n = static_cast<int64_t>(settings.size());
+  const std::vector<at::Tensor> counts = dist.all_gather(at::full({1}, n, at::kLong));
+  for (size_t r = 0; r < counts.size(); ++r) {
+    IDIFF_REQUIRE(counts[r].item<int64_t>() == n, ConfigError, "rank ", r, " compares ",
+                  counts[r].item<int64_t>(), " settings and rank ", dist.rank(), " ", n,
+                  ": the ranks run different versions of idiff");
+  }
+  std::vector<int64_t> mine;
+  for (const auto& [name, value] : settings) mine.push_back(digest(value));
+  const std::vector<at::Tensor> all = dist.all_gather(at::tensor(mine, at::kLong));
+  // Rank 0 compares itself with every rank; the others compare themselves with rank 0.
+  for (size_t r = 0; r < all.size(); ++r) {
+    if (static_cast<int64_t>(r) == dist.rank() || (dist.rank() != 0 && r != 0)) continue;
+    const at::Tensor theirs = all[r].cpu();
+    for (int64_t i = 0; i < n; ++i) {
+      const auto& [name, value] = settings[static_cast<size_t>(i)];
+      IDIFF_REQUIRE(theirs[i].item<int64_t>() == mine[static_cast<size_t>(i)], ConfigError,
+                    "the ranks disagree on ", name, ": '", value, "' on rank ", dist.rank(),
+                    ", something else on rank ", r, "; start every rank with the same flags");
+    }
+  }
+}
+
+RankSettings shape_settings(const std::vector<at::Tensor>& parameters) {
+  std::string shapes;
+  for (const at::Tensor& p : parameters) {
+    for (int64_t s : p.sizes()) shapes += std::to_string(s) + "x";
+    shapes += ";";
+  }
+  return {{"the parameter shapes", shapes}};
+}
+
+}  // namespace idiff
