@@ -187,6 +187,34 @@ TEST_F(HostilePt, TensorsThatDoNotFitTheirStorage) {
               {"used as both F32 and I32"}, kFourFloats));
 }
 
+// A few hundred bytes declaring 2^28 (or 2^40) elements through stride-0 views of a
+// 4-element storage: refused before anything is allocated, whatever reads the file.
+TEST_F(HostilePt, ExpandingViewsAreRefused) {
+  TensorSpec t;
+  t.sizes = {int64_t{1} << 28};
+  t.strides = {0};
+  EXPECT_TRUE(refused(state_dict_pickle(t),
+                      {"views 268435456 elements of a storage of 4", "an expanding view"},
+                      kFourFloats));
+  const std::string path = pt(state_dict_pickle(t), kFourFloats, "expand.pt");
+  EXPECT_TRUE(throws_file_error([&] { load_tensor_file(path); }, {"expand.pt", "expanding view"}));
+  t.sizes = {int64_t{1} << 20, int64_t{1} << 20};
+  t.strides = {0, 0};
+  EXPECT_TRUE(refused(state_dict_pickle(t), {"views 1099511627776 elements"}, kFourFloats));
+  // A view within its storage (a transpose) still reads.
+  t.sizes = {2, 2};
+  t.strides = {1, 2};
+  EXPECT_TRUE(
+      test::same_bits(read_pt_state_dict(pt(state_dict_pickle(t), kFourFloats, "tr.pt")).at("w"),
+                      at::zeros({2, 2})));
+  // Writing an expanded tensor stores a copy, which reads back.
+  TensorMap m;
+  m.insert("e", at::arange(3, at::kFloat).expand({4, 3}));
+  save_tensor_file(dir_.file("e.pt"), m);
+  EXPECT_TRUE(test::same_bits(load_tensor_file(dir_.file("e.pt")).at("e"),
+                              at::arange(3, at::kFloat).expand({4, 3}).contiguous()));
+}
+
 TEST_F(HostilePt, BrokenArchives) {
   const std::string fixture = read_bytes(test::data_path("unet_tiny.weights.pt"));
   for (size_t cut :

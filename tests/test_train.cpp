@@ -15,12 +15,13 @@
 #include "idiff/train/ema.h"
 #include "idiff/train/train_loop.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
 #include <chrono>
 #include <csignal>
 #include <fstream>
+#include <limits>
 #include <thread>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -128,6 +129,30 @@ TEST(TrainLoop, Fp16SkipsTheStepOnInfGradientsAndLowersTheScale) {
   const auto sd = state_dict(*s.model);
   EXPECT_EQ(sd.at("input_blocks.1.0.in_layers.2.weight").scalar_type(), at::kHalf);
   EXPECT_EQ(sd.at("out.2.weight").scalar_type(), at::kFloat);
+}
+
+// Weights that became NaN are never written as a checkpoint, even when no loss was seen
+// non-finite, and the error names the last good checkpoint.
+TEST(TrainLoop, NonFiniteWeightsAreNeverSaved) {
+  TempDir dir;
+  Rig s(test::tiny_model(), test::tiny_diffusion(), 4);
+  Logger logger(dir.path(), true);
+  TrainLoop loop(s.model, s.diffusion, create_named_schedule_sampler("uniform", s.diffusion),
+                 pool_batches(4), tiny_train(dir.path()), logger, at::kCPU);
+  loop.run_step(pool_batches(4)(0));
+  loop.save();  // finite: saved
+  EXPECT_TRUE(std::ifstream(dir.file("model000001.pt")).good());
+  loop.run_step(pool_batches(4)(1));
+  {
+    at::NoGradGuard no_grad;
+    loop.master_params()[0].view({-1})[0].fill_(std::numeric_limits<float>::infinity());
+  }
+  const std::string err = test::error_of([&] { loop.save(); });
+  EXPECT_NE(err.find("the weights became non-finite (NaN or inf) by step 2; not saving them as a "
+                     "checkpoint (the last good one: step 1)"),
+            std::string::npos)
+      << err;
+  EXPECT_FALSE(std::ifstream(dir.file("model000002.pt")).good());
 }
 
 TEST(TrainLoop, EmaTracksTheParameters) {

@@ -78,13 +78,6 @@ void check_view(const RawTensor& t, const std::string& what) {
   IDIFF_REQUIRE(t.offset >= 0 && t.offset <= storage_elems, FileError, what, ": storage offset ",
                 t.offset, " outside a storage of ", storage_elems, " elements");
   if (numel == 0) return;
-  // More elements than the storage holds: an expanding view (stride 0, as expand() makes),
-  // which would grow to numel elements when copied; refused so that what a file makes us
-  // allocate is bounded by what it holds.
-  IDIFF_REQUIRE(numel <= storage_elems, FileError, what, ": tensor of size ", shape_string(t.sizes),
-                " and strides ", shape_string(t.strides), " views ", numel,
-                " elements of a storage of ", storage_elems,
-                " (an expanding view; save a .contiguous() copy instead)");
   // The last element a view touches is offset + sum((size_i - 1) * stride_i).
   int64_t last = t.offset;
   for (size_t i = 0; i < t.sizes.size(); ++i) {
@@ -99,6 +92,13 @@ void check_view(const RawTensor& t, const std::string& what) {
   IDIFF_REQUIRE(last < storage_elems, FileError, what, ": tensor of size ", shape_string(t.sizes),
                 ", strides ", shape_string(t.strides), " and offset ", t.offset,
                 " reaches past its storage of ", storage_elems, " elements");
+  // More elements than the storage holds: an expanding view (stride 0, as expand() makes),
+  // which would grow to numel elements when copied; refused so that what a file makes us
+  // allocate is bounded by what it holds.
+  IDIFF_REQUIRE(numel <= storage_elems, FileError, what, ": tensor of size ", shape_string(t.sizes),
+                " and strides ", shape_string(t.strides), " views ", numel,
+                " elements of a storage of ", storage_elems,
+                " (an expanding view; save a .contiguous() copy instead)");
 }
 
 RawTensor contiguous_raw_tensor(DType dtype, std::vector<int64_t> sizes,
