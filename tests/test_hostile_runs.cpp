@@ -40,9 +40,10 @@ RunResult run_idiff_within(int seconds, const std::vector<std::string>& args) {
   return run_shell(cmd);
 }
 
-// A clear error: exit 1 (not an abort, 134, nor a kill, 137), one line naming `needle`.
-void expect_clear_error(const RunResult& r, const std::string& needle) {
-  EXPECT_EQ(r.exit_code, 1) << r.err;
+// A clear error: exit 1, or 2 for a flag error (not an abort, 134, nor a kill, 137), one
+// line naming `needle`.
+void expect_clear_error(const RunResult& r, const std::string& needle, int code = 1) {
+  EXPECT_EQ(r.exit_code, code) << r.err;
   EXPECT_HAS(r.err, needle);
   EXPECT_HAS(r.err, "idiff: error: ");
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
@@ -76,13 +77,16 @@ TEST(HostileFlags, IntegerAndNumberFlagsAreCheckedWhereParsed) {
        "--seed: 18446744073709551616 is out of range"},
       {{"train", "--lr", "inf"}, "--lr: 'inf' is not a finite number"},
       {{"train", "--lr", "nan"}, "--lr: 'nan' is not a finite number"},
-      {{"train", "--lr", "-1e-4"}, "--lr: -1e-4 is out of range"},
+      {{"train", "--lr", "-1e-4"}, "--lr: -1e-4 is out of range (expected a number >= 0)"},
+      {{"train", "--lr", "1e999"}, "--lr: '1e999' is not a finite number"},
       {{"train", "--max_image_pixels", "0"}, "--max_image_pixels: 0 is out of range"},
       {{"info", "--large_size", "-1"}, "--large_size: -1 is out of range"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.args[0] + " " + c.args[1] + " " + c.args[2]);
-    expect_clear_error(run_idiff(c.args), c.needle);
+    const RunResult r = run_idiff(c.args);
+    expect_clear_error(r, c.needle, 2);
+    EXPECT_HAS(r.err, "(idiff " + c.args[0] + " --help lists the flags)");
   }
   // The ranges are in --help.
   EXPECT_HAS(run_idiff({"train", "--help"}).out, "INT in [1, 65536]");

@@ -329,8 +329,11 @@ TEST(CliInfo, BadFlagsGiveOneLineErrors) {
   EXPECT_NE(r.err.find("--no_such_flag"), std::string::npos) << r.err;
   r = test::run_idiff({"info", "--num_channels", "abc"});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("idiff: error: Could not convert: --num_channels = abc (idiff info --help"),
-            std::string::npos)
+  EXPECT_NE(
+      r.err.find(
+          "idiff: error: --num_channels: 'abc' is not an integer (expected an integer from 1 to "
+          "16384) (idiff info --help"),
+      std::string::npos)
       << r.err;
   r = test::run_idiff({"frobnicate"});
   EXPECT_EQ(r.exit_code, 2);

@@ -40,7 +40,7 @@ void setup(CLI::App& sub, Mode mode) {
   }
   const std::string a = "idiff additions";
   if (mode != Mode::Nll) {
-    f.add("eta", s.eta, {0.0, 1e6}, "DDIM eta (0: deterministic)")->group(a);
+    f.add("eta", s.eta, {0.0, kNoMax}, "DDIM eta (0: deterministic)")->group(a);
     if (mode == Mode::Sample) {
       f.add("class", s.classes, "class labels to sample, e.g. 3 or 3,7 (cycled; default: random)")
           ->group(a);

@@ -3,6 +3,8 @@
 #include "idiff/common/error.h"
 #include "idiff/common/strings.h"
 
+#include <cmath>
+
 namespace idiff::cli {
 namespace {
 
@@ -10,6 +12,19 @@ std::string bool_str(bool b) { return b ? "True" : "False"; }
 
 CLI::Option* last_wins(CLI::Option* o) {
   return o->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+}
+
+// A bad value is a flag error like CLI11's own: main() prints it with the --help hint and
+// exits 2.
+template <typename Parse>
+auto as_flag_error(Parse parse) {
+  return [parse](const std::string& v) {
+    try {
+      parse(v);
+    } catch (const ConfigError& e) {
+      throw CLI::ValidationError(e.what());
+    }
+  };
 }
 
 }  // namespace
@@ -22,10 +37,9 @@ CLI::Option* Flags::add(const std::string& name, int64_t& field, IntRange range,
                         const std::string& help) {
   const std::string flag = "--" + name;
   return last_wins(app_.add_option_function<std::string>(
-                           flag,
-                           [&field, flag, range](const std::string& v) {
+                           flag, as_flag_error([&field, flag, range](const std::string& v) {
                              field = parse_int(v, flag, range.min, range.max);
-                           },
+                           }),
                            help)
                        ->default_str(std::to_string(field))
                        ->type_name(str("INT in [", range.min, ", ", range.max, "]")));
@@ -33,24 +47,27 @@ CLI::Option* Flags::add(const std::string& name, int64_t& field, IntRange range,
 
 CLI::Option* Flags::add(const std::string& name, uint64_t& field, const std::string& help) {
   const std::string flag = "--" + name;
-  return last_wins(
-      app_.add_option_function<std::string>(
-              flag, [&field, flag](const std::string& v) { field = parse_uint64(v, flag); }, help)
-          ->default_str(std::to_string(field))
-          ->type_name("UINT"));
+  return last_wins(app_.add_option_function<std::string>(
+                           flag, as_flag_error([&field, flag](const std::string& v) {
+                             field = parse_uint64(v, flag);
+                           }),
+                           help)
+                       ->default_str(std::to_string(field))
+                       ->type_name("UINT"));
 }
 
 CLI::Option* Flags::add(const std::string& name, double& field, RealRange range,
                         const std::string& help) {
   const std::string flag = "--" + name;
   return last_wins(app_.add_option_function<std::string>(
-                           flag,
-                           [&field, flag, range](const std::string& v) {
+                           flag, as_flag_error([&field, flag, range](const std::string& v) {
                              field = parse_double(v, flag, range.min, range.max);
-                           },
+                           }),
                            help)
                        ->default_str(str(field))
-                       ->type_name(str("FLOAT in [", range.min, ", ", range.max, "]")));
+                       ->type_name(std::isinf(range.max)
+                                       ? str("FLOAT >= ", range.min)
+                                       : str("FLOAT in [", range.min, ", ", range.max, "]")));
 }
 
 CLI::Option* Flags::add(const std::string& name, std::string& field, const std::string& help) {
@@ -60,8 +77,10 @@ CLI::Option* Flags::add(const std::string& name, std::string& field, const std::
 CLI::Option* Flags::add(const std::string& name, bool& field, const std::string& help) {
   const std::string flag = "--" + name;
   return last_wins(app_.add_option_function<std::string>(
-                                flag, [&field, flag](const std::string& v) { field = parse_bool(v, flag); },
-                                help)
+                           flag, as_flag_error([&field, flag](const std::string& v) {
+                             field = parse_bool(v, flag);
+                           }),
+                           help)
                        ->default_str(bool_str(field))
                        ->type_name("BOOL"));
 }
@@ -69,13 +88,13 @@ CLI::Option* Flags::add(const std::string& name, bool& field, const std::string&
 CLI::Option* Flags::add(const std::string& name, bool& field, bool& mirror,
                         const std::string& help) {
   const std::string flag = "--" + name;
-  return last_wins(
-      app_.add_option_function<std::string>(
-              flag,
-              [&field, &mirror, flag](const std::string& v) { field = mirror = parse_bool(v, flag); },
-              help)
-          ->default_str(bool_str(field))
-          ->type_name("BOOL"));
+  return last_wins(app_.add_option_function<std::string>(
+                           flag, as_flag_error([&field, &mirror, flag](const std::string& v) {
+                             field = mirror = parse_bool(v, flag);
+                           }),
+                           help)
+                       ->default_str(bool_str(field))
+                       ->type_name("BOOL"));
 }
 
 void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& m, DiffusionConfig& d,
@@ -134,8 +153,8 @@ void add_train_flags(CLI::App& app, TrainConfig& t) {
   f.add("data_dir", t.data_dir, "image folder, IDX folder/file, or fashion-mnist")->group(g);
   f.add("schedule_sampler", t.schedule_sampler, "timestep sampler: uniform or loss-second-moment")
       ->group(g);
-  f.add("lr", t.lr, {0.0, 1e6}, "AdamW learning rate")->group(g);
-  f.add("weight_decay", t.weight_decay, {0.0, 1e6}, "AdamW weight decay")->group(g);
+  f.add("lr", t.lr, {0.0, kNoMax}, "AdamW learning rate")->group(g);
+  f.add("weight_decay", t.weight_decay, {0.0, kNoMax}, "AdamW weight decay")->group(g);
   f.add("lr_anneal_steps", t.lr_anneal_steps, kStepRange,
         "anneal lr linearly to 0 over this many steps, then stop (0: never)")
       ->group(g);
@@ -157,7 +176,7 @@ void add_train_flags(CLI::App& app, TrainConfig& t) {
   f.add("max_steps", t.max_steps, kStepRange,
         "stop after this many steps in total, resumed ones included (0: no limit)")
       ->group(a);
-  f.add("max_minutes", t.max_minutes, {0.0, 1e9},
+  f.add("max_minutes", t.max_minutes, {0.0, kNoMax},
         "stop and save after this many minutes (0: no limit)")
       ->group(a);
   f.add("seed", t.seed, "seed of the weights, data order, timesteps and noise")->group(a);

@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <limits>
 #include <string>
 
 namespace idiff::cli {
@@ -15,13 +16,15 @@ namespace idiff::cli {
 struct IntRange {
   int64_t min, max;
 };
-// The values a number flag accepts; NaN and infinities never are.
+// The values a number flag accepts (max = kNoMax: no upper bound); NaN and infinities
+// never are.
 struct RealRange {
   double min, max;
 };
+constexpr double kNoMax = std::numeric_limits<double>::infinity();
 
 // Binds one flag to a field. Values are validated when parsed; a bad value is a
-// ConfigError naming the flag (never clamped).
+// ConfigError naming the flag (never clamped), reported as a flag error (exit 2).
 class Flags {
  public:
   explicit Flags(CLI::App& app) : app_(app) {}
@@ -53,7 +56,7 @@ constexpr IntRange kStepRange{0, kMaxSteps};
 constexpr IntRange kBatchRange{1, 65536};
 constexpr IntRange kImageSideRange{1, 16384};
 constexpr IntRange kWorkersRange{0, 256};
-constexpr RealRange kDistTimeoutRange{0.001, 1e9};
+constexpr RealRange kDistTimeoutRange{0.001, kNoMax};
 
 // --max_image_pixels: images above it are refused before decoding.
 void add_max_image_pixels_flag(CLI::App& app, int64_t& field);

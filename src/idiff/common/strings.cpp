@@ -86,14 +86,14 @@ uint64_t parse_uint64(const std::string& text, const std::string& what) {
 double parse_double(const std::string& text, const std::string& what, double min, double max) {
   const std::string item = trim(text);
   char* end = nullptr;
-  errno = 0;
   const double v = std::strtod(item.c_str(), &end);
   IDIFF_REQUIRE(!item.empty() && end && *end == '\0', ConfigError, what, ": '", text,
                 "' is not a number");
-  IDIFF_REQUIRE(std::isfinite(v) && errno != ERANGE, ConfigError, what, ": '", text,
-                "' is not a finite number");
-  IDIFF_REQUIRE(v >= min && v <= max, ConfigError, what, ": ", item, " is out of range (expected ",
-                min, " to ", max, ")");
+  // Overflow ("1e999") gives an infinity: refused with "inf" and "nan".
+  IDIFF_REQUIRE(std::isfinite(v), ConfigError, what, ": '", text, "' is not a finite number");
+  IDIFF_REQUIRE(
+      v >= min && v <= max, ConfigError, what, ": ", item, " is out of range (expected ",
+      std::isinf(max) ? str("a number >= ", min) : str("a number from ", min, " to ", max), ")");
   return v;
 }
 

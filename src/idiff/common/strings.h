@@ -18,7 +18,8 @@ std::vector<double> parse_double_list(const std::string& text, const std::string
 // beyond int64 included, is a ConfigError naming `what` and the range: never clamped.
 int64_t parse_int(const std::string& text, const std::string& what, int64_t min, int64_t max);
 uint64_t parse_uint64(const std::string& text, const std::string& what);
-// A finite number in [min, max]; NaN and infinities are ConfigErrors.
+// A finite number in [min, max] (max may be infinity: no upper bound); NaN and infinities
+// are ConfigErrors.
 double parse_double(const std::string& text, const std::string& what, double min, double max);
 
 // The reference's str2bool: yes/true/t/y/1 and no/false/f/n/0, any case.

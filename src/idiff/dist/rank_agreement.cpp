@@ -45,6 +45,32 @@ void check_ranks_agree(DistContext& dist, const RankSettings& settings) {
   }
 }
 
+RankSettings model_and_diffusion_settings(const ModelConfig& m, const DiffusionConfig& d) {
+  const auto b = [](bool v) { return std::string(v ? "True" : "False"); };
+  const auto n = [](auto v) { return str(v); };
+  return {{"--image_size", n(m.image_size)},
+          {"--large_size", n(m.large_size)},
+          {"--small_size", n(m.small_size)},
+          {"--num_channels", n(m.num_channels)},
+          {"--num_res_blocks", n(m.num_res_blocks)},
+          {"--num_heads", n(m.num_heads)},
+          {"--num_heads_upsample", n(m.num_heads_upsample)},
+          {"--attention_resolutions", m.attention_resolutions},
+          {"--dropout", n(m.dropout)},
+          {"--learn_sigma", b(m.learn_sigma)},
+          {"--class_cond", b(m.class_cond)},
+          {"--use_checkpoint", b(m.use_checkpoint)},
+          {"--use_scale_shift_norm", b(m.use_scale_shift_norm)},
+          {"--sigma_small", b(d.sigma_small)},
+          {"--diffusion_steps", n(d.diffusion_steps)},
+          {"--noise_schedule", d.noise_schedule},
+          {"--timestep_respacing", d.timestep_respacing},
+          {"--use_kl", b(d.use_kl)},
+          {"--predict_xstart", b(d.predict_xstart)},
+          {"--rescale_timesteps", b(d.rescale_timesteps)},
+          {"--rescale_learned_sigmas", b(d.rescale_learned_sigmas)}};
+}
+
 RankSettings shape_settings(const std::vector<at::Tensor>& parameters) {
   std::string shapes;
   for (const at::Tensor& p : parameters) {

@@ -4,6 +4,7 @@
 // front, and names the first one that differs.
 #pragma once
 
+#include "idiff/config.h"
 #include "idiff/dist/dist_context.h"
 
 #include <string>
@@ -20,6 +21,9 @@ using RankSettings = std::vector<std::pair<std::string, std::string>>;
 // ConfigError on every rank naming the setting, this rank's value and the other rank.
 // A no-op for a single process.
 void check_ranks_agree(DistContext& dist, const RankSettings& settings);
+
+// The model and diffusion flags, as they shape the model and every collective.
+RankSettings model_and_diffusion_settings(const ModelConfig& m, const DiffusionConfig& d);
 
 // One setting naming the shapes of `parameters`, in order.
 RankSettings shape_settings(const std::vector<at::Tensor>& parameters);

@@ -8,6 +8,7 @@
 #include "idiff/data/load_data.h"
 #include "idiff/diffusion/factory.h"
 #include "idiff/dist/dist_context.h"
+#include "idiff/dist/rank_agreement.h"
 #include "idiff/io/image_grid.h"
 #include "idiff/io/npz.h"
 #include "idiff/io/tensor_file.h"
@@ -145,6 +146,10 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
   }
   const Ranks ranks = join_ranks(dist, s);
   DistContext& ctx = *ranks.ctx;
+  RankSettings settings = model_and_diffusion_settings(m, job.diffusion);
+  settings.push_back({"--num_samples", str(s.num_samples)});
+  settings.push_back({"--batch_size", str(s.batch_size)});
+  check_ranks_agree(ctx, settings);  // before the first collective
   const c10::Device device = ctx.device();
   // Allocator reuse on the CPU; not cuDNN autotuning, whose choice of algorithm may differ
   // between runs, and a seed gives the same samples on a device.
@@ -298,6 +303,10 @@ NllResult run_nll(const SampleJob& job, DistContext* dist) {
   IDIFF_REQUIRE(s.batch_size >= 1, ConfigError, "--batch_size must be at least 1, got ", s.batch_size);
   const Ranks ranks = join_ranks(dist, s);
   DistContext& ctx = *ranks.ctx;
+  RankSettings settings = model_and_diffusion_settings(job.model, job.diffusion);
+  settings.push_back({"--num_samples", str(s.num_samples)});
+  settings.push_back({"--batch_size", str(s.batch_size)});
+  check_ranks_agree(ctx, settings);  // before the first collective
   const c10::Device device = ctx.device();
   // Allocator reuse on the CPU; not cuDNN autotuning, whose choice of algorithm may differ
   // between runs, and a seed gives the same samples on a device.

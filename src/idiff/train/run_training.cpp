@@ -22,33 +22,10 @@ namespace {
 // The flags whose values every rank must share: those that shape the model, the
 // diffusion and the collectives of a step (batch, logging, saving and stopping).
 RankSettings train_settings(const TrainJob& job) {
-  const ModelConfig& m = job.model;
-  const DiffusionConfig& d = job.diffusion;
   const TrainConfig& t = job.train;
-  const auto b = [](bool v) { return std::string(v ? "True" : "False"); };
   const auto n = [](auto v) { return str(v); };
-  return {
-      {"--image_size", n(m.image_size)},
-      {"--large_size", n(m.large_size)},
-      {"--small_size", n(m.small_size)},
-      {"--num_channels", n(m.num_channels)},
-      {"--num_res_blocks", n(m.num_res_blocks)},
-      {"--num_heads", n(m.num_heads)},
-      {"--num_heads_upsample", n(m.num_heads_upsample)},
-      {"--attention_resolutions", m.attention_resolutions},
-      {"--dropout", n(m.dropout)},
-      {"--learn_sigma", b(m.learn_sigma)},
-      {"--class_cond", b(m.class_cond)},
-      {"--use_checkpoint", b(m.use_checkpoint)},
-      {"--use_scale_shift_norm", b(m.use_scale_shift_norm)},
-      {"--sigma_small", b(d.sigma_small)},
-      {"--diffusion_steps", n(d.diffusion_steps)},
-      {"--noise_schedule", d.noise_schedule},
-      {"--timestep_respacing", d.timestep_respacing},
-      {"--use_kl", b(d.use_kl)},
-      {"--predict_xstart", b(d.predict_xstart)},
-      {"--rescale_timesteps", b(d.rescale_timesteps)},
-      {"--rescale_learned_sigmas", b(d.rescale_learned_sigmas)},
+  RankSettings out = model_and_diffusion_settings(job.model, job.diffusion);
+  const RankSettings train = {
       {"--schedule_sampler", t.schedule_sampler},
       {"--lr", n(t.lr)},
       {"--lr_anneal_steps", n(t.lr_anneal_steps)},
@@ -59,9 +36,11 @@ RankSettings train_settings(const TrainJob& job) {
       {"--save_interval", n(t.save_interval)},
       {"--resume_checkpoint (its step)",
        n(t.resume_checkpoint.empty() ? 0 : parse_resume_step_from_filename(t.resume_checkpoint))},
-      {"--use_fp16", b(t.use_fp16)},
+      {"--use_fp16", t.use_fp16 ? "True" : "False"},
       {"--precision", t.precision},
       {"--max_steps", n(t.max_steps)}};
+  out.insert(out.end(), train.begin(), train.end());
+  return out;
 }
 
 }  // namespace
