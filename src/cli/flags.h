@@ -37,6 +37,9 @@ void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& model, DiffusionC
 // idiff's additions (log_dir, max_steps, max_minutes, seed, device, precision, ...).
 void add_train_flags(CLI::App& app, TrainConfig& train);
 
+// The sampling engine's flags (--sampler, --steps, --schedule, ...), for sample and tune-steps.
+void add_sampler_flags(Flags& f, SampleConfig& s);
+
 // --device auto|cpu|cuda|cuda:N
 void add_device_flag(CLI::App& app, std::string& device);
 
