@@ -15,6 +15,7 @@ VENV=${IDIFF_VENV:-$ROOT/.venv}
 BUILD=${IDIFF_BUILD_DIR:-$ROOT/build}
 JOBS=${IDIFF_JOBS:-$(nproc)}
 TORCH_VERSION=2.11.0
+DIFFUSERS_VERSION=0.42.1
 
 APT_PACKAGES=(
   build-essential cmake ninja-build ccache git pkg-config
@@ -49,6 +50,11 @@ setup() {
   if ! "$VENV/bin/python" -c "import torch, numpy, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
     log "installing torch==$TORCH_VERSION and numpy into $VENV (a few GB on first run)"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy
+  fi
+  # The interop tests compare idiff's solvers with diffusers' schedulers.
+  if ! "$VENV/bin/python" -c "import diffusers" 2>/dev/null; then
+    log "installing diffusers==$DIFFUSERS_VERSION into $VENV (for the interop tests)"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "diffusers==$DIFFUSERS_VERSION"
   fi
 }
 

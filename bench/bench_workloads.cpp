@@ -2,14 +2,14 @@
 
 #include "peak_memory.h"
 
+#include "idiff/common/autocast.h"
 #include "idiff/common/error.h"
 #include "idiff/common/strings.h"
 #include "idiff/diffusion/factory.h"
 #include "idiff/diffusion/resample.h"
+#include "idiff/diffusion/sampling/sample_loop.h"
 #include "idiff/model/factory.h"
 #include "idiff/model/flop_count.h"
-#include "idiff/sample/cuda_graph_sampler.h"
-#include "idiff/common/autocast.h"
 #include "idiff/train/ema.h"
 
 #include <ATen/ATen.h>
@@ -203,9 +203,8 @@ Measurement IdiffRunner::sample(const Case& c, Entry& e) {
     so.noise = at::randn({c.batch, 3, size, size}, at::TensorOptions().device(dev))
                    .contiguous(at::MemoryFormat::ChannelsLast);
   }
-  GraphSampleOptions fast;
-  fast.kind = c.what == "sample" ? SamplerKind::Ancestral : SamplerKind::Ddim;
-  fast.cuda_graph = settings_.cuda_graph;
+  LoopOptions loop;
+  loop.cuda_graph = settings_.cuda_graph;
   const std::vector<int64_t> shape = {c.batch, 3, size, size};
   PeakMemory memory(dev);
   Measurement m;
@@ -217,7 +216,11 @@ Measurement IdiffRunner::sample(const Case& c, Entry& e) {
                    at::zeros({c.batch}, at::TensorOptions().dtype(at::kLong).device(dev)));
     sync(dev);
     const double start = clock_seconds(settings_.cpu_clock);
-    sample_loop_graphed(diffusion, fn, shape, so, fast);
+    if (c.what == "sample") {
+      p_sample_loop(diffusion, fn, shape, so, {}, loop);
+    } else {
+      ddim_sample_loop(diffusion, fn, shape, so, 0.0, {}, loop);
+    }
     sync(dev);
     m.seconds = clock_seconds(settings_.cpu_clock) - start;
   }

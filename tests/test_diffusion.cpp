@@ -9,6 +9,7 @@
 #include "idiff/diffusion/gaussian_diffusion.h"
 #include "idiff/diffusion/losses.h"
 #include "idiff/diffusion/respace.h"
+#include "idiff/diffusion/sampling/sample_loop.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/GradMode.h>
@@ -326,26 +327,27 @@ TEST(Sampling, AncestralLoopIsSeededAndProgressive) {
   const std::vector<int64_t> shape = {2, 3, 4, 4};
   SampleOptions opts;
   opts.generator = generator(21);
-  std::vector<int64_t> seen;
-  const at::Tensor sample =
-      d.p_sample_loop_progressive(model, shape, opts, [&](const SampleStep& s) {
-        EXPECT_EQ(s.index, static_cast<int64_t>(seen.size()));
-        EXPECT_EQ(s.num_steps, 8);
-        seen.push_back(s.t);
-      });
-  EXPECT_EQ(seen, (std::vector<int64_t>{7, 6, 5, 4, 3, 2, 1, 0}));
+  std::vector<double> seen;
+  const at::Tensor sample = p_sample_loop(d, model, shape, opts, [&](const SampleStep& s) {
+    EXPECT_EQ(s.index, static_cast<int64_t>(seen.size()));
+    EXPECT_EQ(s.num_steps, 8);
+    seen.push_back(s.t);
+  });
+  // The original process's steps behind the respaced ones, last first.
+  const std::vector<int64_t>& map = d.timestep_map();
+  EXPECT_EQ(seen, std::vector<double>(map.rbegin(), map.rend()));
   EXPECT_EQ(sample.sizes(), at::IntArrayRef(shape));
   EXPECT_LE(sample.abs().max().item<float>(), 1.0f);  // x_0 = the clipped x_0 prediction
 
   // The same generator walks the same stream: x_T, then one draw per step.
   opts.generator = generator(21);
-  EXPECT_TRUE(at::equal(d.p_sample_loop(model, shape, opts), sample));
+  EXPECT_TRUE(at::equal(p_sample_loop(d, model, shape, opts), sample));
   at::Generator gen = generator(21);
   at::Tensor x = draw_normal(shape, at::TensorOptions().dtype(at::kFloat), gen);
   for (int64_t i = 7; i >= 0; --i) x = d.p_sample(model, x, steps({i, i}), true, {}, gen).sample;
   EXPECT_TRUE(at::equal(x, sample));
   opts.generator = generator(22);
-  EXPECT_FALSE(at::equal(d.p_sample_loop(model, shape, opts), sample));
+  EXPECT_FALSE(at::equal(p_sample_loop(d, model, shape, opts), sample));
 
   // No noise at t = 0: the sample is the mean.
   const at::Tensor xt = x_start(at::kFloat);
@@ -361,12 +363,12 @@ TEST(Sampling, DdimIsDeterministicAtEtaZeroAndInvertible) {
   SampleOptions opts;
   opts.noise = at::randn(shape, generator(4), at::TensorOptions().dtype(at::kDouble));
   opts.generator = generator(1);
-  const at::Tensor a = d.ddim_sample_loop(model, shape, opts, 0.0);
+  const at::Tensor a = ddim_sample_loop(d, model, shape, opts, 0.0);
   opts.generator = generator(2);
-  EXPECT_TRUE(at::equal(d.ddim_sample_loop(model, shape, opts, 0.0), a));
-  const at::Tensor b = d.ddim_sample_loop(model, shape, opts, 1.0);
+  EXPECT_TRUE(at::equal(ddim_sample_loop(d, model, shape, opts, 0.0), a));
+  const at::Tensor b = ddim_sample_loop(d, model, shape, opts, 1.0);
   opts.generator = generator(3);
-  EXPECT_FALSE(at::equal(d.ddim_sample_loop(model, shape, opts, 1.0), b));
+  EXPECT_FALSE(at::equal(ddim_sample_loop(d, model, shape, opts, 1.0), b));
 
   // With an x-independent epsilon, the reverse ODE step is undone by the forward one.
   const at::Tensor eps = at::randn(shape, generator(6), at::TensorOptions().dtype(at::kDouble));
@@ -389,7 +391,7 @@ TEST(Sampling, RunsOnEveryAvailableDeviceLikeOnTheCpu) {
     SampleOptions opts;
     opts.device = device;
     opts.generator = generator(8);  // a CPU generator: the same noise on every device
-    const at::Tensor s = d.p_sample_loop(smooth_model(true), shape, opts);
+    const at::Tensor s = p_sample_loop(d, smooth_model(true), shape, opts);
     EXPECT_EQ(s.device(), device);
     const at::Tensor x0 = x_start(at::kFloat).to(device);
     const at::Tensor t = steps({0, 5}).to(device);
@@ -435,10 +437,10 @@ TEST(GaussianDiffusion, BadTimestepsAndMismatchedModelsAreClearErrors) {
   opts.noise = at::zeros({1, 3, 4, 4});
   expect_error(
       [&] {
-        d.p_sample_loop(model, {2, 3, 4, 4}, opts);
+        p_sample_loop(d, model, {2, 3, 4, 4}, opts);
       },
       "starting noise is [1, 3, 4, 4]");
-  expect_error([&] { d.ddim_sample_loop(model, {2, 3, 4, 4}, {}, -0.5); }, "eta must be >= 0");
+  expect_error([&] { ddim_sample_loop(d, model, {2, 3, 4, 4}, {}, -0.5); }, "eta must be >= 0");
   expect_error(
       [&] {
         GaussianDiffusion bad(DiffusionParams{{0.1, 1.5}});

@@ -8,11 +8,11 @@
 
 #include "idiff/common/error.h"
 #include "idiff/diffusion/factory.h"
+#include "idiff/diffusion/sampling/sample_loop.h"
 #include "idiff/model/attention.h"
 #include "idiff/model/factory.h"
 #include "idiff/model/flop_count.h"
 #include "idiff/model/state_dict.h"
-#include "idiff/sample/cuda_graph_sampler.h"
 #include "idiff/train/adamw.h"
 #include "idiff/train/ema.h"
 
@@ -240,44 +240,61 @@ TinySampler tiny_sampler(const std::string& respacing) {
 TEST(GraphSampler, StaticBufferLoopEqualsTheEagerLoops) {
   TinySampler s = tiny_sampler("6");
   const std::vector<int64_t> shape = {2, 3, 32, 32};
-  for (const auto kind : {SamplerKind::Ancestral, SamplerKind::Ddim}) {
+  for (const bool ddim : {false, true}) {
     SampleOptions opts;
     opts.generator = at::detail::createCPUGenerator(5);
-    const at::Tensor eager = kind == SamplerKind::Ddim
-                                 ? s.diffusion.ddim_sample_loop(s.fn, shape, opts, 0.5)
-                                 : s.diffusion.p_sample_loop(s.fn, shape, opts);
+    const at::Tensor eager = ddim ? ddim_sample_loop(s.diffusion, s.fn, shape, opts, 0.5)
+                                  : p_sample_loop(s.diffusion, s.fn, shape, opts);
     for (const int64_t eager_steps : {0, 2}) {
-      GraphSampleOptions fast;
-      fast.kind = kind;
-      fast.eta = 0.5;
-      fast.static_buffers = true;
-      fast.eager_steps = eager_steps;
+      LoopOptions loop;
+      loop.static_buffers = true;
+      loop.eager_steps = eager_steps;
       opts.generator = at::detail::createCPUGenerator(5);
-      std::vector<int64_t> seen;
+      std::vector<double> seen;
+      const auto on_step = [&](const SampleStep& step) { seen.push_back(step.t); };
       const at::Tensor graphed =
-          sample_loop_graphed(s.diffusion, s.fn, shape, opts, fast,
-                              [&](const SampleStep& step) { seen.push_back(step.t); });
-      EXPECT_TRUE(at::equal(graphed, eager)) << "kind " << static_cast<int>(kind);
-      EXPECT_EQ(seen, (std::vector<int64_t>{5, 4, 3, 2, 1, 0}));
+          ddim ? ddim_sample_loop(s.diffusion, s.fn, shape, opts, 0.5, on_step, loop)
+               : p_sample_loop(s.diffusion, s.fn, shape, opts, on_step, loop);
+      EXPECT_TRUE(at::equal(graphed, eager)) << "ddim " << ddim;
+      const std::vector<int64_t>& map = s.diffusion.timestep_map();
+      EXPECT_EQ(seen, std::vector<double>(map.rbegin(), map.rend()));
     }
+  }
+}
+
+// The engine's solvers on the tiny UNet: static buffers (one per step variant) equal eager.
+TEST(GraphSampler, EngineSolversOnAUNetEqualTheEagerLoop) {
+  TinySampler s = tiny_sampler("");
+  const DiffusionParams params =
+      diffusion_params(test::diffusion_config_from_flags(load_json("unet_tiny.json")["flags"]));
+  const StepSchedule sched = make_step_schedule(noise_schedule_of(params), "karras", 4);
+  for (const std::string name : {"dpmpp_3m", "unipc", "heun", "euler_a"}) {
+    SolverOptions o;
+    o.name = name;
+    const auto run = [&](bool buffers) {
+      auto solver = make_solver(o, params, sched, s.fn, {});
+      SampleOptions opts;
+      opts.generator = at::detail::createCPUGenerator(9);
+      LoopOptions loop;
+      loop.static_buffers = buffers;
+      return run_sampler(*solver, initial_noise({2, 3, 32, 32}, opts), opts, loop);
+    };
+    EXPECT_TRUE(at::equal(run(false), run(true))) << name;
   }
 }
 
 TEST(GraphSampler, CpuWithoutStaticBuffersIsTheEagerLoop) {
   TinySampler s = tiny_sampler("4");
   const std::vector<int64_t> shape = {1, 3, 32, 32};
-  SampleOptions opts;       // the global generator
-  GraphSampleOptions fast;  // cuda_graph = true: nothing to capture on the CPU
+  SampleOptions opts;  // the global generator
+  LoopOptions loop;    // cuda_graph = true: nothing to capture on the CPU
   at::manual_seed(7);
-  const at::Tensor a = sample_loop_graphed(s.diffusion, s.fn, shape, opts, fast);
+  const at::Tensor a = p_sample_loop(s.diffusion, s.fn, shape, opts, {}, loop);
   at::manual_seed(7);
-  EXPECT_TRUE(at::equal(a, s.diffusion.p_sample_loop(s.fn, shape, opts)));
-  fast.eta = -1;
-  fast.kind = SamplerKind::Ddim;
-  EXPECT_THROW(sample_loop_graphed(s.diffusion, s.fn, shape, opts, fast), ConfigError);
+  EXPECT_TRUE(at::equal(a, p_sample_loop(s.diffusion, s.fn, shape, opts)));
+  EXPECT_THROW(ddim_sample_loop(s.diffusion, s.fn, shape, opts, -1, {}, loop), ConfigError);
   opts.noise = at::randn({2, 3, 32, 32});
-  fast.eta = 0;
-  EXPECT_THROW(sample_loop_graphed(s.diffusion, s.fn, shape, opts, fast), Error);
+  EXPECT_THROW(p_sample_loop(s.diffusion, s.fn, shape, opts, {}, loop), Error);
 }
 
 }  // namespace

@@ -22,23 +22,7 @@ namespace {
 
 using test::TempDir;
 
-// The reference flags of a fixture model as command-line flags.
-std::vector<std::string> fixture_flags(const std::string& name) {
-  const auto flags = test::load_json(name + ".json")["flags"];
-  std::vector<std::string> out;
-  for (auto it = flags.begin(); it != flags.end(); ++it) {
-    out.push_back("--" + it.key());
-    const auto& v = it.value();
-    if (v.is_boolean()) {
-      out.push_back(v.get<bool>() ? "True" : "False");
-    } else if (v.is_string()) {
-      out.push_back(v.get<std::string>());
-    } else {
-      out.push_back(v.dump());
-    }
-  }
-  return out;
-}
+using test::fixture_flags;
 
 std::string samples_file(const TempDir& dir, int n, int size) {
   return dir.file(str("samples_", n, "x", size, "x", size, "x3.npz"));

@@ -131,4 +131,21 @@ RunResult run_idiff(const std::vector<std::string>& args) {
   return run_shell(cmd);
 }
 
+std::vector<std::string> fixture_flags(const std::string& name) {
+  const auto flags = load_json(name + ".json")["flags"];
+  std::vector<std::string> out;
+  for (auto it = flags.begin(); it != flags.end(); ++it) {
+    out.push_back("--" + it.key());
+    const auto& v = it.value();
+    if (v.is_boolean()) {
+      out.push_back(v.get<bool>() ? "True" : "False");
+    } else if (v.is_string()) {
+      out.push_back(v.get<std::string>());
+    } else {
+      out.push_back(v.dump());
+    }
+  }
+  return out;
+}
+
 }  // namespace idiff::test

@@ -71,6 +71,9 @@ struct RunResult {
   std::string err;  // stderr
 };
 
+// The reference flags of a fixture model (its NAME.json) as command-line flags.
+std::vector<std::string> fixture_flags(const std::string& name);
+
 // Runs the idiff program with the given arguments (each passed as one shell word).
 RunResult run_idiff(const std::vector<std::string>& args);
 // Runs a shell command line, capturing stdout and stderr.

@@ -24,7 +24,8 @@ void setup(CLI::App& sub, Mode mode) {
   }
   Flags f(sub);
   const std::string g = mode == Mode::Nll ? "Evaluation" : "Sampling";
-  f.add("model_path", s.model_path, "checkpoint to load (.pt or .safetensors; model or EMA)")->group(g);
+  f.add("model_path", s.model_path, "checkpoint to load (.pt or .safetensors; model or EMA)")
+      ->group(g);
   f.add("clip_denoised", s.clip_denoised, "clip x_0 predictions to [-1, 1]")->group(g);
   f.add("num_samples", s.num_samples, {1, 1000000000},
         mode == Mode::Nll ? "images to evaluate" : "images to generate")
@@ -36,11 +37,12 @@ void setup(CLI::App& sub, Mode mode) {
     f.add("use_ddim", s.use_ddim, "sample with DDIM instead of ancestral sampling")->group(g);
   }
   if (mode == Mode::SuperRes) {
-    f.add("base_samples", s.base_samples, "samples_*.npz of low-resolution images to upsample")->group(g);
+    f.add("base_samples", s.base_samples, "samples_*.npz of low-resolution images to upsample")
+        ->group(g);
   }
   const std::string a = "idiff additions";
   if (mode != Mode::Nll) {
-    f.add("eta", s.eta, {0.0, kNoMax}, "DDIM eta (0: deterministic)")->group(a);
+    add_sampler_flags(f, s);
     if (mode == Mode::Sample) {
       f.add("class", s.classes, "class labels to sample, e.g. 3 or 3,7 (cycled; default: random)")
           ->group(a);
@@ -49,7 +51,8 @@ void setup(CLI::App& sub, Mode mode) {
     f.add("cuda_graph", s.cuda_graph,
           "CUDA: replay each sampling step as one captured CUDA graph (no effect on the CPU)")
         ->group(a);
-    f.add("initial_noise", s.initial_noise, "start from this x_T (a tensor file [num_samples, 3, H, W])")
+    f.add("initial_noise", s.initial_noise,
+          "start from this x_T (a tensor file [num_samples, 3, H, W])")
         ->group(a);
     f.add("grid_size", s.grid_size, {0, 65536}, "samples shown in samples_grid.png (0: no grid)")
         ->group(a);
@@ -59,7 +62,8 @@ void setup(CLI::App& sub, Mode mode) {
     add_max_image_pixels_flag(sub, s.max_image_pixels);
   }
   f.add("seed", s.seed, "seed of the noise (and random labels)")->group(a);
-  f.add("log_dir", s.log_dir, "output folder (else $OPENAI_LOGDIR, else /tmp/openai-<time>)")->group(a);
+  f.add("log_dir", s.log_dir, "output folder (else $OPENAI_LOGDIR, else /tmp/openai-<time>)")
+      ->group(a);
   f.add("device", s.device, "auto, cpu, cuda or cuda:N")->group(a);
   f.add("dist_timeout", s.dist_timeout, kDistTimeoutRange,
         "multi-process runs: seconds to wait for the other ranks before giving up")
@@ -74,15 +78,15 @@ void setup(CLI::App& sub, Mode mode) {
   });
 }
 
-const bool registered_sample = register_command(
-    {"sample", "generate images from a checkpoint (scripts/image_sample.py)", 20,
-     [](CLI::App& sub) { setup(sub, Mode::Sample); }});
-const bool registered_sr = register_command(
-    {"super-res-sample", "upsample a samples file (scripts/super_res_sample.py)", 40,
-     [](CLI::App& sub) { setup(sub, Mode::SuperRes); }});
-const bool registered_nll = register_command(
-    {"nll", "bits/dim of images under a model (scripts/image_nll.py)", 50,
-     [](CLI::App& sub) { setup(sub, Mode::Nll); }});
+const bool registered_sample =
+    register_command({"sample", "generate images from a checkpoint (scripts/image_sample.py)", 20,
+                      [](CLI::App& sub) { setup(sub, Mode::Sample); }});
+const bool registered_sr =
+    register_command({"super-res-sample", "upsample a samples file (scripts/super_res_sample.py)",
+                      40, [](CLI::App& sub) { setup(sub, Mode::SuperRes); }});
+const bool registered_nll =
+    register_command({"nll", "bits/dim of images under a model (scripts/image_nll.py)", 50,
+                      [](CLI::App& sub) { setup(sub, Mode::Nll); }});
 
 }  // namespace
 }  // namespace idiff::cli

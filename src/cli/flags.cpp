@@ -203,4 +203,35 @@ void add_device_flag(CLI::App& app, std::string& device) {
       ->capture_default_str();
 }
 
+void add_sampler_flags(Flags& f, SampleConfig& s) {
+  const std::string g = "Sampling engine";
+  f.add("sampler", s.sampler,
+        "ddpm, ddim, dpmpp_2m, dpmpp_3m, dpmpp_2m_sde, unipc, euler, heun, euler_a "
+        "(default: ddim with --use_ddim, else ddpm)")
+      ->group(g);
+  f.add("steps", s.steps, {0, 100000}, "solver steps of --schedule (0: those of --timestep_respacing)")
+      ->group(g);
+  f.add("schedule", s.schedule,
+        "with --steps: linspace, leading, trailing, karras or logsnr (default karras)")
+      ->group(g);
+  f.add("steps_file", s.steps_file, "the steps written by `idiff tune-steps`")->group(g);
+  f.add("t_start", s.t_start, {-1.0, 100000.0}, "with --steps: the timestep to start at (-1: the last)")->group(g);
+  f.add("final_sigma", s.final_sigma,
+        "with --steps: zero (the last step goes to sigma 0) or min (end at t = 0)")
+      ->group(g);
+  f.add("eta", s.eta, {0.0, kNoMax}, "DDIM eta (0: deterministic)")->group(g);
+  f.add("order", s.order, {1, 3}, "unipc: order 1-3")->group(g);
+  f.add("unipc_variant", s.unipc_variant, "unipc: bh1 or bh2")->group(g);
+  f.add("lower_order_final", s.lower_order_final,
+        "multistep solvers: lower orders in the last steps below 15 steps")
+      ->group(g);
+  f.add("dynamic_threshold", s.dynamic_threshold, {0.0, 1.0},
+        "dynamic thresholding of x_0 at this quantile (e.g. 0.995) instead of --clip_denoised")
+      ->group(g);
+  f.add("init_image", s.init_image, "SDEdit: start from this image noised to --t_start")->group(g);
+  f.add("save_float", s.save_float,
+        "also write samples_float.safetensors (float32 [N, C, H, W] in [-1, 1], key samples)")
+      ->group(g);
+}
+
 }  // namespace idiff::cli

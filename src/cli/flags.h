@@ -61,6 +61,9 @@ constexpr RealRange kDistTimeoutRange{0.001, kNoMax};
 // --max_image_pixels: images above it are refused before decoding.
 void add_max_image_pixels_flag(CLI::App& app, int64_t& field);
 
+// The sampling engine's flags (--sampler, --steps, --schedule, ...), for sample and tune-steps.
+void add_sampler_flags(Flags& f, SampleConfig& s);
+
 // --device auto|cpu|cuda|cuda:N
 void add_device_flag(CLI::App& app, std::string& device);
 

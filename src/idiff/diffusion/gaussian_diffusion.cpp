@@ -13,6 +13,15 @@
 
 namespace idiff {
 
+at::Tensor draw_normal(at::IntArrayRef shape, const at::TensorOptions& options,
+                       const std::optional<at::Generator>& generator) {
+  if (generator.has_value() && generator->device().type() != options.device().type()) {
+    // e.g. a CPU generator for CUDA samples: draw on the generator's device, then copy.
+    return at::randn(shape, generator, options.device(generator->device())).to(options.device());
+  }
+  return at::randn(shape, generator, options);
+}
+
 const char* enum_name(ModelMeanType v) {
   switch (v) {
     case ModelMeanType::PreviousX:

@@ -1,7 +1,8 @@
 // GaussianDiffusion: the forward process q, the model's reverse process p, the training
 // objectives and the variational bound in bits/dim (reference:
 // improved_diffusion/gaussian_diffusion.py; Ho et al. 2020 "DDPM", Nichol & Dhariwal 2021
-// "Improved DDPM"). The sampling loops are members too, defined in sampling.cpp.
+// "Improved DDPM"). The single reverse steps (p_sample, ddim_sample) are defined in
+// reverse_steps.cpp; the loops that drive them are in sampling/sample_loop.h.
 //
 // Every per-timestep array is float64 (DiffusionSchedule); values are gathered for a batch of
 // timesteps and only then cast, to float32 for float32/16 inputs (the reference's
@@ -14,7 +15,6 @@
 #pragma once
 
 #include "idiff/diffusion/model_fn.h"
-#include "idiff/diffusion/sampling.h"
 
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
@@ -27,6 +27,12 @@
 #include <vector>
 
 namespace idiff {
+
+// N(0, I) noise of `shape` with `options`, drawn from `generator` (none: the device's
+// default generator). A CPU generator also serves CUDA tensors: the numbers are drawn on the
+// CPU and copied, so a seed gives the same noise on any device.
+at::Tensor draw_normal(at::IntArrayRef shape, const at::TensorOptions& options,
+                       const std::optional<at::Generator>& generator);
 
 // What the model's (first C) output channels predict.
 enum class ModelMeanType { PreviousX, StartX, Epsilon };
@@ -172,18 +178,11 @@ class GaussianDiffusion {
                           bool clip_denoised = true,
                           const std::optional<at::Generator>& generator = std::nullopt) const;
 
-  // ---- sampling (sampling.cpp) ----
+  // ---- single reverse steps (reverse_steps.cpp) ----
   // x_{t-1} ~ p(x_{t-1} | x_t) (Ho et al. Algorithm 2, one step); no noise at t = 0.
   SampleOutput p_sample(const ModelFn& model, const at::Tensor& x, const at::Tensor& t,
                         bool clip_denoised = true, const DenoisedFn& denoised_fn = {},
                         const std::optional<at::Generator>& generator = std::nullopt) const;
-  // Ancestral sampling from x_T down to x_0 of `shape` ([N, C, H, W]).
-  at::Tensor p_sample_loop(const ModelFn& model, at::IntArrayRef shape,
-                           const SampleOptions& options = {}) const;
-  // The same, calling on_step (and options.progress) after every step.
-  at::Tensor p_sample_loop_progressive(const ModelFn& model, at::IntArrayRef shape,
-                                       const SampleOptions& options,
-                                       const StepCallback& on_step) const;
   // One DDIM step (Song et al. 2021, eq. 12) with sigma_t scaled by eta (eq. 16); eta = 0
   // is deterministic.
   SampleOutput ddim_sample(const ModelFn& model, const at::Tensor& x, const at::Tensor& t,
@@ -196,7 +195,7 @@ class GaussianDiffusion {
                                    const DenoisedFn& denoised_fn = {}) const;
   // One step of either sampler with its N(0, I) draw given ([N, C, ...], drawn by the caller
   // where the step would draw it) and t unchecked: no host synchronisation, so the step can
-  // be captured in a CUDA graph (sample/cuda_graph_sampler.h). t must hold valid timesteps.
+  // be captured in a CUDA graph (sampling/sample_loop.h). t must hold valid timesteps.
   SampleOutput p_sample_from_noise(const ModelFn& model, const at::Tensor& x, const at::Tensor& t,
                                    const at::Tensor& noise, bool clip_denoised = true,
                                    const DenoisedFn& denoised_fn = {}) const;
@@ -204,11 +203,6 @@ class GaussianDiffusion {
                                       const at::Tensor& t, const at::Tensor& noise,
                                       bool clip_denoised = true, const DenoisedFn& denoised_fn = {},
                                       double eta = 0.0) const;
-  at::Tensor ddim_sample_loop(const ModelFn& model, at::IntArrayRef shape,
-                              const SampleOptions& options = {}, double eta = 0.0) const;
-  at::Tensor ddim_sample_loop_progressive(const ModelFn& model, at::IntArrayRef shape,
-                                          const SampleOptions& options, double eta,
-                                          const StepCallback& on_step) const;
 
  protected:
   // A process over betas standing for the given steps of a longer one (SpacedDiffusion).
@@ -275,10 +269,6 @@ class GaussianDiffusion {
   SampleOutput ddim_step(const ModelFn& model, const at::Tensor& x, const at::Tensor& t,
                          bool clip_denoised, const DenoisedFn& denoised_fn, double eta,
                          const std::function<at::Tensor()>& noise_fn) const;
-  // The loop both samplers share: step(x, t) from T-1 down to 0.
-  at::Tensor sample_loop(
-      at::IntArrayRef shape, const SampleOptions& options, const StepCallback& on_step,
-      const std::function<SampleOutput(const at::Tensor&, const at::Tensor&)>& step) const;
 
   DiffusionSchedule schedule_;
   ModelMeanType mean_type_;

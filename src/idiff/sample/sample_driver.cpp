@@ -5,8 +5,11 @@
 #include "idiff/common/progress.h"
 #include "idiff/common/runtime_tuning.h"
 #include "idiff/common/strings.h"
+#include "idiff/data/image_datasets.h"
+#include "idiff/data/image_resize.h"
 #include "idiff/data/load_data.h"
 #include "idiff/diffusion/factory.h"
+#include "idiff/diffusion/sampling/sample_loop.h"
 #include "idiff/dist/dist_context.h"
 #include "idiff/dist/rank_agreement.h"
 #include "idiff/io/image_grid.h"
@@ -15,7 +18,7 @@
 #include "idiff/model/factory.h"
 #include "idiff/model/infer_config.h"
 #include "idiff/model/state_dict.h"
-#include "idiff/sample/cuda_graph_sampler.h"
+#include "idiff/sample/sampler_setup.h"
 #include "idiff/train/logger.h"
 
 #include <ATen/ATen.h>
@@ -72,6 +75,14 @@ BaseSamples read_base_samples(const std::string& path, const ModelConfig& m) {
                   FileError, path, ": labels must lie in [0, ", kNumClasses, ")");
   }
   return b;
+}
+
+// --init_image: one image, resized as training data is, [1, 3, size, size] in [-1, 1].
+at::Tensor read_init_image(const std::string& path, int64_t size) {
+  const Image8 rgb = reference_resize(decode_image_file(path), static_cast<int>(size));
+  at::Tensor out = at::empty({1, 3, size, size}, at::kFloat);
+  rgb_to_chw_float(rgb, out.data_ptr<float>());
+  return out;
 }
 
 // Full precision, as numpy prints a float64 (the reference logs np.mean(...)).
@@ -165,11 +176,14 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
   if (job.super_res) base = read_base_samples(s.base_samples, m);
   logger.log("loading " + s.model_path + "...");
   UNetModel model = load_model(m, job.super_res, s.model_path, device);
-  const GaussianDiffusion diffusion = create_gaussian_diffusion(job.diffusion);
+  const SamplerSetup setup = sampler_setup(s, job.diffusion);
+  const NoiseLevel first_level =
+      noise_schedule_of(setup.params).level(setup.schedule.levels.front());
+  const int64_t size = job.super_res ? m.large_size : m.image_size;
+  const at::Tensor init = s.init_image.empty() ? at::Tensor() : read_init_image(s.init_image, size);
 
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(rank_seed(s.seed, rank));
-  const int64_t size = job.super_res ? m.large_size : m.image_size;
-  at::Tensor initial_noise;
+  at::Tensor given_noise;
   if (!s.initial_noise.empty()) {
     const TensorMap file = load_tensor_file(s.initial_noise);
     IDIFF_REQUIRE(file.size() >= 1, FileError, s.initial_noise, ": holds no tensor");
@@ -178,12 +192,12 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
                   s.initial_noise, ": x_T must hold finite floating-point values (found ",
                   x_t.is_floating_point() ? "NaN or infinity" : c10::toString(x_t.scalar_type()),
                   ")");
-    initial_noise = x_t.to(at::kFloat);
-    IDIFF_REQUIRE(initial_noise.dim() == 4 && initial_noise.size(0) == s.num_samples &&
-                      initial_noise.size(1) == 3 && initial_noise.size(2) == size &&
-                      initial_noise.size(3) == size,
+    given_noise = x_t.to(at::kFloat);
+    IDIFF_REQUIRE(given_noise.dim() == 4 && given_noise.size(0) == s.num_samples &&
+                      given_noise.size(1) == 3 && given_noise.size(2) == size &&
+                      given_noise.size(3) == size,
                   FileError, s.initial_noise, ": expected x_T of shape [", s.num_samples, ", 3, ",
-                  size, ", ", size, "] (--num_samples images), got ", initial_noise.sizes());
+                  size, ", ", size, "] (--num_samples images), got ", given_noise.sizes());
   }
   // Rounds as the reference's: each rank samples up to --batch_size images per round and
   // all of them are gathered in rank order, so sample i of the output is global index i
@@ -191,21 +205,24 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
   const bool with_labels = job.super_res ? base.labels.defined() : m.class_cond;
   const int64_t per_round = s.batch_size * world;
   const int64_t rounds = (s.num_samples + per_round - 1) / per_round;
-  std::vector<at::Tensor> images, labels;
-  GraphSampleOptions fast;
-  fast.kind = s.use_ddim ? SamplerKind::Ddim : SamplerKind::Ancestral;
-  fast.eta = s.eta;
-  fast.cuda_graph = s.cuda_graph;
-  ProgressBar bar("sampling", diffusion.num_timesteps(),
+  std::vector<at::Tensor> images, labels, floats;
+  LoopOptions loop;
+  loop.cuda_graph = s.cuda_graph;
+  ProgressBar bar("sampling", setup.schedule.num_steps(),
                   ctx.is_main() && ProgressBar::stderr_is_terminal());
-  logger.log(str("sampling ", s.num_samples, " images with ", s.use_ddim ? "DDIM" : "DDPM", ", ",
-                 diffusion.num_timesteps(), " steps", world > 1 ? str(" on ", world, " ranks") : "",
-                 "..."));
+  {
+    const auto probe = make_solver(setup, [](const at::Tensor& x, const at::Tensor&) { return x; });
+    logger.log(
+        str("sampling ", s.num_samples, " images with ", describe(*probe, setup),
+            init.defined() ? str(", from ", s.init_image, " noised to t=", first_level.t) : "",
+            world > 1 ? str(" on ", world, " ranks") : "", "..."));
+  }
   for (int64_t round = 0; round < rounds; ++round) {
     // Global index of this rank's first sample of the round, and how many it makes.
     const int64_t start = round * per_round + rank * s.batch_size;
     const int64_t n = std::clamp<int64_t>(s.num_samples - start, 0, s.batch_size);
     at::Tensor x8 = at::empty({0, size, size, 3}, at::kByte), y = at::empty({0}, at::kLong);
+    at::Tensor xf = at::empty({0, 3, size, size}, at::kFloat);
     if (n > 0) {
       ModelKwargs kw;
       if (job.super_res) {
@@ -234,27 +251,36 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
       opts.clip_denoised = s.clip_denoised;
       opts.generator = gen;
       opts.device = device;
-      if (initial_noise.defined()) opts.noise = initial_noise.narrow(0, start, n).to(device);
+      if (given_noise.defined()) opts.noise = given_noise.narrow(0, start, n).to(device);
       bar.set_label(str("batch ", round + 1, "/", rounds));
       opts.progress = [&bar](const SampleStep& step) { bar.update(step.index + 1); };
       const std::vector<int64_t> shape = {n, 3, size, size};
-      // On the CPU (or with --cuda_graph False) this is p_sample_loop / ddim_sample_loop. A
-      // failed capture is an error naming --cuda_graph False, not a silent fallback: the
-      // CUDA allocator may be left in its capture state.
-      const at::Tensor x = sample_loop_graphed(diffusion, fn, shape, opts, fast);
+      // x_T, or with --init_image that image noised to the first level (SDEdit).
+      at::Tensor x = initial_noise(shape, opts);
+      if (init.defined())
+        x = init.to(device).expand_as(x) * first_level.alpha + x * first_level.sigma;
+      // A failed CUDA-graph capture is an error naming --cuda_graph False, not a silent
+      // fallback: the CUDA allocator may be left in its capture state.
+      const auto solver = make_solver(setup, fn);
+      x = run_sampler(*solver, x, opts, loop);
       bar.finish();
       IDIFF_REQUIRE(at::isfinite(x).all().item<bool>(), Error, "the samples of batch ", round + 1,
                     " hold NaN or infinity (model ", s.model_path, "); not writing them");
       x8 = samples_to_uint8(x);
+      if (s.save_float) xf = x.to(at::kFloat).cpu();
       if (kw.y.defined()) y = kw.y.cpu();
     }
     if (ctx.is_distributed()) {
       for (auto& part : ctx.all_gather(x8)) images.push_back(part);
+      if (s.save_float) {
+        for (auto& part : ctx.all_gather(xf)) floats.push_back(part);
+      }
       if (with_labels) {
         for (auto& part : ctx.all_gather(y)) labels.push_back(part);
       }
     } else {
       images.push_back(x8);
+      if (s.save_float) floats.push_back(xf);
       if (with_labels) labels.push_back(y);
     }
     logger.log(str("created ", std::min(s.num_samples, (round + 1) * per_round), " samples"));
@@ -272,6 +298,13 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
     if (r.labels.defined()) arrays.insert("arr_1", r.labels);
     write_npz(r.npz_path, arrays);
     logger.log("saving to " + r.npz_path);
+    if (s.save_float) {
+      TensorMap f;
+      f.insert("samples", at::cat(floats));
+      const std::string path = logger.dir() + "/samples_float.safetensors";
+      save_tensor_file(path, f);
+      logger.log("float samples (before 8-bit rounding): " + path);
+    }
     if (s.grid_size > 0) {
       r.grid_path = logger.dir() + "/samples_grid.png";
       write_png(r.grid_path,

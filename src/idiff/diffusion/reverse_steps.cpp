@@ -1,8 +1,7 @@
-// GaussianDiffusion's sampling members (declared in gaussian_diffusion.h; reference:
-// improved_diffusion/gaussian_diffusion.py, p_sample*, ddim_sample*, ddim_reverse_sample).
-// Random numbers are drawn where and in the order the reference draws them (x_T first, then
-// one normal tensor per step after the model call, DDIM included even with eta = 0), so a
-// seeded CPU generator walks the same stream as the reference's global generator.
+// GaussianDiffusion's single reverse steps (declared in gaussian_diffusion.h; reference:
+// improved_diffusion/gaussian_diffusion.py, p_sample, ddim_sample, ddim_reverse_sample).
+// A step's N(0, I) draw is made after the model call, where the reference makes it (DDIM
+// included even with eta = 0), so a seeded CPU generator walks the reference's stream.
 #include "idiff/diffusion/gaussian_diffusion.h"
 
 #include "idiff/common/error.h"
@@ -11,28 +10,6 @@
 #include <c10/core/GradMode.h>
 
 namespace idiff {
-
-at::Tensor draw_normal(at::IntArrayRef shape, const at::TensorOptions& options,
-                       const std::optional<at::Generator>& generator) {
-  if (generator.has_value() && generator->device().type() != options.device().type()) {
-    // e.g. a CPU generator for CUDA samples: draw on the generator's device, then copy.
-    return at::randn(shape, generator, options.device(generator->device())).to(options.device());
-  }
-  return at::randn(shape, generator, options);
-}
-
-at::Tensor initial_noise(at::IntArrayRef shape, const SampleOptions& options) {
-  if (options.noise.defined()) {
-    IDIFF_REQUIRE(options.noise.sizes() == shape, Error, "sampling: the starting noise is ",
-                  options.noise.sizes(), " but the sample shape is ", shape);
-    return options.device ? options.noise.to(*options.device) : options.noise;
-  }
-  IDIFF_REQUIRE(shape.size() >= 2, Error, "sampling: the sample shape must be [N, C, ...], got ",
-                shape);
-  const c10::Device device = options.device.value_or(c10::Device(c10::kCPU));
-  return draw_normal(shape, at::TensorOptions().dtype(at::kFloat).device(device),
-                     options.generator);
-}
 
 namespace {
 
@@ -131,56 +108,6 @@ SampleOutput GaussianDiffusion::ddim_reverse_sample(const ModelFn& model, const 
   // Song et al. eq. 12 reversed, sigma = 0: x_{t+1} = sqrt(a_{t+1}) x_0 + sqrt(1 - a_{t+1}) eps.
   return {out.pred_xstart * at::sqrt(alpha_bar_next) + at::sqrt(1 - alpha_bar_next) * eps,
           out.pred_xstart};
-}
-
-at::Tensor GaussianDiffusion::sample_loop(
-    at::IntArrayRef shape, const SampleOptions& options, const StepCallback& on_step,
-    const std::function<SampleOutput(const at::Tensor&, const at::Tensor&)>& step) const {
-  const c10::NoGradGuard no_grad;
-  at::Tensor img = initial_noise(shape, options);
-  const int64_t n = num_timesteps();
-  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(img.device());
-  for (int64_t i = n - 1; i >= 0; --i) {
-    const at::Tensor t = at::full({img.size(0)}, i, long_opts);
-    SampleOutput out = step(img, t);
-    img = out.sample;
-    if (on_step || options.progress) {
-      const SampleStep info{n - 1 - i, n, i, out.sample, out.pred_xstart};
-      if (on_step) on_step(info);
-      if (options.progress) options.progress(info);
-    }
-  }
-  return img;
-}
-
-at::Tensor GaussianDiffusion::p_sample_loop_progressive(const ModelFn& model, at::IntArrayRef shape,
-                                                        const SampleOptions& options,
-                                                        const StepCallback& on_step) const {
-  return sample_loop(shape, options, on_step, [&](const at::Tensor& x, const at::Tensor& t) {
-    return p_sample_unchecked(model, x, t, options.clip_denoised, options.denoised_fn,
-                              options.generator);
-  });
-}
-
-at::Tensor GaussianDiffusion::p_sample_loop(const ModelFn& model, at::IntArrayRef shape,
-                                            const SampleOptions& options) const {
-  return p_sample_loop_progressive(model, shape, options, {});
-}
-
-at::Tensor GaussianDiffusion::ddim_sample_loop_progressive(const ModelFn& model,
-                                                           at::IntArrayRef shape,
-                                                           const SampleOptions& options, double eta,
-                                                           const StepCallback& on_step) const {
-  IDIFF_REQUIRE(eta >= 0.0, ConfigError, "DDIM eta must be >= 0, got ", eta);
-  return sample_loop(shape, options, on_step, [&](const at::Tensor& x, const at::Tensor& t) {
-    return ddim_sample_unchecked(model, x, t, options.clip_denoised, options.denoised_fn, eta,
-                                 options.generator);
-  });
-}
-
-at::Tensor GaussianDiffusion::ddim_sample_loop(const ModelFn& model, at::IntArrayRef shape,
-                                               const SampleOptions& options, double eta) const {
-  return ddim_sample_loop_progressive(model, shape, options, eta, {});
 }
 
 }  // namespace idiff

@@ -1,0 +1,90 @@
+"""diffusers' DPM-Solver++ and UniPC on an improved-diffusion checkpoint, for
+idiff_solver_bench (bench/solver_bench.cpp), which runs this with the x_T it measured and
+their ground truth, and prints the rows beside its own.
+
+The model is the Python reference's UNet (pass its checkout with --ref) with the
+checkpoint's weights; x_T sits at --t_start, which diffusers reaches by a process of the
+first t_start + 1 steps (trained_betas), so that its spacings and Karras sigmas start
+there. Prints one JSON line per configuration:
+  {"solver": ..., "schedule": ..., "error": {"NFE": RMS}, "seconds": {"NFE": s per image}}
+"""
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--ref", required=True)
+    p.add_argument("--model_path", required=True)
+    p.add_argument("--io", required=True)
+    p.add_argument("--t_start", type=int, required=True)
+    p.add_argument("--nfe", default="5,10,20")
+    p.add_argument("--flags", required=True, help="the model's idiff flags, one string")
+    a = p.parse_args()
+    sys.path.insert(0, a.ref)
+    from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler
+    from improved_diffusion import gaussian_diffusion
+    from improved_diffusion.script_util import create_model, model_and_diffusion_defaults
+    from safetensors.torch import load_file
+
+    words = a.flags.split()
+    flags = {words[i].lstrip("-"): words[i + 1] for i in range(0, len(words), 2)}
+    defaults = model_and_diffusion_defaults()
+    def value(key):
+        v = flags.get(key, defaults[key])
+        if isinstance(defaults[key], bool):
+            return str(v).lower() in ("true", "1", "yes")
+        return type(defaults[key])(v)
+    model = create_model(**{k: value(k) for k in (
+        "image_size", "num_channels", "num_res_blocks", "learn_sigma", "class_cond",
+        "use_checkpoint", "attention_resolutions", "num_heads", "num_heads_upsample",
+        "use_scale_shift_norm", "dropout")})
+    if a.model_path.endswith(".safetensors"):
+        sd = load_file(a.model_path)
+    else:
+        sd = torch.load(a.model_path, map_location="cpu", weights_only=True)
+    model.load_state_dict(sd)
+    model.eval()
+    steps = value("diffusion_steps")
+    betas = gaussian_diffusion.get_named_beta_schedule(value("noise_schedule"), steps)[: a.t_start + 1]
+    scale = 1000.0 / steps if value("rescale_timesteps") else 1.0
+    io = load_file(a.io)
+    x_T, truth = io["x_T"], io["truth"]
+    channels = x_T.shape[1]
+
+    def eps(x, t):
+        with torch.no_grad():
+            out = model(x, torch.full((x.shape[0],), float(t) * scale))
+        return out[:, :channels]
+
+    common = dict(num_train_timesteps=a.t_start + 1, trained_betas=betas, final_sigmas_type="zero",
+                  lower_order_final=True)
+    configs = [
+        ("DPM-Solver++ 2M", DPMSolverMultistepScheduler, dict(algorithm_type="dpmsolver++", solver_order=2)),
+        ("DPM-Solver++ 3M", DPMSolverMultistepScheduler, dict(algorithm_type="dpmsolver++", solver_order=3)),
+        ("UniPC bh2 2", UniPCMultistepScheduler, dict(solver_type="bh2", solver_order=2)),
+        ("UniPC bh1 3", UniPCMultistepScheduler, dict(solver_type="bh1", solver_order=3)),
+        ("UniPC bh2 3", UniPCMultistepScheduler, dict(solver_type="bh2", solver_order=3)),
+    ]
+    for name, cls, settings in configs:
+        for schedule in ("linspace", "trailing", "karras"):
+            extra = dict(use_karras_sigmas=True) if schedule == "karras" else dict(timestep_spacing=schedule)
+            row = {"solver": name, "schedule": schedule, "error": {}, "seconds": {}}
+            for nfe in (int(v) for v in a.nfe.split(",")):
+                sched = cls(**common, **settings, **extra)
+                sched.set_timesteps(nfe)
+                x = x_T.clone()
+                start = time.perf_counter()
+                for t in sched.timesteps:
+                    x = sched.step(eps(x, int(t)), t, x).prev_sample
+                row["seconds"][str(nfe)] = (time.perf_counter() - start) / x.shape[0]
+                row["error"][str(nfe)] = (x - truth).pow(2).mean().sqrt().item()
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+#include "idiff/diffusion/sampling/denoiser.h"
+
+#include "idiff/common/error.h"
+
+#include <ATen/ATen.h>
+
+namespace idiff {
+
+Denoiser::Denoiser(ModelFn model, DenoiserOptions options)
+    : model_(std::move(model)), options_(std::move(options)) {
+  IDIFF_REQUIRE(options_.dynamic_threshold_p > 0.0 && options_.dynamic_threshold_p <= 1.0,
+                ConfigError, "--dynamic_threshold must lie in (0, 1], got ",
+                options_.dynamic_threshold_p);
+}
+
+at::Tensor Denoiser::operator()(const at::Tensor& x, const at::Tensor& t_model,
+                                const at::Tensor& alpha, const at::Tensor& sigma) const {
+  const int64_t n = x.size(0), c = x.size(1);
+  // The network's float32 timesteps (float64 for float64 samples: exact fractional times).
+  const auto t_type = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor out = model_(x, t_model.to(t_type).expand({n}));
+  TORCH_CHECK(out.size(1) == (options_.learned_variance ? 2 * c : c), "the model returned ",
+              out.size(1), " channels for ", c, "-channel samples");
+  if (options_.learned_variance) out = out.narrow(1, 0, c);  // the mean channels
+  out = out.to(x.scalar_type());
+  // x_0 = (x_t - sigma_t eps) / alpha_t (Ho et al. eq. 4 solved for x_0).
+  at::Tensor x0 = options_.predict_xstart ? out : (x - sigma * out) / alpha;
+  if (options_.denoised_fn) x0 = options_.denoised_fn(x0);
+  switch (options_.threshold) {
+    case Threshold::None:
+      return x0;
+    case Threshold::Clip:
+      return x0.clamp(-1, 1);
+    case Threshold::Dynamic: {
+      const at::Tensor s =
+          at::quantile(x0.abs().reshape({n, -1}), options_.dynamic_threshold_p, 1).clamp_min(1.0);
+      std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+      shape[0] = n;
+      const at::Tensor sv = s.view(shape);
+      return at::minimum(at::maximum(x0, -sv), sv) / sv;
+    }
+  }
+  return x0;
+}
+
+}  // namespace idiff

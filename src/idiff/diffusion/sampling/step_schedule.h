@@ -1,0 +1,56 @@
+// Step schedules: the (possibly fractional) timesteps a sampler visits, from the start of
+// the reverse process down to where it ends.
+//
+// A schedule of N steps is N + 1 levels t_0 > t_1 > ... > t_N of the original process
+// (noise_levels.h): the model is called at t_0 .. t_{N-1} (once per step by the one-call
+// solvers), and t_N is where sampling ends: kCleanLevel, sigma = 0 (the last step returns
+// the x_0 prediction, as the reference's DDIM does), or, with final "min", the schedule's
+// own last point (the samples keep that level's small noise).
+//
+// Names: the spacings of Lu et al. / diffusers ("linspace", "leading", "trailing": uniform
+// in t with those endpoints, rounded to integers), "karras" (Karras et al. 2022 eq. 5,
+// rho = 7, uniform in sigma_k^(1/rho)), "logsnr" (uniform in lambda, Lu et al. 2022), and
+// the reference's respacing strings (respace.h, "ddim50", "250", "10,15,20").
+#pragma once
+
+#include "idiff/diffusion/sampling/noise_levels.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace idiff {
+
+struct StepSchedule {
+  std::vector<double> levels;  // N + 1 timesteps, decreasing; the last may be kCleanLevel
+  int64_t num_steps() const { return static_cast<int64_t>(levels.size()) - 1; }
+  bool ends_clean() const { return !levels.empty() && levels.back() == kCleanLevel; }
+};
+
+// The names make_step_schedule accepts, for error messages and --help.
+const char* step_schedule_names();
+
+// N = steps steps of `name` starting at t_start (the process's last step when < 0), ending
+// at sigma 0 (final_zero) or at the schedule's own last point. Bad values are ConfigErrors
+// naming --schedule, --steps or --t_start.
+StepSchedule make_step_schedule(const NoiseSchedule& ns, const std::string& name, int64_t steps,
+                                double t_start = -1, bool final_zero = true);
+
+// The reference's respacing string over a process of T steps: its kept steps, descending,
+// then the clean end.
+StepSchedule respacing_schedule(int64_t num_timesteps, const std::string& section_counts);
+
+// Throws ConfigError (naming `what`) unless the levels decrease within [0, T-1], with only
+// the last allowed to be kCleanLevel, and there is at least one step.
+void check_step_schedule(const StepSchedule& s, int64_t num_timesteps, const std::string& what);
+
+// True when every level is an integer timestep (or the clean end).
+bool has_integer_levels(const StepSchedule& s);
+
+// Steps files (`idiff tune-steps` writes them, `idiff sample --steps_file` reads them): JSON
+// {"levels": [...], "sampler": ..., "diffusion_steps": T, ...}. `info` is merged in as
+// extra keys (a JSON object text, "" for none).
+void write_steps_file(const std::string& path, const StepSchedule& s, const std::string& info);
+StepSchedule read_steps_file(const std::string& path, int64_t num_timesteps);
+
+}  // namespace idiff

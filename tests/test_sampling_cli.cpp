@@ -1,0 +1,128 @@
+// The sampling engine from the command line: `idiff sample --sampler/--steps/--schedule`,
+// the float samples file, SDEdit's --init_image, `idiff tune-steps` then
+// `idiff sample --steps_file`, and the flags' errors.
+#include "test_train_util.h"
+
+#include "idiff/common/strings.h"
+#include "idiff/io/image_grid.h"
+#include "idiff/io/npz.h"
+#include "idiff/io/tensor_file.h"
+
+#include <ATen/ATen.h>
+
+#include <fstream>
+
+namespace idiff {
+namespace {
+
+using test::TempDir;
+
+std::vector<std::string> tiny_args(const TempDir& dir, std::vector<std::string> extra) {
+  std::vector<std::string> args = {"sample",
+                                   "--model_path",
+                                   test::data_path("unet_tiny.weights.safetensors"),
+                                   "--num_samples",
+                                   "3",
+                                   "--batch_size",
+                                   "2",
+                                   "--log_dir",
+                                   dir.path(),
+                                   "--device",
+                                   "cpu",
+                                   "--grid_size",
+                                   "0"};
+  return test::cat_args(args, test::fixture_flags("unet_tiny"), extra);
+}
+
+at::Tensor samples_of(const TempDir& dir) {
+  return read_npz(dir.file("samples_3x32x32x3.npz")).at("arr_0");
+}
+
+TEST(SamplingCli, AnEngineSolverWritesItsFloatSamples) {
+  TempDir dir;
+  const auto r = test::run_idiff(
+      tiny_args(dir, {"--sampler", "dpmpp_2m", "--steps", "5", "--save_float", "True"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("dpmpp_2m, 5 steps (5 model calls), karras from t=999 to sigma 0"),
+            std::string::npos)
+      << r.out;
+  const at::Tensor f = load_tensor_file(dir.file("samples_float.safetensors")).at("samples");
+  EXPECT_EQ(f.sizes(), (at::IntArrayRef{3, 3, 32, 32}));
+  EXPECT_EQ(f.scalar_type(), at::kFloat);
+  EXPECT_TRUE(at::equal(samples_to_uint8(f), samples_of(dir)));
+  // The reference's sampler stays the default.
+  TempDir ref;
+  const auto d =
+      test::run_idiff(tiny_args(ref, {"--use_ddim", "True", "--timestep_respacing", "ddim10"}));
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  EXPECT_NE(d.out.find("ddim, 10 steps (10 model calls), respacing ddim10"), std::string::npos)
+      << d.out;
+}
+
+TEST(SamplingCli, InitImageStartsFromTheNoisedImage) {
+  TempDir dir, edit, plain;
+  // A smooth 32x32 picture.
+  const at::Tensor img = (at::linspace(0, 255, 32).view({1, 32, 1}).expand({32, 32, 3}) * 0.9 + 10)
+                             .to(at::kByte)
+                             .contiguous();
+  write_png(dir.file("init.png"), img);
+  const std::vector<std::string> engine = {"--sampler", "ddim", "--steps", "2", "--t_start", "2"};
+  auto r = test::run_idiff(tiny_args(
+      edit,
+      test::cat_args(engine, std::vector<std::string>{"--init_image", dir.file("init.png")})));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_idiff(tiny_args(plain, engine));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto diff = [&](const at::Tensor& s) {
+    return (s.to(at::kFloat) - img.to(at::kFloat)).abs().mean().item<float>();
+  };
+  EXPECT_LT(diff(samples_of(edit)), 10.0f);  // little noise added, little removed
+  EXPECT_GT(diff(samples_of(plain)), 30.0f);
+}
+
+TEST(SamplingCli, TunedStepsAreWrittenAndSampled) {
+  TempDir dir;
+  const std::string steps = dir.file("steps.json");
+  auto r = test::run_idiff(test::cat_args(
+      std::vector<std::string>{
+          "tune-steps", "--model_path", test::data_path("unet_tiny.weights.safetensors"),
+          "--sampler", "dpmpp_2m", "--steps", "3", "--num_samples", "2", "--reference_steps", "12",
+          "--iterations", "1", "--steps_file", steps, "--log_dir", dir.path(), "--device", "cpu"},
+      test::fixture_flags("unet_tiny")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("steps written to " + steps), std::string::npos) << r.out;
+  const auto json = nlohmann::json::parse(std::ifstream(steps));
+  EXPECT_EQ(json["levels"].size(), 4u);
+  EXPECT_LE(json["error"].get<double>(), json["initial_error"].get<double>());
+  EXPECT_EQ(json["sampler"], "dpmpp_2m");
+  TempDir out;
+  r = test::run_idiff(tiny_args(out, {"--sampler", "dpmpp_2m", "--steps_file", steps}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("3 model calls"), std::string::npos) << r.out;
+}
+
+TEST(SamplingCli, BadSamplerFlagsAreOneLineErrors) {
+  TempDir dir;
+  const auto expect_error = [&](std::vector<std::string> flags, const std::string& want) {
+    const auto r = test::run_idiff(tiny_args(dir, flags));
+    EXPECT_NE(r.exit_code, 0) << want;
+    EXPECT_LT(r.exit_code, 128) << want;  // not a crash
+    EXPECT_NE(r.err.find(want), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  };
+  expect_error({"--sampler", "dpm_fast", "--steps", "4"}, "--sampler: unknown sampler 'dpm_fast'");
+  expect_error({"--steps", "4", "--timestep_respacing", "10"}, "give one");
+  expect_error({"--schedule", "karras"}, "need --steps");
+  expect_error({"--sampler", "ddpm", "--steps", "4"}, "integer timesteps");
+  expect_error({"--sampler", "unipc", "--steps", "4", "--order", "5"}, "--order");
+  expect_error({"--sampler", "unipc", "--steps", "4", "--unipc_variant", "bh3"}, "--unipc_variant");
+  expect_error({"--steps", "4", "--final_sigma", "one"}, "--final_sigma");
+  expect_error({"--steps", "4", "--t_start", "5000"}, "--t_start");
+  expect_error({"--steps", "4000"}, "--steps");
+  expect_error({"--steps_file", dir.file("missing.json")}, "missing.json");
+  expect_error({"--sampler", "ddim", "--steps", "2", "--init_image", dir.file("missing.png")},
+               "missing.png");
+}
+
+}  // namespace
+}  // namespace idiff
