@@ -324,6 +324,23 @@ TEST(DistTrainCli, RanksWithDifferentFlagsNameTheFlag) {
   EXPECT_CONTAINS(run.ranks[1]->err(), "the ranks disagree on --num_channels: '64' on rank 1");
 }
 
+// The same for sampling: the ranks compare their flags before sampling anything.
+TEST(DistSampleCli, RanksWithDifferentFlagsNameTheFlag) {
+  TempDir dir, logs;
+  const auto args = [&](const std::string& log, const std::string& steps) {
+    return with({"sample", "--model_path", dir.file("model.pt"), "--log_dir", log, "--device",
+                 "cpu", "--num_samples", "2", "--batch_size", "1", "--diffusion_steps", steps},
+                tiny_flags());
+  };
+  LaunchedRanks run =
+      start_idiff({args(logs.file("r0"), "1000"), args(logs.file("r1"), "500")}, dir);
+  run.wait_all();
+  ASSERT_EQ(run.codes, (std::vector<int>{1, 1})) << run.describe();
+  EXPECT_CONTAINS(
+      run.ranks[0]->err(),
+      "the ranks disagree on --diffusion_steps: '1000' on rank 0, something else on rank 1");
+}
+
 // --dist_timeout is a flag of every command and must be positive.
 TEST(DistTrainCli, DistTimeoutFlag) {
   for (const char* cmd : {"train", "super-res-train", "sample", "super-res-sample", "nll"}) {
