@@ -15,6 +15,10 @@ VENV=${IDIFF_VENV:-$ROOT/.venv}
 BUILD=${IDIFF_BUILD_DIR:-$ROOT/build}
 JOBS=${IDIFF_JOBS:-$(nproc)}
 TORCH_VERSION=2.11.0
+# The evaluation tests compare with pytorch-fid, which needs torchvision (the release made
+# for this torch, pinned so pip keeps torch as it is), scipy and Pillow.
+TORCHVISION_VERSION=0.26.0
+PYTORCH_FID_VERSION=0.3.0
 
 APT_PACKAGES=(
   build-essential cmake ninja-build ccache git pkg-config
@@ -49,6 +53,11 @@ setup() {
   if ! "$VENV/bin/python" -c "import torch, numpy, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
     log "installing torch==$TORCH_VERSION and numpy into $VENV (a few GB on first run)"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy
+  fi
+  if ! "$VENV/bin/python" -c "import pytorch_fid, scipy, PIL, torchvision, sys; sys.exit(torchvision.__version__.split('+')[0] != '$TORCHVISION_VERSION')" 2>/dev/null; then
+    log "installing pytorch-fid, scipy and torchvision==$TORCHVISION_VERSION into $VENV (evaluation tests)"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" \
+      "torchvision==$TORCHVISION_VERSION" "pytorch-fid==$PYTORCH_FID_VERSION" scipy pillow
   fi
 }
 
