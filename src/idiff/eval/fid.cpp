@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace idiff {
 
@@ -48,24 +49,36 @@ FeatureStats feature_stats(const at::Tensor& features) {
 }
 
 // tr((S1 S2)^(1/2)) by two symmetric eigendecompositions, in float64:
-//   S1 = V diag(l) V^T,  R = V diag(sqrt(max(l, 0))) V^T  (the PSD square root of S1)
-//   tr((S1 S2)^(1/2)) = sum_i sqrt(max(e_i, 0)),  e = eigvalsh(R S2 R)
+//   S1 = V diag(l) V^T,  R = V diag(sqrt(l)) V^T  (the PSD square root of S1)
+//   tr((S1 S2)^(1/2)) = sum_i sqrt(e_i),  e = eigvalsh(R S2 R)
 // S1 S2 = R (R S2) and R S2 R share their non-zero eigenvalues (AB and BA do), and R S2 R
-// is symmetric PSD, so its eigenvalues are real and non-negative up to rounding; they are
-// clamped at 0. Why not scipy's sqrtm (a Schur method on the non-symmetric product, what
-// pytorch-fid calls): with fewer images than dimensions the covariances are singular,
-// S1 S2 then may have no square root (non-trivial Jordan blocks at 0), sqrtm returns
-// complex or non-finite values and pytorch-fid retries with 1e-6 added to the diagonals.
-// Here singular covariances need no offset: the zero eigenvalues contribute 0, and the
-// result is the limit the offset approximates. Cost: two eigh of D x D (D = 2048: about
-// a second on a few cores).
+// is symmetric PSD, so its eigenvalues are real and non-negative. Rounding leaves the
+// zero eigenvalues of a singular matrix at about +-D eps |S|, whose square roots
+// (sqrt(eps) |S|^(1/2) each) would add up to a visible error; eigenvalues below numpy's
+// rank tolerance (largest * D * eps, as np.linalg.matrix_rank) are therefore taken as 0.
+// Why not scipy's sqrtm (a Schur method on the non-symmetric product, what pytorch-fid
+// calls): with fewer images than dimensions the covariances are singular, S1 S2 then may
+// have no square root (non-trivial Jordan blocks at 0), sqrtm returns complex or
+// non-finite values and pytorch-fid retries with 1e-6 added to the diagonals. Here
+// singular covariances need no offset: their zero eigenvalues contribute 0, the limit the
+// offset approximates. Cost: two eigh of D x D (D = 2048: seconds on two cores).
+namespace {
+
+at::Tensor psd_eigenvalues(const at::Tensor& eigenvalues) {
+  const double tol = eigenvalues.abs().max().item<double>() * eigenvalues.size(0) *
+                     std::numeric_limits<double>::epsilon();
+  return at::where(eigenvalues > tol, eigenvalues, at::zeros_like(eigenvalues));
+}
+
+}  // namespace
+
 double trace_sqrt_product(const at::Tensor& sigma1, const at::Tensor& sigma2) {
   const at::Tensor s1 = sigma1.to(at::kDouble), s2 = sigma2.to(at::kDouble);
   auto [l, v] = at::linalg_eigh(s1);
-  const at::Tensor r = at::matmul(v * l.clamp_min(0).sqrt(), v.t());
+  const at::Tensor r = at::matmul(v * psd_eigenvalues(l).sqrt(), v.t());
   at::Tensor m = at::matmul(at::matmul(r, s2), r);
   m = (m + m.t()) * 0.5;
-  return at::linalg_eigvalsh(m).clamp_min(0).sqrt().sum().item<double>();
+  return psd_eigenvalues(at::linalg_eigvalsh(m)).sqrt().sum().item<double>();
 }
 
 double frechet_distance(const at::Tensor& mu1, const at::Tensor& sigma1, const at::Tensor& mu2,
