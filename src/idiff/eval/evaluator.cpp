@@ -64,20 +64,27 @@ FeatureStats embed_images(ImageSource& source, const FeatureFn& net, const c10::
   IDIFF_REQUIRE(batch_size >= 1, ConfigError, "--batch_size must be at least 1, got ", batch_size);
   c10::InferenceMode guard;
   StatsAccumulator acc;
-  std::vector<at::Tensor> features, logits;
+  // Filled in place, batch by batch: concatenating at the end would hold them twice.
+  at::Tensor features, logits;
   ProgressBar bar(label, source.size(), progress);
   for (at::Tensor batch = source.next(batch_size); batch.defined() && batch.size(0) > 0;
        batch = source.next(batch_size)) {
     const InceptionOutputs out = net(batch.to(device));
+    if (!features.defined()) {
+      features = at::empty({source.size(), out.pool.size(1)}, at::kFloat);
+      logits = at::empty({source.size(), out.logits.size(1)}, at::kFloat);
+    }
+    const int64_t done = acc.count(), n = out.pool.size(0);
+    TORCH_CHECK(done + n <= source.size(), "embed_images: the source gave more images than it has");
+    features.slice(0, done, done + n).copy_(out.pool);
+    logits.slice(0, done, done + n).copy_(out.logits);
     acc.add(out.pool);
-    features.push_back(out.pool.to(at::kCPU));
-    logits.push_back(out.logits.to(at::kCPU));
     bar.update(acc.count());
   }
   bar.finish();
   FeatureStats s = acc.finish();
-  s.features = at::cat(features);
-  s.logits = at::cat(logits);
+  s.features = features.slice(0, 0, s.count);
+  s.logits = logits.slice(0, 0, s.count);
   return s;
 }
 
