@@ -13,8 +13,8 @@ images differ before writing anything.
 pytorch-fid's FID of a and b takes scipy's sqrtm of a 2048x2048 singular product, minutes
 on two cores, so it is computed once and committed with the features it came from
 (tests/data/fid_parity_pytorch_fid.npz, written by --write-fixture). Each test run checks
-that this run's features equal the committed ones (same seeded weights and images), so
-the committed FID is pytorch-fid's FID of these very features.
+that this run's features equal the committed ones to float32 rounding (same seeded
+weights and images), so the committed FID is pytorch-fid's FID of these features.
 Usage: fid_parity.py OUT FIXTURE | fid_parity.py OUT --write-fixture FIXTURE"""
 import os
 import sys
@@ -108,9 +108,15 @@ def main(out, fixture, write_fixture):
         np.savez(fixture, feat_a=feat["a"], feat_b=feat["b"], fid_ab=np.array([fid_ab]))
     committed = np.load(fixture)
     for k in ("a", "b"):
-        assert np.allclose(feat[k], committed["feat_" + k], rtol=1e-5, atol=1e-6), (
-            f"set {k}: this run's features differ from {fixture}'s; regenerate it with "
-            "--write-fixture (slow) after a torch/torchvision/pytorch-fid upgrade")
+        # Same weights and images give the same features up to float32 rounding, which
+        # varies with the thread count and the CPU's kernels (about 1e-5 here); different
+        # weights or images would differ completely.
+        want = committed["feat_" + k]
+        err = np.linalg.norm(feat[k] - want) / np.linalg.norm(want)
+        assert err < 1e-3, (
+            f"set {k}: this run's features differ from {fixture}'s (relative error {err:.2e}); "
+            "regenerate it with --write-fixture (slow) after a torch/torchvision/pytorch-fid "
+            "upgrade")
 
     g1 = rng.normal(0, 1, (400, 12)) @ rng.normal(0, 1, (12, 12))
     g2 = rng.normal(0.5, 1, (300, 12)) @ rng.normal(0, 1, (12, 12))
