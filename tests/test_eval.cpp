@@ -91,6 +91,16 @@ TEST(EvalFid, MismatchedShapesAreAClearError) {
             std::string::npos);
 }
 
+TEST(EvalFid, FrechetDistanceMatchesScipy) {
+  // pytorch-fid's calculate_frechet_distance (scipy sqrtm) of two 12-d Gaussian samples,
+  // committed by tests/py/fid_parity.py --write-fixture.
+  const TensorMap committed = read_npz(test::data_path("fid_parity_pytorch_fid.npz"));
+  const FeatureStats g1 = feature_stats(committed.at("g1"));
+  const FeatureStats g2 = feature_stats(committed.at("g2"));
+  const double want = committed.at("fid_g").item<double>();
+  EXPECT_NEAR(frechet_distance(g1.mu, g1.sigma, g2.mu, g2.sigma), want, 1e-8 * want);
+}
+
 TEST(EvalMetrics, InceptionScoreClosedForms) {
   // Uniform predictions: p(y|x) = p(y), KL = 0, IS = 1.
   EXPECT_NEAR(inception_score(at::zeros({40, 1008}), 10).mean, 1.0, 1e-12);
@@ -222,8 +232,6 @@ class EvalParity : public ::testing::Test {
     expected_ = std::make_unique<TensorMap>(read_npz(dir_->file("expected.npz")));
     net_ = std::make_unique<FIDInceptionV3>(
         load_fid_inception(dir_->file("inception.pth"), c10::Device(c10::kCPU)));
-    a_ = std::make_unique<FeatureStats>(embed("a.npz", 2));  // batches of 2, 2, 1
-    b_ = std::make_unique<FeatureStats>(embed("b.npz", 5));
   }
   void SetUp() override { ASSERT_EQ(setup_error_, "") << setup_error_; }
   static void TearDownTestSuite() {
@@ -238,11 +246,20 @@ class EvalParity : public ::testing::Test {
     return embed_images(*source, *net_, c10::Device(c10::kCPU), batch, false, name);
   }
   static const at::Tensor& expected(const std::string& key) { return expected_->at(key); }
+  // a.npz and b.npz embedded by idiff, once per process (ctest runs each test alone).
+  static const FeatureStats& a() {
+    if (!a_) a_ = std::make_unique<FeatureStats>(embed("a.npz", 2));  // batches of 2, 2, 1
+    return *a_;
+  }
+  static const FeatureStats& b() {
+    if (!b_) b_ = std::make_unique<FeatureStats>(embed("b.npz", 5));
+    return *b_;
+  }
 
   static std::unique_ptr<TempDir> dir_;
   static std::unique_ptr<TensorMap> expected_;
   static std::unique_ptr<FIDInceptionV3> net_;
-  static std::unique_ptr<FeatureStats> a_, b_;  // a.npz and b.npz embedded by idiff
+  static std::unique_ptr<FeatureStats> a_, b_;
   static std::string setup_error_;
 };
 std::unique_ptr<TempDir> EvalParity::dir_;
@@ -252,7 +269,7 @@ std::unique_ptr<FeatureStats> EvalParity::a_, EvalParity::b_;
 std::string EvalParity::setup_error_;
 
 TEST_F(EvalParity, FeaturesLogitsAndFidMatchPytorchFid) {
-  const FeatureStats &a = *a_, &b = *b_;
+  const FeatureStats &a = EvalParity::a(), &b = EvalParity::b();
   // Outputs depend on the inputs: different images, clearly different features.
   EXPECT_GT(test::rel_error(a.features[0], a.features[1]), 0.05);
   EXPECT_CLOSE(a.features, expected("feat_a").to(at::kFloat), 1e-4);
@@ -272,9 +289,8 @@ TEST_F(EvalParity, FeaturesLogitsAndFidMatchPytorchFid) {
       ((pa.mu - pb.mu).pow(2).sum() + pa.sigma.trace() + pb.sigma.trace()).item<double>() / 2 -
       want / 2;
   EXPECT_NEAR(trace_sqrt_product(pa.sigma, pb.sigma), tr_sqrt_want, 1e-4 * tr_sqrt_want);
-}
-
-TEST_F(EvalParity, FolderAndCompressedNpzGiveTheSameFeatures) {
+  // The same images as PNG files in a folder (each resized on its own) and through
+  // np.savez_compressed.
   const FeatureStats png = embed("a_png", 3);
   EXPECT_CLOSE(png.features, expected("feat_a").to(at::kFloat), 1e-4);
   NpzArrayStream plain(dir_->file("a.npz"), "arr_0"),
@@ -282,15 +298,9 @@ TEST_F(EvalParity, FolderAndCompressedNpzGiveTheSameFeatures) {
   EXPECT_TRUE(test::same_bits(plain.read_rows(100), packed.read_rows(100)));
 }
 
-TEST_F(EvalParity, FrechetDistanceMatchesScipy) {
-  const FeatureStats g1 = feature_stats(expected("g1")), g2 = feature_stats(expected("g2"));
-  const double want = expected("fid_g").item<double>();
-  EXPECT_NEAR(frechet_distance(g1.mu, g1.sigma, g2.mu, g2.sigma), want, 1e-8 * want);
-}
-
 TEST_F(EvalParity, CommandLineScoresAndCachesStatistics) {
   // The reference from statistics saved by the library, the samples embedded by the CLI.
-  save_stats(dir_->file("a_stats.npz"), *a_);
+  save_stats(dir_->file("a_stats.npz"), a());
   auto r =
       test::run_idiff({"eval", "--ref", dir_->file("a_stats.npz"), "--samples", dir_->file("b.npz"),
                        "--inception_path", dir_->file("inception.pth"), "--device", "cpu",
@@ -304,7 +314,8 @@ TEST_F(EvalParity, CommandLineScoresAndCachesStatistics) {
   const std::string fid_line = r.out.substr(fid_at, r.out.find('\n', fid_at) - fid_at);
   for (const char* name : {"Inception Score: ", "Precision: ", "Recall: ", "KID: "})
     EXPECT_NE(r.out.find(name), std::string::npos) << name << " missing from\n" << r.out;
-  EXPECT_CLOSE(read_npz(dir_->file("b_stats.npz")).at("features"), b_->features, 1e-6);
+  EXPECT_CLOSE(read_npz(dir_->file("b_stats.npz")).at("features"),
+               expected("feat_b").to(at::kFloat), 1e-4);
   // The cached statistics give the same report without the network.
   auto cached = test::run_idiff({"eval", "--ref", dir_->file("a_stats.npz"), "--samples",
                                  dir_->file("b_stats.npz"), "--is_splits", "5"});
@@ -312,8 +323,8 @@ TEST_F(EvalParity, CommandLineScoresAndCachesStatistics) {
   EXPECT_EQ(cached.out, r.out);
   // pytorch-fid's own statistics layout (mu and sigma only): FID, and a note for the rest.
   TensorMap pf;
-  pf.insert("mu", a_->mu);
-  pf.insert("sigma", a_->sigma);
+  pf.insert("mu", a().mu);
+  pf.insert("sigma", a().sigma);
   write_npz(dir_->file("pf.npz"), pf);
   auto only = test::run_idiff({"eval", "--ref", dir_->file("pf.npz"), "--samples",
                                dir_->file("b_stats.npz"), "--is_splits", "5"});

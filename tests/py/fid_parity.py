@@ -3,16 +3,16 @@
   inception.pth     state dict of pytorch-fid's FID Inception structure (torch.save zip)
   a.npz, b.npz      two small sets of uint8 NHWC images (arr_0); a_compressed.npz is a
                     again through np.savez_compressed; a_png/ holds a's images as PNGs
-  expected.npz      pytorch-fid's pool features of a and b, the Inception3 logits (its fc
-                    on those features), two Gaussian feature sets and pytorch-fid's FID
-                    between them
+  expected.npz      pytorch-fid's pool features of a and b and the Inception3 logits (its
+                    fc on those features)
 The batch-norm running statistics are fitted on calibration images (a random network's
 features are otherwise nearly constant); the script checks that features of different
 images differ before writing anything.
 
 pytorch-fid's FID of a and b takes scipy's sqrtm of a 2048x2048 singular product, minutes
 on two cores, so it is computed once and committed with the features it came from
-(tests/data/fid_parity_pytorch_fid.npz, written by --write-fixture). Each test run checks
+(tests/data/fid_parity_pytorch_fid.npz, written by --write-fixture, which also holds two
+Gaussian feature sets and pytorch-fid's FID of them). Each test run checks
 that this run's features equal the committed ones to float32 rounding (same seeded
 weights and images), so the committed FID is pytorch-fid's FID of these features.
 Usage: fid_parity.py OUT FIXTURE | fid_parity.py OUT --write-fixture FIXTURE"""
@@ -54,6 +54,16 @@ def images(rng, n, size, kind):
         img = 0.5 + 0.35 * np.stack(chans, -1) + rng.normal(0, 0.1 + 0.1 * kind, (size, size, 3))
         out.append(np.clip(img * 255, 0, 255).astype(np.uint8))
     return np.stack(out)
+
+
+def gaussian_sets():
+    """Two correlated Gaussian feature sets (12 dimensions) and pytorch-fid's FID of them."""
+    rng = np.random.default_rng(1)
+    g1 = rng.normal(0, 1, (400, 12)) @ rng.normal(0, 1, (12, 12))
+    g2 = rng.normal(0.5, 1, (300, 12)) @ rng.normal(0, 1, (12, 12))
+    fid_g = calculate_frechet_distance(g1.mean(0), np.cov(g1, rowvar=False), g2.mean(0),
+                                       np.cov(g2, rowvar=False))
+    return g1, g2, fid_g
 
 
 def to01(arr):
@@ -105,7 +115,9 @@ def main(out, fixture, write_fixture):
     if write_fixture:
         stats = {k: (f.mean(0), np.cov(f, rowvar=False)) for k, f in feat.items()}
         fid_ab = calculate_frechet_distance(*stats["a"], *stats["b"])
-        np.savez(fixture, feat_a=feat["a"], feat_b=feat["b"], fid_ab=np.array([fid_ab]))
+        g1, g2, fid_g = gaussian_sets()
+        np.savez(fixture, feat_a=feat["a"], feat_b=feat["b"], fid_ab=np.array([fid_ab]), g1=g1,
+                 g2=g2, fid_g=np.array([fid_g]))
     committed = np.load(fixture)
     for k in ("a", "b"):
         # Same weights and images give the same features up to float32 rounding, which
@@ -118,13 +130,9 @@ def main(out, fixture, write_fixture):
             "regenerate it with --write-fixture (slow) after a torch/torchvision/pytorch-fid "
             "upgrade")
 
-    g1 = rng.normal(0, 1, (400, 12)) @ rng.normal(0, 1, (12, 12))
-    g2 = rng.normal(0.5, 1, (300, 12)) @ rng.normal(0, 1, (12, 12))
-    fid_g = calculate_frechet_distance(g1.mean(0), np.cov(g1, rowvar=False), g2.mean(0),
-                                       np.cov(g2, rowvar=False))
     np.savez(os.path.join(out, "expected.npz"), feat_a=feat["a"], feat_b=feat["b"],
-             logits_a=logits["a"], logits_b=logits["b"], g1=g1, g2=g2, fid_g=np.array([fid_g]))
-    print(f"ok fid_g={fid_g}")
+             logits_a=logits["a"], logits_b=logits["b"])
+    print("ok")
 
 
 if __name__ == "__main__":
