@@ -1,7 +1,7 @@
 """pytorch-fid's side of the evaluation tests (test_eval.cpp), with seeded random weights
 (nothing downloaded). Writes into OUT:
   inception.pth     state dict of pytorch-fid's FID Inception structure (torch.save zip)
-  legacy.pth        a small state dict in torch.save's pre-1.6 format
+  inception_legacy.pth   the same in torch.save's pre-1.6 (non-zip) format
   a.npz, b.npz      two small sets of uint8 NHWC images (arr_0); a_compressed.npz is a
                     again through np.savez_compressed; a_png/ holds a's images as PNGs
   expected.npz      pytorch-fid's pool features of a and b and the Inception3 logits (its
@@ -89,9 +89,8 @@ def main(out, fixture, write_fixture):
     inc.eval()
     sd = inc.state_dict()
     torch.save(sd, os.path.join(out, "inception.pth"))
-    # A small file in torch.save's pre-1.6 (non-zip) format, for the error it must give.
-    torch.save({"fc.weight": torch.zeros(2, 2)}, os.path.join(out, "legacy.pth"),
-               _use_new_zipfile_serialization=False)
+    # The same weights in torch.save's pre-1.6 (non-zip) format.
+    torch.save(sd, os.path.join(out, "inception_legacy.pth"), _use_new_zipfile_serialization=False)
 
     # pytorch-fid's own wrapper, loading the random state dict in place of the download.
     pi.load_state_dict_from_url = lambda *args, **kwargs: sd

@@ -6,7 +6,7 @@ safetensors. Usage: write_pt_fixtures.py OUTDIR
   module.pt     a real module's state_dict() (carries the _metadata attribute)
   proto4.pt     mixed.pt's dict saved with pickle protocol 4 (FRAME, MEMOIZE, STACK_GLOBAL)
   opt.pt        an AdamW optimizer's state_dict() after one step
-  legacy.pt     the old non-zip format (_use_new_zipfile_serialization=False)
+  legacy.pt     mixed.pt's dict in the old non-zip format (_use_new_zipfile_serialization=False)
   evil.pt       a zip .pt whose pickle calls os.system
 and expected_mixed/module/opt.safetensors."""
 import collections
