@@ -132,6 +132,8 @@ TEST(PtInterop, TorchSaveFilesReadExactly) {
   test::write_bytes(dir.file("long.pt"), legacy + "x");
   EXPECT_TRUE(
       throws_file_error([&] { read_pt(dir.file("long.pt")); }, {"long.pt", "unexpected bytes"}));
+  EXPECT_TRUE(throws_file_error([&] { read_pt(dir.file("legacy_huge.pt")); },
+                                {"legacy_huge.pt", "1099511627776 elements", "more than"}));
   // A pickle that would run os.system is refused, saying why.
   EXPECT_TRUE(throws_file_error([&] { read_pt(dir.file("evil.pt")); },
                                 {"evil.pt", "posix.system", "not allowed"}));
