@@ -15,7 +15,12 @@ VENV=${IDIFF_VENV:-$ROOT/.venv}
 BUILD=${IDIFF_BUILD_DIR:-$ROOT/build}
 JOBS=${IDIFF_JOBS:-$(nproc)}
 TORCH_VERSION=2.11.0
+# The interop tests compare idiff's solvers with diffusers' schedulers, and the evaluation
+# with pytorch-fid, which needs torchvision (the release made for this torch, pinned so pip
+# keeps torch as it is), scipy and Pillow.
 DIFFUSERS_VERSION=0.42.1
+TORCHVISION_VERSION=0.26.0
+PYTORCH_FID_VERSION=0.3.0
 
 APT_PACKAGES=(
   build-essential cmake ninja-build ccache git pkg-config
@@ -51,10 +56,14 @@ setup() {
     log "installing torch==$TORCH_VERSION and numpy into $VENV (a few GB on first run)"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy
   fi
-  # The interop tests compare idiff's solvers with diffusers' schedulers.
   if ! "$VENV/bin/python" -c "import diffusers" 2>/dev/null; then
-    log "installing diffusers==$DIFFUSERS_VERSION into $VENV (for the interop tests)"
+    log "installing diffusers==$DIFFUSERS_VERSION into $VENV (solver interop tests)"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "diffusers==$DIFFUSERS_VERSION"
+  fi
+  if ! "$VENV/bin/python" -c "import pytorch_fid, scipy, PIL, torchvision, sys; sys.exit(torchvision.__version__.split('+')[0] != '$TORCHVISION_VERSION')" 2>/dev/null; then
+    log "installing pytorch-fid, scipy and torchvision==$TORCHVISION_VERSION into $VENV (evaluation tests)"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" \
+      "torchvision==$TORCHVISION_VERSION" "pytorch-fid==$PYTORCH_FID_VERSION" scipy pillow
   fi
 }
 

@@ -1,7 +1,8 @@
 // idiff_solver_bench: sampling accuracy against model calls. For one checkpoint, x_T drawn
 // at --t_start is solved by every solver of the sampling engine on every fixed step
-// schedule, and on a schedule tuned for the model (tune_steps.h; tuned on other x_T than
-// the ones measured), at each budget of model calls (--nfe); the error is the RMS
+// schedule at each budget of model calls (--nfe), and by the best --tune_best solvers of
+// each budget on a schedule tuned for the model (tune_steps.h; fitted on other x_T than the
+// ones measured); the error is the RMS
 // difference of the final samples ([-1, 1] scale, no clipping, no 8-bit rounding) from the
 // ground truth, DDIM through every step of the process from the same x_T. The ground truth's
 // own error is estimated against a second fine solver. With --diffusers, diffusers'
@@ -26,9 +27,11 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <map>
 
@@ -38,8 +41,8 @@ namespace {
 struct Settings {
   std::string model_path, noise_schedule = "cosine", nfe = "5,10,20", reference, python;
   int64_t diffusion_steps = 1000, num_samples = 16, calibration = 8, num_heads = 4;
-  int64_t t_start = 899, iterations = 4;
-  bool diffusers = false, rescale_timesteps = true;
+  int64_t t_start = 899, iterations = 4, tune_best = 2;
+  bool diffusers = false, rescale_timesteps = true, clip_denoised = false;
 };
 
 struct Variant {
@@ -74,6 +77,8 @@ double rms(const at::Tensor& a, const at::Tensor& b) {
 }
 
 int run(const Settings& st) {
+  IDIFF_REQUIRE(!(st.diffusers && st.clip_denoised), ConfigError,
+                "--diffusers compares unclipped solutions: leave --clip_denoised off");
   const TensorMap sd = load_tensor_file(st.model_path);
   InferredModel inferred = infer_model_config(sd);
   IDIFF_REQUIRE(inferred.is_unet && !inferred.super_res, ConfigError, st.model_path,
@@ -92,7 +97,7 @@ int run(const Settings& st) {
     return model->forward(x, t);
   };
   SampleConfig base;
-  base.clip_denoised = false;
+  base.clip_denoised = st.clip_denoised;
   base.steps = 1;
   const auto setup_of = [&](const SolverOptions& o, const StepSchedule& s) {
     SamplerSetup setup = sampler_setup(base, dc);
@@ -142,25 +147,17 @@ int run(const Settings& st) {
     auto& b = best[nfe];
     if (b.second.empty() || e < b.first) b = {e, row.solver + ", " + row.schedule};
   };
-  for (const Variant& v : variants()) {
-    for (const std::string sched : {"linspace", "trailing", "karras", "logsnr", "tuned"}) {
+  const std::vector<Variant> all = variants();
+  const auto steps_for = [](const Variant& v, int64_t nfe) {
+    return v.options.name == "heun" ? (nfe + 1) / 2 : nfe;  // Heun: two calls a step, one last
+  };
+  for (const Variant& v : all) {
+    for (const std::string sched : {"linspace", "trailing", "karras", "logsnr"}) {
       Row row{v.label, sched, {}, {}};
       for (int64_t nfe : budgets) {
-        // Heun calls the model twice a step, once on the last.
-        const int64_t steps = v.options.name == "heun" ? (nfe + 1) / 2 : nfe;
         StepSchedule s;
         try {
-          if (sched == "tuned") {
-            TuneOptions o;
-            o.steps = steps;
-            o.t_start = static_cast<double>(st.t_start);
-            o.iterations = st.iterations;
-            s = tune_step_schedule(ns, o, [&](const StepSchedule& trial) {
-                  return rms(solve(v.options, trial, x_cal), truth_cal);
-                }).schedule;
-          } else {
-            s = make_step_schedule(ns, sched, steps, static_cast<double>(st.t_start));
-          }
+          s = make_step_schedule(ns, sched, steps_for(v, nfe), static_cast<double>(st.t_start));
         } catch (const ConfigError&) {
           continue;
         }
@@ -171,6 +168,39 @@ int run(const Settings& st) {
       rows.push_back(row);
     }
   }
+  // Tuned schedules for the --tune_best solvers with the lowest error at each budget, fitted
+  // on the calibration x_T (not the measured ones).
+  std::map<std::string, Row> tuned;
+  for (int64_t nfe : budgets) {
+    std::vector<std::pair<double, size_t>> ranking;
+    for (size_t k = 0; k < all.size(); ++k) {
+      double e = 1e300;
+      for (const Row& row : rows) {
+        if (row.solver == all[k].label && row.error.count(nfe)) e = std::min(e, row.error.at(nfe));
+      }
+      ranking.emplace_back(e, k);
+    }
+    std::sort(ranking.begin(), ranking.end());
+    for (int64_t r = 0; r < std::min<int64_t>(st.tune_best, ranking.size()); ++r) {
+      const Variant& v = all[ranking[r].second];
+      TuneOptions o;
+      o.steps = steps_for(v, nfe);
+      o.t_start = static_cast<double>(st.t_start);
+      o.iterations = st.iterations;
+      t0 = std::chrono::steady_clock::now();
+      const TuneResult result = tune_step_schedule(ns, o, [&](const StepSchedule& trial) {
+        return rms(solve(v.options, trial, x_cal), truth_cal);
+      });
+      std::printf("tuned %s for NFE %lld: %lld evaluations, %.0f s\n", v.label.c_str(),
+                  static_cast<long long>(nfe), static_cast<long long>(result.evaluations),
+                  seconds_since(t0));
+      Row& row = tuned.emplace(v.label, Row{v.label, "tuned", {}, {}}).first->second;
+      t0 = std::chrono::steady_clock::now();
+      const at::Tensor x = solve(v.options, result.schedule, x_T);
+      record(row, nfe, rms(x, truth), seconds_since(t0) / static_cast<double>(st.num_samples));
+    }
+  }
+  for (auto& [label, row] : tuned) rows.push_back(row);
 
   std::map<int64_t, std::pair<double, std::string>> best_diffusers;
   std::vector<Row> diffusers_rows;
@@ -253,6 +283,9 @@ int main(int argc, char** argv) {
   app.add_option("--num_heads", st.num_heads, "its attention heads")->capture_default_str();
   app.add_option("--rescale_timesteps", st.rescale_timesteps, "as trained")->capture_default_str();
   app.add_option("--t_start", st.t_start, "where x_T is placed")->capture_default_str();
+  app.add_option("--clip_denoised", st.clip_denoised,
+                 "clip every x_0 prediction to [-1, 1] (ground truth included)")
+      ->capture_default_str();
   app.add_option("--nfe", st.nfe, "budgets of model calls")->capture_default_str();
   app.add_option("--num_samples", st.num_samples, "x_T measured")->capture_default_str();
   app.add_option("--calibration", st.calibration, "other x_T the tuned schedules are fitted on")

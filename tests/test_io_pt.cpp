@@ -80,7 +80,7 @@ TEST(PtInterop, TorchSaveFilesReadExactly) {
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
 
   const TensorMap expected = read_safetensors(dir.file("expected_mixed.safetensors"));
-  for (const std::string name : {"mixed.pt", "proto4.pt"}) {
+  for (const std::string name : {"mixed.pt", "proto4.pt", "legacy.pt"}) {
     const TensorMap sd = read_pt_state_dict(dir.file(name));
     ASSERT_EQ(sd.size(), expected.size()) << name;
     size_t i = 0;
@@ -121,9 +121,20 @@ TEST(PtInterop, TorchSaveFilesReadExactly) {
   EXPECT_TRUE(throws_file_error([&] { read_pt_state_dict(dir.file("opt.pt")); },
                                 {"opt.pt", "not a flat state dict", "'state'", "'param_groups'"}));
 
-  // The legacy format and a pickle that would run os.system are refused, saying why.
-  EXPECT_TRUE(throws_file_error([&] { read_pt(dir.file("legacy.pt")); }, {"legacy", "re-save"}));
-  EXPECT_TRUE(throws_file_error([&] { load_tensor_file(dir.file("legacy.pt")); }, {"legacy"}));
+  // The legacy format reads through load_tensor_file too; cut short, it is refused.
+  EXPECT_TRUE(
+      same_maps(load_tensor_file(dir.file("legacy.pt")), read_pt_state_dict(dir.file("mixed.pt"))));
+  const std::string legacy = read_bytes(dir.file("legacy.pt"));
+  for (size_t cut : {size_t{10}, legacy.size() / 2, legacy.size() - 1}) {
+    test::write_bytes(dir.file("cut.pt"), legacy.substr(0, cut));
+    EXPECT_TRUE(throws_file_error([&] { read_pt(dir.file("cut.pt")); }, {"cut.pt"})) << cut;
+  }
+  test::write_bytes(dir.file("long.pt"), legacy + "x");
+  EXPECT_TRUE(
+      throws_file_error([&] { read_pt(dir.file("long.pt")); }, {"long.pt", "unexpected bytes"}));
+  EXPECT_TRUE(throws_file_error([&] { read_pt(dir.file("legacy_huge.pt")); },
+                                {"legacy_huge.pt", "1099511627776 elements", "more than"}));
+  // A pickle that would run os.system is refused, saying why.
   EXPECT_TRUE(throws_file_error([&] { read_pt(dir.file("evil.pt")); },
                                 {"evil.pt", "posix.system", "not allowed"}));
 }

@@ -6,16 +6,49 @@ safetensors. Usage: write_pt_fixtures.py OUTDIR
   module.pt     a real module's state_dict() (carries the _metadata attribute)
   proto4.pt     mixed.pt's dict saved with pickle protocol 4 (FRAME, MEMOIZE, STACK_GLOBAL)
   opt.pt        an AdamW optimizer's state_dict() after one step
-  legacy.pt     the old non-zip format (_use_new_zipfile_serialization=False)
+  legacy.pt     mixed.pt's dict in the old non-zip format (_use_new_zipfile_serialization=False)
+  legacy_huge.pt  a legacy-format file whose storage claims 2**40 floats
   evil.pt       a zip .pt whose pickle calls os.system
 and expected_mixed/module/opt.safetensors."""
 import collections
+import io
 import os
+import pickle
+import struct
 import sys
 
 import torch
 
 from tensorfiles import write_safetensors
+
+
+class HugeStorage(pickle.Pickler):
+    """Pickles a tensor whose legacy persistent id declares 2**40 floats."""
+
+    def persistent_id(self, obj):
+        if isinstance(obj, torch.UntypedStorage):
+            return ("storage", torch.FloatStorage, "0", "cpu", 2**40, None)
+        return None
+
+
+def write_huge_legacy(path):
+    """A legacy-format file whose one storage claims 4 TiB: a reader must refuse it before
+    allocating."""
+    def dump(obj, pickler=pickle.Pickler):
+        buf = io.BytesIO()
+        pickler(buf, protocol=2).dump(obj)
+        return buf.getvalue()
+    t = torch.zeros(2)
+    rebuild = (torch._utils._rebuild_tensor_v2, (t.untyped_storage(), 0, (2,), (1,), False,
+                                                  collections.OrderedDict()))
+
+    class Rebuilt:
+        def __reduce__(self):
+            return rebuild
+    with open(path, "wb") as f:
+        f.write(dump(0x1950a86a20f9469cfc6c) + dump(1001) + dump({"little_endian": True}))
+        f.write(dump(collections.OrderedDict(x=Rebuilt()), HugeStorage) + dump(["0"]))
+        f.write(struct.pack("<q", 2) + bytes(8))
 
 
 class Evil:
@@ -65,6 +98,7 @@ def main(out):
         (f"{i}.{k}", state[i][k]) for i in state for k in ("step", "exp_avg", "exp_avg_sq")))
 
     torch.save(mixed, f"{out}/legacy.pt", _use_new_zipfile_serialization=False)
+    write_huge_legacy(f"{out}/legacy_huge.pt")
     torch.save({"x": Evil()}, f"{out}/evil.pt")
     print("ok")
 

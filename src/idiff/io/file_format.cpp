@@ -40,11 +40,4 @@ std::string read_file_head(const std::string& path, uint64_t* file_size) {
   return head;
 }
 
-std::string legacy_torch_message(const std::string& path) {
-  return str(path,
-             ": a legacy (non-zip) torch.save file, written by PyTorch before 1.6 or with "
-             "_use_new_zipfile_serialization=False; idiff reads only the zip format: re-save it "
-             "with a current PyTorch (torch.save(torch.load(old), new))");
-}
-
 }  // namespace idiff

@@ -1,6 +1,6 @@
 // Telling tensor files apart by their first bytes (not their names): zip archives
 // (torch.save since PyTorch 1.6, npz), numpy .npy, safetensors, and the legacy non-zip
-// torch.save format, which idiff refuses with advice.
+// torch.save format (pt_legacy.h).
 #pragma once
 
 #include <cstddef>
@@ -16,8 +16,5 @@ FileFormat sniff_format(const uint8_t* head, size_t n, uint64_t file_size);
 
 // The first bytes of a file (up to 16), for sniff_format; FileError when unreadable.
 std::string read_file_head(const std::string& path, uint64_t* file_size);
-
-// The message for a legacy torch.save file at `path`.
-std::string legacy_torch_message(const std::string& path);
 
 }  // namespace idiff

@@ -119,9 +119,7 @@ void add_to_npz(ZipWriter& zip, const std::string& key, const RawTensor& t,
 
 }  // namespace
 
-RawTensor parse_npy(std::shared_ptr<const RawStorage> bytes, const std::string& what) {
-  const uint8_t* p = bytes->data;
-  const size_t n = bytes->nbytes;
+NpyHeader parse_npy_header(const uint8_t* p, size_t n, const std::string& what) {
   IDIFF_REQUIRE(n >= 10 && std::memcmp(p, "\x93NUMPY", 6) == 0, FileError, what,
                 ": not an .npy array (no \\x93NUMPY magic)");
   const int major = p[6];
@@ -140,20 +138,37 @@ RawTensor parse_npy(std::shared_ptr<const RawStorage> bytes, const std::string& 
                 ": .npy header of ", header_len, " bytes does not fit the ", n, "-byte array");
   const std::string header(reinterpret_cast<const char*>(p + start), header_len);
   std::string descr;
-  bool fortran = false;
-  std::vector<int64_t> shape;
-  HeaderParser(header, what).parse(&descr, &fortran, &shape);
-  DType dtype;
-  IDIFF_REQUIRE(dtype_from_npy_descr(descr, &dtype), FileError, what, ": .npy dtype '",
+  NpyHeader h;
+  HeaderParser(header, what).parse(&descr, &h.fortran_order, &h.shape);
+  IDIFF_REQUIRE(dtype_from_npy_descr(descr, &h.dtype), FileError, what, ": .npy dtype '",
                 descr.substr(0, 20),
                 "' is not supported (little-endian bool, int8-64, uint8, "
                 "float16/32/64 are)");
-  const int64_t numel = checked_numel(shape);
-  IDIFF_REQUIRE(numel >= 0, FileError, what, ": .npy shape ", shape_string(shape), " is too large");
-  const size_t data_start = start + header_len;
-  const uint64_t need = static_cast<uint64_t>(numel) * dtype_size(dtype);
+  const int64_t numel = checked_numel(h.shape);
+  IDIFF_REQUIRE(numel >= 0, FileError, what, ": .npy shape ", shape_string(h.shape),
+                " is too large");
+  h.data_start = start + header_len;
+  h.data_bytes = static_cast<uint64_t>(numel) * dtype_size(h.dtype);
+  return h;
+}
+
+size_t npy_header_length(const uint8_t* p, size_t n) {
+  if (n < 12 || std::memcmp(p, "\x93NUMPY", 6) != 0) return 0;
+  if (p[6] == 1) return 10 + (p[8] | (size_t{p[9]} << 8));
+  return 12 + (p[8] | (size_t{p[9]} << 8) | (size_t{p[10]} << 16) | (size_t{p[11]} << 24));
+}
+
+RawTensor parse_npy(std::shared_ptr<const RawStorage> bytes, const std::string& what) {
+  const uint8_t* p = bytes->data;
+  const size_t n = bytes->nbytes;
+  const NpyHeader h = parse_npy_header(p, n, what);
+  const DType dtype = h.dtype;
+  const std::vector<int64_t>& shape = h.shape;
+  const bool fortran = h.fortran_order;
+  const size_t data_start = h.data_start;
+  const uint64_t need = h.data_bytes;
   IDIFF_REQUIRE(n - data_start == need, FileError, what, ": .npy array of shape ",
-                shape_string(shape), " and dtype ", descr, " needs ", need,
+                shape_string(shape), " and dtype ", dtype_name(dtype), " needs ", need,
                 " bytes, the file holds ", n - data_start);
 
   RawTensor t;

@@ -15,6 +15,21 @@ namespace idiff {
 
 using NamedRawTensors = std::vector<std::pair<std::string, RawTensor>>;
 
+struct NpyHeader {
+  DType dtype{};
+  std::vector<int64_t> shape;
+  bool fortran_order = false;
+  size_t data_start = 0;    // offset of the array's first byte
+  uint64_t data_bytes = 0;  // numel * element size
+};
+
+// The magic, version and header dict of an .npy whose first `n` bytes are at `p` (the
+// header must be complete within them). FileError naming `what` as parse_npy does.
+NpyHeader parse_npy_header(const uint8_t* p, size_t n, const std::string& what);
+// Bytes of magic + version + header (the array's offset) from the first 12 bytes of an
+// .npy; 0 when they are not an .npy's.
+size_t npy_header_length(const uint8_t* p, size_t n);
+
 // Parses an .npy held in `bytes` (a file or an npz record). The result views `bytes`
 // (Fortran-ordered arrays as transposed strides). FileError naming `what` for a bad
 // magic or header, unsupported dtypes (structured, big-endian, object) and a data size

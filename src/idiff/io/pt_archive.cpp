@@ -4,6 +4,7 @@
 #include "idiff/io/atomic_file.h"
 #include "idiff/io/file_format.h"
 #include "idiff/io/pickler.h"
+#include "idiff/io/pt_legacy.h"
 #include "idiff/io/unpickler.h"
 
 #include <limits>
@@ -74,7 +75,7 @@ PickleValue read_pt(const std::string& path) {
   const std::string head = read_file_head(path, &size);
   const FileFormat format =
       sniff_format(reinterpret_cast<const uint8_t*>(head.data()), head.size(), size);
-  IDIFF_REQUIRE(format != FileFormat::LegacyTorch, FileError, legacy_torch_message(path));
+  if (format == FileFormat::LegacyTorch) return read_legacy_pt(path);
   IDIFF_REQUIRE(format == FileFormat::Zip, FileError, path,
                 ": not a PyTorch file (a torch.save file is a zip archive starting with 'PK')");
   return read_pt(ZipReader::open_file(path));

@@ -16,8 +16,8 @@ namespace idiff {
 // The largest data.pkl read (a state dict of 100,000 tensors pickles to about 15 MB).
 constexpr uint64_t kMaxPickleBytes = uint64_t{256} << 20;
 
-// Reads the value a torch.save file holds. FileError for anything that is not a zip
-// torch.save file (the legacy format gets advice), for pickles outside the allowlist
+// Reads the value a torch.save file holds, in the zip format or the legacy one
+// (pt_legacy.h). FileError for anything that is not a torch.save file, for pickles outside the allowlist
 // (unpickler.h), and for storages whose records are missing or of the wrong size.
 PickleValue read_pt(const std::string& path);
 PickleValue read_pt(const ZipReader& zip);

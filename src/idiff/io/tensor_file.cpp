@@ -58,7 +58,7 @@ TensorFileKind detect_tensor_file(const std::string& path) {
     case FileFormat::Safetensors:
       return TensorFileKind::Safetensors;
     case FileFormat::LegacyTorch:
-      throw FileError(legacy_torch_message(path));
+      return TensorFileKind::Pt;  // read_pt reads both torch.save formats
     case FileFormat::Npy:
       throw FileError(
           str(path, ": a single .npy array; idiff's tensor files are .pt, .safetensors or .npz"));

@@ -2,7 +2,7 @@
 // (file_format.h) and by extension when writing. Writing is atomic (atomic_file.h): a
 // checkpoint is never left half-written.
 //
-//   .pt / .pth      torch.save zip with a flat state dict (pt_file.h)
+//   .pt / .pth      torch.save (zip, or the legacy format) with a flat state dict (pt_file.h)
 //   .safetensors    safetensors (safetensors.h)
 //   .npz            numpy archive (npz.h)
 #pragma once
@@ -19,9 +19,9 @@ enum class TensorFileKind { Pt, Safetensors, Npz };
 TensorFileKind tensor_file_kind(const std::string& path);
 const char* tensor_file_kind_name(TensorFileKind kind);
 
-// What `path` holds, recognised by its first bytes: a zip with data.pkl is a .pt (a flat
-// state dict), a zip of .npy records an npz, otherwise safetensors. Legacy torch.save
-// files and anything unrecognised are FileErrors that say what was found.
+// What `path` holds, recognised by its first bytes: a zip with data.pkl or a legacy
+// (pre-1.6) torch.save file is a .pt (a flat state dict), a zip of .npy records an npz,
+// otherwise safetensors. Anything unrecognised is a FileError that says what was found.
 TensorFileKind detect_tensor_file(const std::string& path);
 TensorMap load_tensor_file(const std::string& path);
 

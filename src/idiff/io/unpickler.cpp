@@ -191,8 +191,11 @@ PickleValue Machine::run() {
 }  // namespace unpickler_detail
 
 PickleValue unpickle(const uint8_t* data, size_t size, const StorageLoader& load_storage,
-                     const std::string& what) {
-  return unpickler_detail::Machine(data, size, load_storage, what).run();
+                     const std::string& what, size_t* consumed) {
+  unpickler_detail::Machine machine(data, size, load_storage, what);
+  PickleValue value = machine.run();
+  if (consumed != nullptr) *consumed = machine.position();
+  return value;
 }
 
 }  // namespace idiff

@@ -9,7 +9,8 @@
 //   metadata]) torch._utils._rebuild_parameter       (tensor, requires_grad, hooks)
 //   torch.{Double,Float,Half,BFloat16,Long,Int,Short,Char,Byte,Bool}Storage
 //                                         (only inside a persistent id ('storage', type, key,
-//                                         location, numel))
+//                                         location, numel), or the legacy format's
+//                                         (..., numel, None))
 //
 // Nothing is ever imported or called: a global is a tag, and REDUCE on a tag builds the
 // value the tag stands for. Any other global or opcode is a FileError naming it. Limits
@@ -36,8 +37,10 @@ constexpr size_t kMaxPickleNodes = size_t{4} << 20;
 using StorageLoader = std::function<std::shared_ptr<const RawStorage>(const std::string& key,
                                                                       DType dtype, int64_t numel)>;
 
-// Runs the pickle in data[0, size). `what` names the file in error messages.
+// Runs the pickle that starts at data[0] (up to its STOP, within `size` bytes). `what`
+// names the file in error messages. `consumed`, when given, receives the pickle's length
+// (files holding several pickles back to back: the legacy torch.save format).
 PickleValue unpickle(const uint8_t* data, size_t size, const StorageLoader& load_storage,
-                     const std::string& what);
+                     const std::string& what, size_t* consumed = nullptr);
 
 }  // namespace idiff

@@ -61,6 +61,7 @@ class Machine {
   }
 
   PickleValue run();
+  size_t position() const { return pos_; }  // after run(): the bytes up to and with STOP
 
  private:
   // --- errors and input ---------------------------------------------------------------

@@ -25,12 +25,14 @@ void Machine::op_global(const std::string& module, const std::string& name) {
 }
 
 void Machine::op_persistent_id() {
-  // ('storage', torch.FloatStorage, key, location, numel)
+  // ('storage', torch.FloatStorage, key, location, numel); the legacy format appends a
+  // view_metadata, None for storages saved whole (always, since PyTorch 0.4).
   const Ref pid = pop();
   const Container& c = container(pid, NodeType::Tuple, "a persistent id");
-  if (c.items.size() != 5 || nodes_[c.items[0]].type != NodeType::String ||
-      string_of(c.items[0], "persistent id") != "storage") {
-    fail("persistent ids must be ('storage', type, key, location, numel) tuples");
+  if ((c.items.size() != 5 && c.items.size() != 6) || nodes_[c.items[0]].type != NodeType::String ||
+      string_of(c.items[0], "persistent id") != "storage" ||
+      (c.items.size() == 6 && nodes_[c.items[5]].type != NodeType::None)) {
+    fail("persistent ids must be ('storage', type, key, location, numel[, None]) tuples");
   }
   const Node& type = nodes_[c.items[1]];
   if (type.type != NodeType::Global || type.global != Global::StorageType) {

@@ -97,7 +97,7 @@ uint64_t ZipReader::size_of(const std::string& name) const {
   return st.size;
 }
 
-std::shared_ptr<RawStorage> ZipReader::read(const std::string& name, uint64_t max_bytes) const {
+uint64_t ZipReader::checked_record(const std::string& name, int64_t* index) const {
   const int64_t i = index_of(name);
   IDIFF_REQUIRE(i >= 0, FileError, what_, ": no record '", name, "'");
   zip_stat_t st;
@@ -114,6 +114,60 @@ std::shared_ptr<RawStorage> ZipReader::read(const std::string& name, uint64_t ma
       st.comp_method == ZIP_CM_STORE ? st.comp_size : st.comp_size * kMaxDeflateRatio + 1024;
   IDIFF_REQUIRE(st.size <= plausible, FileError, what_, ": record '", name, "' claims ", st.size,
                 " bytes but holds ", st.comp_size, " (corrupt or hostile archive)");
+  *index = i;
+  return st.size;
+}
+
+ZipRecordStream ZipReader::open_stream(const std::string& name) const {
+  int64_t i = 0;
+  const uint64_t size = checked_record(name, &i);
+  zip_file_t* f = zip_fopen_index(archive_, static_cast<zip_uint64_t>(i), 0);
+  IDIFF_REQUIRE(f != nullptr, FileError, what_, ": cannot open record '", name, "' (",
+                zip_strerror(archive_), ")");
+  return ZipRecordStream(f, str(what_, ":", name), size);
+}
+
+ZipRecordStream::ZipRecordStream(ZipRecordStream&& other) noexcept
+    : file_(other.file_),
+      what_(std::move(other.what_)),
+      size_(other.size_),
+      position_(other.position_) {
+  other.file_ = nullptr;
+}
+
+ZipRecordStream::~ZipRecordStream() {
+  if (file_ != nullptr) zip_fclose(file_);
+}
+
+void ZipRecordStream::read(void* out, uint64_t n) {
+  IDIFF_REQUIRE(n <= size_ - position_, FileError, what_, ": record ends after ", size_, " bytes, ",
+                position_ + n, " needed");
+  auto* dst = static_cast<uint8_t*>(out);
+  uint64_t got = 0;
+  while (got < n) {
+    const zip_int64_t r = zip_fread(file_, dst + got, n - got);
+    IDIFF_REQUIRE(r > 0, FileError, what_, ": record is corrupt (",
+                  r < 0 ? std::string(zip_file_strerror(file_))
+                        : str("ends after ", position_ + got, " of ", size_, " bytes"),
+                  ")");
+    got += static_cast<uint64_t>(r);
+  }
+  position_ += n;
+  if (position_ == size_) {
+    // One more read reaches the end of the record, where libzip checks the CRC.
+    uint8_t extra;
+    const zip_int64_t r = zip_fread(file_, &extra, 1);
+    IDIFF_REQUIRE(r == 0, FileError, what_, ": record is corrupt (",
+                  r < 0 ? std::string(zip_file_strerror(file_))
+                        : std::string("longer than its directory entry says"),
+                  ")");
+  }
+}
+
+std::shared_ptr<RawStorage> ZipReader::read(const std::string& name, uint64_t max_bytes) const {
+  int64_t i = 0;
+  zip_stat_t st;
+  st.size = checked_record(name, &i);
   IDIFF_REQUIRE(st.size <= max_bytes, FileError, what_, ": record '", name, "' holds ", st.size,
                 " bytes, more than the ", max_bytes, " expected");
   IDIFF_REQUIRE(st.size <= std::numeric_limits<size_t>::max() / 2, FileError, what_, ": record '",

@@ -12,9 +12,32 @@
 #include <vector>
 
 struct zip;
+struct zip_file;
 struct zip_source;
 
 namespace idiff {
+
+// One record read front to back without holding it whole (large npz arrays). The
+// ZipReader it came from must outlive it.
+class ZipRecordStream {
+ public:
+  ZipRecordStream(ZipRecordStream&& other) noexcept;
+  ZipRecordStream& operator=(ZipRecordStream&&) = delete;
+  ~ZipRecordStream();
+  uint64_t size() const { return size_; }
+  uint64_t position() const { return position_; }
+  // Exactly n bytes; FileError when the record ends early or is corrupt (the CRC is
+  // checked when the last byte has been read).
+  void read(void* out, uint64_t n);
+
+ private:
+  friend class ZipReader;
+  ZipRecordStream(::zip_file* file, std::string what, uint64_t size)
+      : file_(file), what_(std::move(what)), size_(size) {}
+  ::zip_file* file_ = nullptr;
+  std::string what_;
+  uint64_t size_ = 0, position_ = 0;
+};
 
 class ZipReader {
  public:
@@ -34,10 +57,14 @@ class ZipReader {
   // with a method other than store/deflate, or fails its CRC.
   std::shared_ptr<RawStorage> read(const std::string& name, uint64_t max_bytes) const;
   std::string read_string(const std::string& name, uint64_t max_bytes) const;
+  // The record as a stream (same checks as read(), without the size limit).
+  ZipRecordStream open_stream(const std::string& name) const;
 
  private:
   ZipReader(::zip* archive, std::string what, uint64_t archive_size);
   int64_t index_of(const std::string& name) const;
+  // Checks the record's directory entry (method, plausible sizes); its size and index.
+  uint64_t checked_record(const std::string& name, int64_t* index) const;
 
   ::zip* archive_ = nullptr;
   std::string what_;

@@ -1,0 +1,56 @@
+// Tests of the CUDA paths, ctest label `gpu`: each runs on a CUDA device and is skipped
+// where there is none (ctest -L gpu on the GPU machine; bench/gpu_bench.sh runs them).
+#include "test_util.h"
+
+#include "idiff/diffusion/factory.h"
+#include "idiff/diffusion/sampling/sample_loop.h"
+#include "idiff/model/factory.h"
+#include "idiff/model/state_dict.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/cuda.h>
+
+namespace idiff {
+namespace {
+
+// Every solver of the sampling engine through the captured-graph loop equals the eager loop
+// on the GPU (the tiny fixture UNet, the same generator).
+TEST(GpuSampling, CudaGraphLoopRunsEverySolver) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const c10::Device cuda(c10::kCUDA, 0);
+  const auto meta = test::load_json("unet_tiny.json");
+  UNetModel model = create_model(test::model_config_from_flags(meta["flags"]));
+  load_state_dict(*model, test::load_fixture("unet_tiny.weights.safetensors"), "unet_tiny");
+  model->to(cuda);
+  model->eval();
+  const ModelFn fn = [&model](const at::Tensor& x, const at::Tensor& t) {
+    return model->forward(x, t);
+  };
+  const DiffusionParams params = diffusion_params(test::diffusion_config_from_flags(meta["flags"]));
+  const StepSchedule karras = make_step_schedule(noise_schedule_of(params), "karras", 6);
+  c10::InferenceMode inference;
+  for (const std::string name : {"ddpm", "ddim", "dpmpp_2m", "dpmpp_3m", "dpmpp_2m_sde", "unipc",
+                                 "euler", "heun", "euler_a"}) {
+    SolverOptions o;
+    o.name = name;
+    o.eta = 0.5;
+    const StepSchedule s = name == "ddpm" ? respacing_schedule(1000, "6") : karras;
+    const auto run = [&](bool graph) {
+      auto solver = make_solver(o, params, s, fn, {});
+      SampleOptions opts;
+      opts.generator = at::make_generator<at::CPUGeneratorImpl>(3);
+      opts.device = cuda;
+      LoopOptions loop;
+      loop.cuda_graph = graph;
+      return run_sampler(*solver, initial_noise({4, 3, 32, 32}, opts), opts, loop).cpu();
+    };
+    const at::Tensor eager = run(false), graphed = run(true);
+    EXPECT_TRUE(at::allclose(eager, graphed, 1e-5, 1e-5))
+        << name << ": " << (eager - graphed).abs().max().item<float>();
+  }
+}
+
+}  // namespace
+}  // namespace idiff
