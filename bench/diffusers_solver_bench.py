@@ -82,7 +82,8 @@ def main():
                 for t in sched.timesteps:
                     x = sched.step(eps(x, int(t)), t, x).prev_sample
                 row["seconds"][str(nfe)] = (time.perf_counter() - start) / x.shape[0]
-                row["error"][str(nfe)] = (x - truth).pow(2).mean().sqrt().item()
+                err = (x - truth).pow(2).mean().sqrt().item()
+                row["error"][str(nfe)] = err if err == err and err != float("inf") else None  # NaN: diverged
             print(json.dumps(row), flush=True)
 
 

@@ -202,6 +202,27 @@ int run(const Settings& st) {
   }
   for (auto& [label, row] : tuned) rows.push_back(row);
 
+  // The table: RMS error (and milliseconds per image) at each budget.
+  const auto print_rows = [&](const std::vector<Row>& table) {
+    std::printf("| solver | schedule |");
+    for (int64_t nfe : budgets) std::printf(" NFE %lld |", static_cast<long long>(nfe));
+    std::printf("\n| --- | --- |");
+    for (size_t i = 0; i < budgets.size(); ++i) std::printf(" --- |");
+    std::printf("\n");
+    for (const Row& row : table) {
+      std::printf("| %s | %s |", row.solver.c_str(), row.schedule.c_str());
+      for (int64_t nfe : budgets) {
+        if (row.error.count(nfe)) {
+          std::printf(" %.2e (%.0f ms) |", row.error.at(nfe), 1000 * row.seconds.at(nfe));
+        } else {
+          std::printf(" - |");
+        }
+      }
+      std::printf("\n");
+    }
+    std::printf("\n");
+  };
+  print_rows(rows);
   std::map<int64_t, std::pair<double, std::string>> best_diffusers;
   std::vector<Row> diffusers_rows;
   if (st.diffusers) {
@@ -225,7 +246,7 @@ int run(const Settings& st) {
           "diffusers " + j["solver"].get<std::string>(), j["schedule"].get<std::string>(), {}, {}};
       for (int64_t nfe : budgets) {
         const std::string key = std::to_string(nfe);
-        if (!j["error"].contains(key)) continue;
+        if (!j["error"].contains(key) || !j["error"][key].is_number()) continue;  // null: diverged
         row.error[nfe] = j["error"][key].get<double>();
         row.seconds[nfe] = j["seconds"][key].get<double>();
         auto& b = best_diffusers[nfe];
@@ -236,26 +257,8 @@ int run(const Settings& st) {
     }
   }
 
-  // The table: RMS error (and milliseconds per image) at each budget.
-  std::printf("| solver | schedule |");
-  for (int64_t nfe : budgets) std::printf(" NFE %lld |", static_cast<long long>(nfe));
-  std::printf("\n| --- | --- |");
-  for (size_t i = 0; i < budgets.size(); ++i) std::printf(" --- |");
-  std::printf("\n");
-  for (const auto* set : {&rows, &diffusers_rows}) {
-    for (const Row& row : *set) {
-      std::printf("| %s | %s |", row.solver.c_str(), row.schedule.c_str());
-      for (int64_t nfe : budgets) {
-        if (row.error.count(nfe)) {
-          std::printf(" %.2e (%.0f ms) |", row.error.at(nfe), 1000 * row.seconds.at(nfe));
-        } else {
-          std::printf(" - |");
-        }
-      }
-      std::printf("\n");
-    }
-  }
-  std::printf("\nbest per budget (RMS error vs the ground truth):\n");
+  if (!diffusers_rows.empty()) print_rows(diffusers_rows);
+  std::printf("best per budget (RMS error vs the ground truth):\n");
   for (int64_t nfe : budgets) {
     std::printf("  NFE %lld: idiff %.2e (%s)", static_cast<long long>(nfe), best[nfe].first,
                 best[nfe].second.c_str());
@@ -272,6 +275,7 @@ int run(const Settings& st) {
 }  // namespace idiff
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines as they come, also into a file
   idiff::Settings st;
   st.python = IDIFF_BENCH_PYTHON;
   CLI::App app{"idiff_solver_bench: sampling error against model calls, per solver and schedule"};
