@@ -296,6 +296,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--iterations", st.iterations, "sweeps of the schedule search")
       ->capture_default_str();
+  app.add_option("--tune_best", st.tune_best, "solvers tuned at each budget (the best fixed ones)")
+      ->capture_default_str();
   app.add_flag("--diffusers", st.diffusers, "also measure diffusers (needs --reference)");
   app.add_option("--reference", st.reference, "a checkout of openai/improved-diffusion");
   app.add_option("--python", st.python, "Python with torch and diffusers")->capture_default_str();
