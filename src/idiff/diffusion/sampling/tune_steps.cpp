@@ -31,7 +31,7 @@ TuneResult tune_step_schedule(const NoiseSchedule& ns, const TuneOptions& o,
     const double e = error_of(s);
     return std::isfinite(e) ? e : std::numeric_limits<double>::infinity();
   };
-  for (const char* name : {"karras", "logsnr", "linspace"}) {
+  for (const char* name : {"karras", "logsnr", "linspace", "trailing"}) {
     StepSchedule s;
     try {
       s = make_step_schedule(ns, name, o.steps, o.t_start, o.final_zero);

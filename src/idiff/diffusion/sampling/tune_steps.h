@@ -6,8 +6,8 @@
 // The search is a coordinate search on the positions p_k = (lambda_k - lambda_start) /
 // (lambda(0) - lambda_start) in [0, 1], increasing: each sweep tries moving every free
 // level part of the way towards each neighbour and keeps a move that lowers the error,
-// then halves the move. It starts from the best of the karras, logsnr and linspace
-// schedules, so the result is never worse than those on the calibration problem.
+// then halves the move. It starts from the best of the karras, logsnr, linspace and
+// trailing schedules, so the result is never worse than those on the calibration problem.
 #pragma once
 
 #include "idiff/diffusion/sampling/step_schedule.h"
