@@ -65,7 +65,7 @@ std::string cpu_model() {
 }
 
 std::vector<std::string> default_cases(const c10::Device& device) {
-  if (device.is_cuda()) {  // DESIGN.md's yardsticks
+  if (device.is_cuda()) {  // the GPU yardsticks (README, Performance)
     return {"cifar10:train:128",
             "cifar10:train:128:bf16",
             "cifar10:sample:256",
@@ -165,7 +165,7 @@ int run(int argc, char** argv) {
 
   IDIFF_REQUIRE(repeats >= 1 && s.steps >= 1 && s.warmup >= 0, ConfigError,
                 "--repeats and --steps must be positive, --warmup not negative");
-  set_attention_impl(parse_attention_impl(attention, "--attention"));
+  s.attention = parse_attention_impl(attention, "--attention");
   s.device = resolve_device(device_spec);
   IDIFF_REQUIRE(clock == "wall" || clock == "cpu", ConfigError, "--clock must be wall or cpu");
   s.cpu_clock = clock == "cpu";

@@ -113,6 +113,7 @@ IdiffRunner::Entry& IdiffRunner::entry(const Case& c) {
   Entry e;
   e.model = create_model(model_config(c.config, c.use_checkpoint));
   e.model->to(settings_.device);
+  e.model->set_attention_impl(settings_.attention);
   {
     at::NoGradGuard no_grad;
     // Layers the reference initialises to zero get small noise: never time products of zeros.

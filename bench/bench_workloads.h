@@ -38,10 +38,10 @@ struct Settings {
   // Time the process's CPU time instead of the wall clock: on a CPU shared with other
   // work, a single-threaded run's CPU time leaves out the time it waited for a core.
   bool cpu_clock = false;
-  bool channels_last = false;
-  bool cuda_graph = true;  // CUDA: sampling replays one captured graph per step  // 4-D weights and
-                           // the inputs in channels-last layout
+  bool channels_last = false;  // 4-D weights and the inputs in channels-last layout
+  bool cuda_graph = true;      // CUDA: sampling replays one captured graph per step
   AdamWOptions::Impl adamw = AdamWOptions::Impl::Auto;
+  AttentionImpl attention = AttentionImpl::Auto;  // --attention, set on every model
 };
 
 struct Measurement {

@@ -2,7 +2,7 @@
 # idiff_bench on a GPU machine, in one call of under 10 minutes: builds idiff against that
 # machine's PyTorch (python3's torch.utils.cmake_prefix_path), then runs idiff and, when a
 # copy of the reference is carried in .ref/improved-diffusion, the reference in turn on
-# DESIGN.md's yardsticks (CIFAR-10 training at batch 128 in fp32 and bf16, sampling 100
+# The project's GPU yardsticks (CIFAR-10 training at batch 128 in fp32 and bf16, sampling 100
 # respaced steps and DDIM 50 at batch 256, ImageNet-64 training at batch 32 with and without
 # --use_checkpoint), and prints the table last. Extra arguments go to idiff_bench.
 #

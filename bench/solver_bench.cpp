@@ -15,11 +15,12 @@
 #include "idiff/common/strings.h"
 #include "idiff/diffusion/sampling/sample_loop.h"
 #include "idiff/diffusion/sampling/tune_steps.h"
+#include "idiff/drivers/image_sample.h"
+#include "idiff/drivers/load_model.h"
+#include "idiff/drivers/sampler_setup.h"
 #include "idiff/io/safetensors.h"
 #include "idiff/io/tensor_file.h"
 #include "idiff/model/infer_config.h"
-#include "idiff/sample/sample_driver.h"
-#include "idiff/sample/sampler_setup.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>

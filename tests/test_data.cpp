@@ -42,14 +42,14 @@ std::vector<int64_t> take(DataLoader& loader, int batches) {
 
 using test::error_of;
 
-#define EXPECT_ERROR(ErrorType, stmt, needle)                                              \
-  do {                                                                                     \
-    try {                                                                                  \
-      stmt;                                                                                \
-      ADD_FAILURE() << "no " #ErrorType " from " #stmt;                                   \
-    } catch (const ErrorType& e) {                                                         \
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();        \
-    }                                                                                      \
+#define EXPECT_ERROR(ErrorType, stmt, needle)                                       \
+  do {                                                                              \
+    try {                                                                           \
+      stmt;                                                                         \
+      ADD_FAILURE() << "no " #ErrorType " from " #stmt;                             \
+    } catch (const ErrorType& e) {                                                  \
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what(); \
+    }                                                                               \
   } while (0)
 
 // ---- image folders -----------------------------------------------------------------------
@@ -60,18 +60,19 @@ TEST(DataFolder, ListsImagesRecursivelyInTheReferencesOrder) {
   fs::create_directories(d.file("a-c"));
   fs::create_directories(d.file("dir.png"));  // a folder, even with an image's name
   const Image8 im = test::pattern_image(4, 4, 3);
-  for (const char* name : {"b_1.png", "a_2.JPG", "a/c_3.jpeg", "a/deeper/z.Gif", "a-c/x.png", "dir.png/y.png",
-                           "B_0.PNG"}) {
+  for (const char* name : {"b_1.png", "a_2.JPG", "a/c_3.jpeg", "a/deeper/z.Gif", "a-c/x.png",
+                           "dir.png/y.png", "B_0.PNG"}) {
     test::write_png(d.file(name), im);  // the extension alone decides, as in the reference
   }
   test::write_bytes(d.file("notes.txt"), "x");
   test::write_bytes(d.file("png"), "x");  // no dot: not an image
   std::vector<std::string> rel;
-  for (const std::string& f : list_image_files_recursively(d.path())) rel.push_back(f.substr(d.path().size() + 1));
+  for (const std::string& f : list_image_files_recursively(d.path()))
+    rel.push_back(f.substr(d.path().size() + 1));
   // Each folder's entries sorted by name, folders descended in place: "a" < "a-c" <
   // "a_2.JPG" ("-" < "_"), and "a/..." before "a-c" unlike a sort of whole paths.
-  EXPECT_EQ(rel, (std::vector<std::string>{"B_0.PNG", "a/c_3.jpeg", "a/deeper/z.Gif", "a-c/x.png", "a_2.JPG",
-                                           "b_1.png", "dir.png/y.png"}));
+  EXPECT_EQ(rel, (std::vector<std::string>{"B_0.PNG", "a/c_3.jpeg", "a/deeper/z.Gif", "a-c/x.png",
+                                           "a_2.JPG", "b_1.png", "dir.png/y.png"}));
 }
 
 TEST(DataFolder, ClassLabelsFromTheNamePrefix) {
@@ -96,7 +97,8 @@ TEST(DataFolder, DecodesPngAndJpegOfAnySize) {
   test::write_png(d.file("c.png"), test::pattern_image(130, 70, 2));
   test::write_png(d.file("d.png"), test::pattern_image(33, 33, 4));
   Image8 flat(40, 30, 3);
-  for (size_t p = 0; p < flat.pixels.size(); p += 3) flat.pixels[p] = 200, flat.pixels[p + 1] = 100, flat.pixels[p + 2] = 20;
+  for (size_t p = 0; p < flat.pixels.size(); p += 3)
+    flat.pixels[p] = 200, flat.pixels[p + 1] = 100, flat.pixels[p + 2] = 20;
   test::write_jpg(d.file("e.jpg"), flat, 100);
   const ImageFolderDataset ds(d.path(), 16);
   ASSERT_EQ(ds.size(), 5);
@@ -109,7 +111,8 @@ TEST(DataFolder, DecodesPngAndJpegOfAnySize) {
   // A flat JPEG stays flat within JPEG's error, channel by channel.
   const at::Tensor jpg = ds.get(4).image;
   const float want[3] = {200 / 127.5f - 1, 100 / 127.5f - 1, 20 / 127.5f - 1};
-  for (int c = 0; c < 3; ++c) EXPECT_LT((jpg[c] - want[c]).abs().max().item<float>(), 3 / 127.5f) << "channel " << c;
+  for (int c = 0; c < 3; ++c)
+    EXPECT_LT((jpg[c] - want[c]).abs().max().item<float>(), 3 / 127.5f) << "channel " << c;
 }
 
 TEST(DataFolder, CorruptImagesAreErrorsNamingTheFile) {
@@ -141,15 +144,16 @@ TEST(DataFolder, MissingEmptyOrUnnamedFoldersAreErrors) {
   test::write_bytes(d.file("readme.txt"), "no images here");
   EXPECT_ERROR(FileError, open_dataset(d.path(), 8), "holds no images");
   EXPECT_ERROR(FileError, open_dataset(d.file("nope"), 8), "does not exist");
-  EXPECT_ERROR(ConfigError, open_dataset("", 8), "--data_dir");
+  EXPECT_ERROR(ConfigError, open_dataset("", 8), "`data_dir`");
   test::write_png(d.file("x.png"), test::pattern_image(4, 4, 3));
-  EXPECT_ERROR(ConfigError, open_dataset(d.path(), 0), "--image_size");
+  EXPECT_ERROR(ConfigError, open_dataset(d.path(), 0), "`image_size`");
 }
 
 TEST(DataFolder, LoadDataGivesBatchesWithLabels) {
   TempDir d;
   for (int i = 0; i < 6; ++i) {
-    test::write_png(d.file(str(i % 2 ? "odd" : "even", "_", i, ".png")), test::pattern_image(20 + i, 30 - i, 3, i));
+    test::write_png(d.file(str(i % 2 ? "odd" : "even", "_", i, ".png")),
+                    test::pattern_image(20 + i, 30 - i, 3, i));
   }
   DataConfig cfg;
   cfg.data_dir = d.path();
@@ -189,7 +193,8 @@ TEST(DataLoader, EpochsAreShuffledPermutationsWithDropLast) {
   for (int e = 0; e < 4; ++e) epochs.push_back(take(loader, 3));
   for (const auto& ep : epochs) {
     ASSERT_EQ(ep.size(), 9u);  // one item left over, dropped
-    EXPECT_EQ(std::set<int64_t>(ep.begin(), ep.end()).size(), 9u) << "an item repeated within an epoch";
+    EXPECT_EQ(std::set<int64_t>(ep.begin(), ep.end()).size(), 9u)
+        << "an item repeated within an epoch";
     for (int64_t i : ep) EXPECT_TRUE(i >= 0 && i < 10);
   }
   EXPECT_NE(epochs[0], epochs[1]);
@@ -243,7 +248,8 @@ TEST(DataLoader, DeterministicModeIsInOrder) {
   r1.rank = 1;
   r1.world_size = 2;
   DataLoader l1(ds, r1);
-  EXPECT_EQ(take(l1, 2), (std::vector<int64_t>{1, 3, 1, 3}));  // shard {1, 3, 5}: 1 batch, 5 dropped
+  EXPECT_EQ(take(l1, 2),
+            (std::vector<int64_t>{1, 3, 1, 3}));  // shard {1, 3, 5}: 1 batch, 5 dropped
 }
 
 TEST(DataLoader, FewerItemsThanABatchRunOnIntoTheNextEpochs) {
@@ -252,7 +258,8 @@ TEST(DataLoader, FewerItemsThanABatchRunOnIntoTheNextEpochs) {
   const std::vector<int64_t> items = take(l, 3);  // 24 items = 8 epochs of 3
   ASSERT_EQ(items.size(), 24u);
   for (size_t e = 0; e < 8; ++e) {
-    EXPECT_EQ(std::set<int64_t>(items.begin() + 3 * e, items.begin() + 3 * e + 3), (std::set<int64_t>{0, 1, 2}));
+    EXPECT_EQ(std::set<int64_t>(items.begin() + 3 * e, items.begin() + 3 * e + 3),
+              (std::set<int64_t>{0, 1, 2}));
   }
 }
 
@@ -269,7 +276,8 @@ TEST(DataLoader, StartBatchContinuesThePlan) {
       for (int64_t k : {1, 3, 5, 7}) {
         o.start_batch = k;
         DataLoader resumed(ds, o);
-        EXPECT_EQ(take(resumed, int(12 - k)), std::vector<int64_t>(all.begin() + k * batch, all.end()))
+        EXPECT_EQ(take(resumed, int(12 - k)),
+                  std::vector<int64_t>(all.begin() + k * batch, all.end()))
             << n << " items, batch " << batch << ", start " << k << (shuffle ? ", shuffled" : "");
       }
     }
@@ -286,13 +294,13 @@ TEST(DataLoader, LabelsOnlyWhenAskedAndAvailable) {
   ASSERT_TRUE(b.labels.defined());
   for (int64_t i = 0; i < 6; ++i) EXPECT_EQ(b.labels[i].item<int64_t>(), i % 3);
   ds->labelled_ = false;
-  EXPECT_ERROR(ConfigError, DataLoader(ds, o), "--class_cond");
+  EXPECT_ERROR(ConfigError, DataLoader(ds, o), "`class_cond`");
 }
 
 TEST(DataLoader, BadOptionsAreErrors) {
   auto ds = std::make_shared<FakeDataset>(3);
   LoaderOptions o = opts(0);
-  EXPECT_ERROR(ConfigError, DataLoader(ds, o), "--batch_size");
+  EXPECT_ERROR(ConfigError, DataLoader(ds, o), "`batch_size`");
   o = opts(1);
   o.rank = 2;
   o.world_size = 2;
@@ -301,7 +309,7 @@ TEST(DataLoader, BadOptionsAreErrors) {
   o.world_size = 4;
   EXPECT_ERROR(ConfigError, DataLoader(ds, o), "fewer than the 4 processes");
   o = opts(1, 0, -1);
-  EXPECT_ERROR(ConfigError, DataLoader(ds, o), "--num_workers");
+  EXPECT_ERROR(ConfigError, DataLoader(ds, o), "`num_workers`");
   o = opts(1);
   o.start_batch = -1;
   EXPECT_ERROR(ConfigError, DataLoader(ds, o), "first batch");
@@ -312,7 +320,8 @@ TEST(DataLoader, BadItemsFailWithTheirName) {
   LoaderOptions o = opts(5);
   o.shuffle = false;
   DataLoader l(ds, o);
-  EXPECT_ERROR(FileError, l.next(), "fake4.png: corrupt (--skip_bad_images True skips such images)");
+  EXPECT_ERROR(FileError, l.next(),
+               "fake4.png: corrupt (`skip_bad_images` True skips such images)");
   EXPECT_EQ(take(l, 1), (std::vector<int64_t>{5, 6, 7, 8, 9}));  // the loader goes on
 }
 
@@ -340,7 +349,8 @@ TEST(DataLoader, SkippedBadItemsAreCountedAndDeterministic) {
 
 TEST(DataLoader, SkipsCorruptFilesOfAFolder) {
   TempDir d;
-  for (int i = 0; i < 5; ++i) test::write_png(d.file(str("img_", i, ".png")), test::pattern_image(12, 12, 3, i));
+  for (int i = 0; i < 5; ++i)
+    test::write_png(d.file(str("img_", i, ".png")), test::pattern_image(12, 12, 3, i));
   test::write_bytes(d.file("img_bad.png"), "\x89PNG broken");
   DataConfig cfg;
   cfg.data_dir = d.path();
@@ -367,7 +377,8 @@ TEST(DataIdx, ReadsPlainAndGzippedFiles) {
   for (bool gz : {false, true}) {
     TempDir d;
     const auto px = idx_pixels(5, 6, 4);
-    const std::string images = test::idx_bytes({5, 6, 4}, px), labels = test::idx_bytes({5}, {3, 0, 1, 3, 2});
+    const std::string images = test::idx_bytes({5, 6, 4}, px),
+                      labels = test::idx_bytes({5}, {3, 0, 1, 3, 2});
     if (gz) {
       test::write_gz(d.file("train-images-idx3-ubyte.gz"), images);
       test::write_gz(d.file("train-labels-idx1-ubyte.gz"), labels);
@@ -376,7 +387,8 @@ TEST(DataIdx, ReadsPlainAndGzippedFiles) {
       test::write_bytes(d.file("train-labels-idx1-ubyte"), labels);
     }
     // A t10k split beside it is not used: the folder means the train split.
-    test::write_bytes(d.file("t10k-images-idx3-ubyte"), test::idx_bytes({1, 6, 4}, idx_pixels(1, 6, 4)));
+    test::write_bytes(d.file("t10k-images-idx3-ubyte"),
+                      test::idx_bytes({1, 6, 4}, idx_pixels(1, 6, 4)));
     const auto ds = open_dataset(d.path(), 4);  // 4x6 -> short side 4: a copy, then the crop
     ASSERT_NE(dynamic_cast<const IdxDataset*>(ds.get()), nullptr);
     ASSERT_EQ(ds->size(), 5);
@@ -388,7 +400,8 @@ TEST(DataIdx, ReadsPlainAndGzippedFiles) {
       for (int y = 0; y < 4; ++y)
         for (int x = 0; x < 4; ++x) {
           const float want = float(px[size_t(3) * 24 + (y + 1) * 4 + x]) / 127.5f - 1.0f;
-          ASSERT_EQ(ex.image[c][y][x].item<float>(), want) << (gz ? "gz " : "plain ") << c << " " << y << " " << x;
+          ASSERT_EQ(ex.image[c][y][x].item<float>(), want)
+              << (gz ? "gz " : "plain ") << c << " " << y << " " << x;
         }
   }
 }
@@ -411,7 +424,8 @@ TEST(DataIdx, TwentyEightArePaddedToThirtyTwo) {
   EXPECT_EQ(im.index({Slice(), Slice(0, 2)}).max().item<float>(), -1.0f);
   EXPECT_EQ(im.index({Slice(), Slice(), Slice(30, 32)}).max().item<float>(), -1.0f);
   // Other sizes are resized: 28 -> 16.
-  EXPECT_EQ(open_dataset(d.file("t10k-images-idx3-ubyte"), 16)->get(0).image.sizes(), (at::IntArrayRef{3, 16, 16}));
+  EXPECT_EQ(open_dataset(d.file("t10k-images-idx3-ubyte"), 16)->get(0).image.sizes(),
+            (at::IntArrayRef{3, 16, 16}));
 }
 
 TEST(DataIdx, BadFilesAreErrorsNamingTheFile) {
@@ -427,7 +441,8 @@ TEST(DataIdx, BadFilesAreErrorsNamingTheFile) {
   expect_bad("\x12\x34\x08\x03", 3, "bad magic number");
   expect_bad(test::idx_bytes({2, 3, 3}, px, 0x0d), 3, "element type 0xd");
   expect_bad(test::idx_bytes({2, 3, 3}, px), 1, "has 3 dimensions, expected 1");
-  expect_bad(test::idx_bytes({2, 3, 3}, std::vector<uint8_t>(px.begin(), px.end() - 1)), 3, "truncated");
+  expect_bad(test::idx_bytes({2, 3, 3}, std::vector<uint8_t>(px.begin(), px.end() - 1)), 3,
+             "truncated");
   auto longer = px;
   longer.push_back(0);
   expect_bad(test::idx_bytes({2, 3, 3}, longer), 3, "data after");

@@ -36,8 +36,9 @@ TEST(DataResize, MatchesPillowBitForBit) {
     const at::Tensor want = expected.to(at::kFloat) / 127.5f - 1.0f;
     ASSERT_EQ(ex.image.sizes(), want.sizes()) << "case " << i;
     EXPECT_EQ((ex.image - want).abs().max().item<float>(), 0.0f)
-        << "case " << i << " (" << input.width << "x" << input.height << "x" << input.channels << " -> " << res
-        << "): " << (ex.image - want).abs().gt(0).sum().item<int64_t>() << " values differ";
+        << "case " << i << " (" << input.width << "x" << input.height << "x" << input.channels
+        << " -> " << res << "): " << (ex.image - want).abs().gt(0).sum().item<int64_t>()
+        << " values differ";
   }
   EXPECT_EQ(cases, 10);
 }
@@ -45,7 +46,8 @@ TEST(DataResize, MatchesPillowBitForBit) {
 TEST(DataResize, ConstantImagesStayConstant) {
   for (int c : {1, 2, 3, 4}) {
     Image8 im(37, 23, c);
-    for (size_t p = 0; p < im.pixels.size(); ++p) im.pixels[p] = uint8_t(p % c == size_t(c - 1) && c % 2 == 0 ? 200 : 77);
+    for (size_t p = 0; p < im.pixels.size(); ++p)
+      im.pixels[p] = uint8_t(p % c == size_t(c - 1) && c % 2 == 0 ? 200 : 77);
     for (auto [w, h] : {std::pair{18, 11}, {50, 40}, {5, 60}, {1, 1}}) {
       for (ResampleFilter f : {ResampleFilter::Box, ResampleFilter::Bicubic}) {
         const Image8 out = pil_resize(im, w, h, f);
@@ -55,7 +57,8 @@ TEST(DataResize, ConstantImagesStayConstant) {
         // (77 * 200 / 255 -> 60 -> 60 * 255 / 200 -> 76), but it stays constant.
         for (size_t p = 0; p < out.pixels.size(); ++p) {
           ASSERT_EQ(out.pixels[p], out.pixels[p % c]) << c << " channels, " << w << "x" << h;
-          ASSERT_NEAR(out.pixels[p], im.pixels[p % c], c % 2 == 0 ? 1 : 0) << c << " channels, " << w << "x" << h;
+          ASSERT_NEAR(out.pixels[p], im.pixels[p % c], c % 2 == 0 ? 1 : 0)
+              << c << " channels, " << w << "x" << h;
         }
       }
     }
@@ -71,7 +74,8 @@ TEST(DataResize, HorizontalRampStaysMonotone) {
     for (ResampleFilter f : {ResampleFilter::Box, ResampleFilter::Bicubic}) {
       const Image8 out = pil_resize(ramp, w, 7, f);
       for (int y = 0; y < 7; ++y)
-        for (int x = 1; x < w; ++x) ASSERT_LE(out.row(y)[(x - 1) * 3], out.row(y)[x * 3]) << "width " << w;
+        for (int x = 1; x < w; ++x)
+          ASSERT_LE(out.row(y)[(x - 1) * 3], out.row(y)[x * 3]) << "width " << w;
     }
   }
 }

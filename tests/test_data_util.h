@@ -19,7 +19,8 @@
 namespace idiff::test {
 
 inline void write_png(const std::string& path, const Image8& im) {
-  if (!stbi_write_png(path.c_str(), im.width, im.height, im.channels, im.pixels.data(), im.width * im.channels)) {
+  if (!stbi_write_png(path.c_str(), im.width, im.height, im.channels, im.pixels.data(),
+                      im.width * im.channels)) {
     throw std::runtime_error("stbi_write_png failed: " + path);
   }
 }
@@ -42,7 +43,8 @@ inline Image8 pattern_image(int w, int h, int c, int seed = 0) {
   Image8 im(w, h, c);
   for (int y = 0; y < h; ++y)
     for (int x = 0; x < w; ++x)
-      for (int b = 0; b < c; ++b) im.row(y)[x * c + b] = uint8_t((x * 7 + y * 13 + b * 50 + seed) % 256);
+      for (int b = 0; b < c; ++b)
+        im.row(y)[x * c + b] = uint8_t((x * 7 + y * 13 + b * 50 + seed) % 256);
   return im;
 }
 
@@ -81,7 +83,9 @@ class FakeDataset : public Dataset {
   }
   bool has_labels() const override { return labelled_; }
   const std::vector<std::string>& class_names() const override { return names_; }
-  std::string describe(int64_t index) const override { return "fake" + std::to_string(index) + ".png"; }
+  std::string describe(int64_t index) const override {
+    return "fake" + std::to_string(index) + ".png";
+  }
   std::string summary() const override { return "fake data"; }
   bool labelled_ = true;
 

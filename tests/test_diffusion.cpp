@@ -429,10 +429,10 @@ TEST(GaussianDiffusion, BadTimestepsAndMismatchedModelsAreClearErrors) {
       [&] {
         d.p_mean_variance(smooth_model(true), x0, steps({1, 2}));
       },
-      "--learn_sigma False");
+      "`learn_sigma` False");
   const GaussianDiffusion learned(params(ModelMeanType::Epsilon, ModelVarType::LearnedRange));
-  expect_error([&] { learned.training_losses(model, x0, steps({1, 2})); }, "--learn_sigma True");
-  expect_error([&] { learned.p_mean_variance(model, x0, steps({1, 2})); }, "--learn_sigma True");
+  expect_error([&] { learned.training_losses(model, x0, steps({1, 2})); }, "`learn_sigma` True");
+  expect_error([&] { learned.p_mean_variance(model, x0, steps({1, 2})); }, "`learn_sigma` True");
   SampleOptions opts;
   opts.noise = at::zeros({1, 3, 4, 4});
   expect_error(

@@ -121,7 +121,7 @@ TEST(ScheduleSampler, FactoryNamesAndError) {
     ADD_FAILURE() << "no error";
   } catch (const ConfigError& e) {
     const std::string msg = e.what();
-    EXPECT_NE(msg.find("--schedule_sampler 'importance'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("`schedule_sampler` 'importance'"), std::string::npos) << msg;
     EXPECT_NE(msg.find("uniform, loss-second-moment"), std::string::npos) << msg;
   }
 }

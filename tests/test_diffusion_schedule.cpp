@@ -73,10 +73,10 @@ TEST(BetaSchedule, CosineFollowsAlphaBarAndClips) {
 
 TEST(BetaSchedule, UnknownNameListsAllowedValues) {
   const std::string msg = config_error([] { get_named_beta_schedule("quadratic", 1000); });
-  EXPECT_NE(msg.find("--noise_schedule"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("`noise_schedule`"), std::string::npos) << msg;
   EXPECT_NE(msg.find("quadratic"), std::string::npos) << msg;
   EXPECT_NE(msg.find("linear, cosine"), std::string::npos) << msg;
-  EXPECT_NE(config_error([] { get_named_beta_schedule("linear", 0); }).find("--diffusion_steps"),
+  EXPECT_NE(config_error([] { get_named_beta_schedule("linear", 0); }).find("`diffusion_steps`"),
             std::string::npos);
 }
 
@@ -128,7 +128,7 @@ TEST(SpaceTimesteps, ImpossibleRequestsGiveTheReferenceErrors) {
   for (const auto& c : cases) {
     const std::string msg = config_error([&] { space_timesteps(c.steps, c.counts); });
     EXPECT_NE(msg.find(c.text), std::string::npos) << c.counts << ": '" << msg << "'";
-    EXPECT_NE(msg.find("--timestep_respacing"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("`timestep_respacing`"), std::string::npos) << msg;
   }
 }
 
@@ -209,13 +209,13 @@ TEST(DiffusionFactory, BadSettingsNameTheFlag) {
   DiffusionConfig c;
   c.noise_schedule = "sigmoid";
   std::string msg = config_error([&] { create_gaussian_diffusion(c); });
-  EXPECT_NE(msg.find("--noise_schedule 'sigmoid'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("`noise_schedule` 'sigmoid'"), std::string::npos) << msg;
   EXPECT_NE(msg.find("linear, cosine"), std::string::npos) << msg;
 
   c = DiffusionConfig{};
   c.timestep_respacing = "ddim999";
   msg = config_error([&] { create_gaussian_diffusion(c); });
-  EXPECT_NE(msg.find("--timestep_respacing"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("`timestep_respacing`"), std::string::npos) << msg;
 
   c.timestep_respacing = "1";
   msg = config_error([&] { create_gaussian_diffusion(c); });
@@ -224,7 +224,7 @@ TEST(DiffusionFactory, BadSettingsNameTheFlag) {
   c = DiffusionConfig{};
   c.diffusion_steps = 1;
   msg = config_error([&] { create_gaussian_diffusion(c); });
-  EXPECT_NE(msg.find("--diffusion_steps"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("`diffusion_steps`"), std::string::npos) << msg;
 }
 
 }  // namespace

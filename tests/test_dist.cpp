@@ -1,15 +1,15 @@
-// dist/ in one process: reading the launcher's variables (good and bad), gradient
+// distributed/ in one process: reading the launcher's variables (good and bad), gradient
 // buckets, the single-process context, and a real process group of one rank (what a
 // WORLD_SIZE=1 launch gets). The multi-process runs are in test_dist_multiprocess.cpp.
 #include "test_dist_util.h"
 #include "test_util.h"
 
 #include "idiff/common/error.h"
-#include "idiff/dist/bucket.h"
-#include "idiff/dist/data_parallel.h"
-#include "idiff/dist/dist_context.h"
-#include "idiff/dist/dist_env.h"
-#include "idiff/dist/grad_reducer.h"
+#include "idiff/distributed/bucket.h"
+#include "idiff/distributed/data_parallel.h"
+#include "idiff/distributed/dist_context.h"
+#include "idiff/distributed/dist_env.h"
+#include "idiff/distributed/grad_reducer.h"
 
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
@@ -225,7 +225,7 @@ TEST(DistContext, TimeoutMustBePositive) {
       DistContext::from_env(DistEnv{}, at::kCPU, t);
       ADD_FAILURE() << "no error for timeout " << t;
     } catch (const ConfigError& e) {
-      EXPECT_CONTAINS(std::string(e.what()), "--dist_timeout");
+      EXPECT_CONTAINS(std::string(e.what()), "`dist_timeout`");
     }
   }
 }

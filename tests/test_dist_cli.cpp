@@ -239,7 +239,7 @@ TEST(DistTrainCli, SignalToOneRankStopsAllAtTheSameStep) {
   const std::string out = run.ranks[0]->out();
   std::smatch m;
   ASSERT_TRUE(std::regex_search(
-      out, m, std::regex("stopped by a signal to another rank after step (\\d+)")))
+      out, m, std::regex("stopped by another rank.s stop request after step (\\d+)")))
       << out;
   char name[32];
   std::snprintf(name, sizeof(name), "model%06d.pt", std::stoi(m[1]));

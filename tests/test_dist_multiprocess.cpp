@@ -1,4 +1,4 @@
-// dist/ across processes: 2 ranks of this test binary on this machine (Gloo over
+// distributed/ across processes: 2 ranks of this test binary on this machine (Gloo over
 // loopback; see test_dist_worker.cpp for what each rank does and checks), started with
 // torchrun's variables or through OpenMPI's mpirun, and the faults: a rank that dies,
 // stalls or never starts makes the others fail with a clear error within the timeout.
@@ -98,7 +98,7 @@ TEST(DistMultiProcess, KilledPeerMakesTheOtherExitWithAnError) {
   EXPECT_EQ(run.codes[0], 1) << describe(run);
   EXPECT_CONTAINS(run.ranks[0]->err(),
                   "idiff: error: distributed gradient all_reduce_mean failed on rank 0 of 2 "
-                  "(gloo, --dist_timeout 30 s): another rank exited or could not be reached");
+                  "(gloo, `dist_timeout` 30 s): another rank exited or could not be reached");
   EXPECT_LT(elapsed, 30.0) << "the survivor waited for the timeout";
 }
 
@@ -120,7 +120,7 @@ TEST(DistMultiProcess, StalledPeerTimesOut) {
   EXPECT_EQ(code, 1) << ranks[0]->out() << ranks[0]->err();
   EXPECT_CONTAINS(ranks[0]->err(), "distributed gradient all_reduce_mean failed on rank 0 of 2");
   EXPECT_CONTAINS(ranks[0]->err(),
-                  "(gloo, --dist_timeout 2 s): no reply from another rank within the timeout");
+                  "(gloo, `dist_timeout` 2 s): no reply from another rank within the timeout");
   EXPECT_GE(elapsed, 2.0);
   EXPECT_LT(elapsed, 2.0 + 20.0);  // the timeout plus start-up, not a hang
 }
@@ -143,7 +143,7 @@ TEST(DistMultiProcess, MissingPeerFailsTheRendezvous) {
     EXPECT_CONTAINS(err,
                     "idiff: error: distributed rendezvous at MASTER_ADDR=127.0.0.1 MASTER_PORT=");
     EXPECT_CONTAINS(err,
-                    "failed for rank " + std::to_string(r) + " of 2 within --dist_timeout 1 s");
+                    "failed for rank " + std::to_string(r) + " of 2 within `dist_timeout` 1 s");
   }
   EXPECT_LT(seconds_since(start), 1.0 + 20.0);
 }

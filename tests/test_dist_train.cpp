@@ -11,7 +11,7 @@
 
 #include "idiff/diffusion/factory.h"
 #include "idiff/diffusion/resample.h"
-#include "idiff/dist/dist_context.h"
+#include "idiff/distributed/dist_context.h"
 #include "idiff/model/factory.h"
 #include "idiff/train/ema.h"
 #include "idiff/train/train_loop.h"

@@ -1,4 +1,4 @@
-// Helpers of the dist/ tests: message checks and running copies of this test binary as
+// Helpers of the distributed/ tests: message checks and running copies of this test binary as
 // the ranks of a multi-process run (test_dist_worker.cpp turns such a copy into a worker).
 #pragma once
 

@@ -8,9 +8,9 @@
 #include "test_dist_util.h"
 
 #include "idiff/common/error.h"
-#include "idiff/dist/data_parallel.h"
-#include "idiff/dist/dist_context.h"
-#include "idiff/dist/grad_reducer.h"
+#include "idiff/distributed/data_parallel.h"
+#include "idiff/distributed/dist_context.h"
+#include "idiff/distributed/grad_reducer.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>

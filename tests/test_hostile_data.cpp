@@ -6,7 +6,7 @@
 #include "test_util.h"
 
 #include "idiff/common/error.h"
-#include "idiff/common/regular_file.h"
+#include "idiff/common/filesystem.h"
 #include "idiff/data/data_loader.h"
 #include "idiff/data/image_datasets.h"
 #include "idiff/io/tensor_file.h"
@@ -115,7 +115,7 @@ TEST(HostileData, ImagesAboveThePixelLimitAreRefusedBeforeDecoding) {
   EXPECT_EQ(decode_image_file(d.file("small.png")).width, 32);
   EXPECT_HAS(
       message_of([&] { decode_image_file(d.file("small.png"), 1023); }),
-      "is 32x32 (1024 pixels), more than the limit of 1023 pixels (--max_image_pixels raises it)");
+      "is 32x32 (1024 pixels), more than the limit of 1023 pixels (`max_image_pixels` raises it)");
   EXPECT_EQ(decode_image_file(d.file("small.png"), 1024).height, 32);
   // A header that declares 20000 x 20000 over a few hundred bytes of data: refused from
   // the header (IHDR's width and height at bytes 16..23), with the default limit.

@@ -6,12 +6,12 @@
 #include "test_train_util.h"
 
 #include "idiff/common/error.h"
+#include "idiff/common/logger.h"
 #include "idiff/common/strings.h"
 #include "idiff/io/npz.h"
 #include "idiff/io/tensor_file.h"
 #include "idiff/model/factory.h"
 #include "idiff/model/state_dict.h"
-#include "idiff/train/logger.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -25,7 +25,8 @@ UNetModel model_from_fixture(const std::string& name) {
   return model;
 }
 
-void expect_layout(const UNetModel& model, const nlohmann::json& expected, const std::string& what) {
+void expect_layout(const UNetModel& model, const nlohmann::json& expected,
+                   const std::string& what) {
   const TensorMap sd = state_dict(*model);
   ASSERT_EQ(sd.size(), expected["keys"].size()) << what;
   size_t i = 0;
@@ -226,7 +227,7 @@ TEST(UNetErrors, UnsupportedImageSize) {
   ModelConfig cfg;
   cfg.image_size = 48;
   const std::string msg = error_of([&] { create_model(cfg); });
-  EXPECT_NE(msg.find("--image_size 48"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("`image_size` 48"), std::string::npos) << msg;
   EXPECT_NE(msg.find("32, 64 and 256"), std::string::npos) << msg;
 }
 
@@ -252,7 +253,7 @@ TEST(UNetErrors, BadAttentionResolutions) {
   cfg.image_size = 32;
   cfg.attention_resolutions = "16,x";
   const std::string msg = error_of([&] { create_model(cfg); });
-  EXPECT_NE(msg.find("--attention_resolutions"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("`attention_resolutions`"), std::string::npos) << msg;
 }
 
 TEST(UNetErrors, LabelsRequiredExactlyForClassConditional) {
@@ -265,10 +266,13 @@ TEST(UNetErrors, LabelsRequiredExactlyForClassConditional) {
   EXPECT_NO_THROW(model->forward(x, t, at::tensor({int64_t{1}, int64_t{999}})));
   cfg.class_cond = false;
   UNetModel uncond = create_model(cfg);
-  EXPECT_NE(error_of([&] { uncond->forward(x, t, at::tensor({int64_t{1}, int64_t{2}})); })
-                .find("not class-conditional"),
+  EXPECT_NE(error_of([&] {
+              uncond->forward(x, t, at::tensor({int64_t{1}, int64_t{2}}));
+            }).find("not class-conditional"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { uncond->forward(at::randn({2, 1, 32, 32}), t); }).find("[N, 3, H, W]"),
+  EXPECT_NE(error_of([&] {
+              uncond->forward(at::randn({2, 1, 32, 32}), t);
+            }).find("[N, 3, H, W]"),
             std::string::npos);
 }
 
@@ -277,14 +281,14 @@ TEST(UNetErrors, StateDictMismatchListsEveryProblem) {
   UNetModel model = create_model(cfg);
   TensorMap sd;
   for (const auto& [name, t] : state_dict(*model)) {
-    if (name == "time_embed.0.bias") continue;                        // missing
+    if (name == "time_embed.0.bias") continue;  // missing
     if (name == "out.2.weight") {
-      sd.insert(name, at::zeros({3, 32, 5, 5}));                      // mis-shaped
+      sd.insert(name, at::zeros({3, 32, 5, 5}));  // mis-shaped
       continue;
     }
     sd.insert(name, t.clone());
   }
-  sd.insert("label_emb.weight", at::zeros({1000, 128}));              // unexpected
+  sd.insert("label_emb.weight", at::zeros({1000, 128}));  // unexpected
   const std::string msg = error_of([&] { load_state_dict(*model, sd, "ckpt.pt"); });
   EXPECT_NE(msg.find("ckpt.pt"), std::string::npos) << msg;
   EXPECT_NE(msg.find("missing keys (1): time_embed.0.bias"), std::string::npos) << msg;
@@ -299,11 +303,12 @@ TEST(UNetErrors, SuperResNeedsLowRes) {
   cfg.num_channels = 32;
   cfg.num_res_blocks = 1;
   UNetModel model = sr_create_model(cfg);
-  const std::string msg =
-      error_of([&] { model->forward_kwargs(at::randn({1, 3, 64, 64}), at::tensor({1.0f}), {}); });
+  const std::string msg = error_of([&] {
+    model->forward_kwargs(at::randn({1, 3, 64, 64}), at::tensor({1.0f}), {});
+  });
   EXPECT_NE(msg.find("low_res"), std::string::npos) << msg;
   cfg.large_size = 32;
-  EXPECT_NE(error_of([&] { sr_create_model(cfg); }).find("--large_size 32"), std::string::npos);
+  EXPECT_NE(error_of([&] { sr_create_model(cfg); }).find("`large_size` 32"), std::string::npos);
 }
 
 // ---- the command line ------------------------------------------------------------------

@@ -7,9 +7,9 @@
 #include "idiff/common/strings.h"
 #include "idiff/data/load_data.h"
 #include "idiff/diffusion/factory.h"
+#include "idiff/io/image_grid.h"
 #include "idiff/io/npz.h"
 #include "idiff/io/tensor_file.h"
-#include "idiff/io/image_grid.h"
 #include "idiff/model/factory.h"
 #include "idiff/model/state_dict.h"
 
@@ -35,13 +35,25 @@ TEST(SampleCli, DdimReproducesTheReferenceTrajectory) {
     TensorMap noise;
     noise.insert("x_T", ref.at("noise"));
     write_npz(dir.file("noise.npz"), noise);
-    std::vector<std::string> args = {"sample", "--model_path", test::data_path(name + ".weights.safetensors"),
-                                     "--use_ddim", "True", "--initial_noise", dir.file("noise.npz"),
-                                     "--num_samples", "2", "--batch_size", "2", "--log_dir", dir.path(),
-                                     "--device", "cpu"};
+    std::vector<std::string> args = {"sample",
+                                     "--model_path",
+                                     test::data_path(name + ".weights.safetensors"),
+                                     "--use_ddim",
+                                     "True",
+                                     "--initial_noise",
+                                     dir.file("noise.npz"),
+                                     "--num_samples",
+                                     "2",
+                                     "--batch_size",
+                                     "2",
+                                     "--log_dir",
+                                     dir.path(),
+                                     "--device",
+                                     "cpu"};
     args = test::cat_args(args, fixture_flags(name),
                           std::vector<std::string>{"--timestep_respacing", "ddim10"});
-    if (name == "unet_tiny_cc") args = test::cat_args(args, std::vector<std::string>{"--class", "3,999"});
+    if (name == "unet_tiny_cc")
+      args = test::cat_args(args, std::vector<std::string>{"--class", "3,999"});
     const auto r = test::run_idiff(args);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const at::Tensor got = read_npz(samples_file(dir, 2, 32)).at("arr_0").to(at::kInt);
@@ -55,9 +67,10 @@ TEST(SampleCli, DdimReproducesTheReferenceTrajectory) {
 
 std::vector<std::string> tiny_sample_args(const TempDir& dir, const std::string& seed) {
   return test::cat_args(
-      std::vector<std::string>{"sample", "--model_path", test::data_path("unet_tiny.weights.safetensors"),
-                               "--num_samples", "3", "--batch_size", "2", "--log_dir", dir.path(),
-                               "--device", "cpu", "--seed", seed},
+      std::vector<std::string>{"sample", "--model_path",
+                               test::data_path("unet_tiny.weights.safetensors"), "--num_samples",
+                               "3", "--batch_size", "2", "--log_dir", dir.path(), "--device", "cpu",
+                               "--seed", seed},
       fixture_flags("unet_tiny"), std::vector<std::string>{"--timestep_respacing", "10"});
 }
 
@@ -89,9 +102,10 @@ TEST(SampleCli, SamplesFileHasTheReferenceLayoutForNumpy) {
   auto c = check(samples_file(dir, 3, 32), 3, false);
   EXPECT_EQ(c.exit_code, 0) << c.out << c.err;
   r = test::run_idiff(test::cat_args(
-      std::vector<std::string>{"sample", "--model_path", test::data_path("unet_tiny_cc.weights.safetensors"),
-                               "--num_samples", "2", "--batch_size", "2", "--log_dir", dir_cc.path(),
-                               "--device", "cpu", "--save_pngs", "True"},
+      std::vector<std::string>{"sample", "--model_path",
+                               test::data_path("unet_tiny_cc.weights.safetensors"), "--num_samples",
+                               "2", "--batch_size", "2", "--log_dir", dir_cc.path(), "--device",
+                               "cpu", "--save_pngs", "True"},
       fixture_flags("unet_tiny_cc"), std::vector<std::string>{"--timestep_respacing", "5"}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   c = check(samples_file(dir_cc, 2, 32), 2, true);
@@ -110,21 +124,23 @@ double bpd_of(const std::string& out) {
 TEST(NllCli, TrainingLowersBitsPerDim) {
   TempDir data, trained, untrained, eval_a, eval_b;
   test::write_shape_folder(data.path(), 8);
-  const auto flags = test::cat_args(test::tiny_flags(),
-                                    std::vector<std::string>{"--diffusion_steps", "50", "--device", "cpu"});
+  const auto flags = test::cat_args(
+      test::tiny_flags(), std::vector<std::string>{"--diffusion_steps", "50", "--device", "cpu"});
   auto train = [&](const TempDir& dir, const std::string& lr, const std::string& steps) {
-    return test::run_idiff(test::cat_args(
-        std::vector<std::string>{"train", "--data_dir", data.path(), "--log_dir", dir.path(), "--batch_size",
-                                 "8", "--lr", lr, "--max_steps", steps, "--log_interval", "10"},
-        flags));
+    return test::run_idiff(
+        test::cat_args(std::vector<std::string>{"train", "--data_dir", data.path(), "--log_dir",
+                                                dir.path(), "--batch_size", "8", "--lr", lr,
+                                                "--max_steps", steps, "--log_interval", "10"},
+                       flags));
   };
   ASSERT_EQ(train(trained, "2e-3", "40").exit_code, 0);
   ASSERT_EQ(train(untrained, "0", "1").exit_code, 0);  // lr 0: the initial weights
   auto nll = [&](const std::string& model, const TempDir& dir) {
-    return test::run_idiff(test::cat_args(
-        std::vector<std::string>{"nll", "--model_path", model, "--data_dir", data.path(), "--num_samples",
-                                 "4", "--batch_size", "4", "--log_dir", dir.path()},
-        flags));
+    return test::run_idiff(
+        test::cat_args(std::vector<std::string>{"nll", "--model_path", model, "--data_dir",
+                                                data.path(), "--num_samples", "4", "--batch_size",
+                                                "4", "--log_dir", dir.path()},
+                       flags));
   };
   const auto a = nll(trained.file("model000040.pt"), eval_a);
   const auto b = nll(untrained.file("model000001.pt"), eval_b);
@@ -145,9 +161,10 @@ TEST(NllCli, EqualsTheLibrarysCalcBpdLoop) {
   const auto flags = test::cat_args(fixture_flags("unet_tiny"),
                                     std::vector<std::string>{"--timestep_respacing", "8"});
   const auto r = test::run_idiff(test::cat_args(
-      std::vector<std::string>{"nll", "--model_path", test::data_path("unet_tiny.weights.safetensors"),
-                               "--data_dir", data.path(), "--num_samples", "4", "--batch_size", "2",
-                               "--log_dir", dir.path(), "--device", "cpu", "--seed", "11"},
+      std::vector<std::string>{"nll", "--model_path",
+                               test::data_path("unet_tiny.weights.safetensors"), "--data_dir",
+                               data.path(), "--num_samples", "4", "--batch_size", "2", "--log_dir",
+                               dir.path(), "--device", "cpu", "--seed", "11"},
       flags));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // The same evaluation through the library.
@@ -185,12 +202,23 @@ TEST(NllCli, EqualsTheLibrarysCalcBpdLoop) {
 TEST(SuperResCli, TrainsAndUpsamplesASamplesFile) {
   TempDir data, run, out;
   test::write_shape_folder(data.path(), 6);
-  const std::vector<std::string> model = {"--large_size", "64", "--small_size", "32", "--num_channels", "32",
-                                          "--num_res_blocks", "1", "--attention_resolutions", "",
-                                          "--learn_sigma", "True", "--device", "cpu"};
+  const std::vector<std::string> model = {"--large_size",
+                                          "64",
+                                          "--small_size",
+                                          "32",
+                                          "--num_channels",
+                                          "32",
+                                          "--num_res_blocks",
+                                          "1",
+                                          "--attention_resolutions",
+                                          "",
+                                          "--learn_sigma",
+                                          "True",
+                                          "--device",
+                                          "cpu"};
   auto r = test::run_idiff(test::cat_args(
-      std::vector<std::string>{"super-res-train", "--data_dir", data.path(), "--log_dir", run.path(),
-                               "--batch_size", "2", "--max_steps", "2"},
+      std::vector<std::string>{"super-res-train", "--data_dir", data.path(), "--log_dir",
+                               run.path(), "--batch_size", "2", "--max_steps", "2"},
       model));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // Base samples: three 32x32 images as `idiff sample` writes them.
@@ -199,8 +227,9 @@ TEST(SuperResCli, TrainsAndUpsamplesASamplesFile) {
   write_npz(out.file("base.npz"), base);
   r = test::run_idiff(test::cat_args(
       std::vector<std::string>{"super-res-sample", "--model_path", run.file("ema_0.9999_000002.pt"),
-                               "--base_samples", out.file("base.npz"), "--num_samples", "3", "--batch_size",
-                               "2", "--timestep_respacing", "4", "--log_dir", out.path()},
+                               "--base_samples", out.file("base.npz"), "--num_samples", "3",
+                               "--batch_size", "2", "--timestep_respacing", "4", "--log_dir",
+                               out.path()},
       model));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const at::Tensor up = read_npz(samples_file(out, 3, 64)).at("arr_0");
@@ -214,8 +243,9 @@ TEST(SuperResCli, TrainsAndUpsamplesASamplesFile) {
            {out.file("wrong.npz"), "images are 16x16 but --small_size is 32"},
            {test::data_path("unet_tiny.json"), "unet_tiny.json"}}) {
     r = test::run_idiff(test::cat_args(
-        std::vector<std::string>{"super-res-sample", "--model_path", run.file("ema_0.9999_000002.pt"),
-                                 "--base_samples", file, "--num_samples", "1", "--log_dir", out.path()},
+        std::vector<std::string>{"super-res-sample", "--model_path",
+                                 run.file("ema_0.9999_000002.pt"), "--base_samples", file,
+                                 "--num_samples", "1", "--log_dir", out.path()},
         model));
     EXPECT_NE(r.exit_code, 0) << file;
     EXPECT_NE(r.err.find(msg), std::string::npos) << r.err;
@@ -229,8 +259,8 @@ TEST(SampleErrors, BadInputsAreClearErrors) {
   const std::string model = test::data_path("unet_tiny.weights.safetensors");
   auto run = [&](std::vector<std::string> extra) {
     return test::run_idiff(test::cat_args(
-        std::vector<std::string>{"sample", "--log_dir", dir.path(), "--device", "cpu"}, fixture_flags("unet_tiny"),
-        std::vector<std::string>{"--timestep_respacing", "2"}, extra));
+        std::vector<std::string>{"sample", "--log_dir", dir.path(), "--device", "cpu"},
+        fixture_flags("unet_tiny"), std::vector<std::string>{"--timestep_respacing", "2"}, extra));
   };
   auto r = run({"--model_path", model, "--num_channels", "64"});
   EXPECT_NE(r.exit_code, 0);
@@ -252,10 +282,11 @@ TEST(SampleErrors, BadInputsAreClearErrors) {
   write_npz(dir.file("noise.npz"), noise);
   r = run({"--model_path", model, "--num_samples", "2", "--initial_noise", dir.file("noise.npz")});
   EXPECT_NE(r.err.find("expected x_T of shape [2, 3, 32, 32]"), std::string::npos) << r.err;
-  r = test::run_idiff(test::cat_args(
-      std::vector<std::string>{"sample", "--model_path", test::data_path("unet_tiny_cc.weights.safetensors"),
-                               "--class", "5000", "--log_dir", dir.path()},
-      fixture_flags("unet_tiny_cc")));
+  r = test::run_idiff(
+      test::cat_args(std::vector<std::string>{"sample", "--model_path",
+                                              test::data_path("unet_tiny_cc.weights.safetensors"),
+                                              "--class", "5000", "--log_dir", dir.path()},
+                     fixture_flags("unet_tiny_cc")));
   EXPECT_NE(r.err.find("--class: 5000 is not a class"), std::string::npos) << r.err;
 }
 

@@ -224,11 +224,11 @@ TEST(StepSchedule, NamedSchedulesSpanTheirRange) {
 
 TEST(StepSchedule, BadSchedulesAreClearErrors) {
   const NoiseSchedule ns = noise_schedule_of(cosine_params());
-  EXPECT_NE(test::error_of([&] { make_step_schedule(ns, "cosine", 10); }).find("--schedule"),
+  EXPECT_NE(test::error_of([&] { make_step_schedule(ns, "cosine", 10); }).find("`schedule`"),
             std::string::npos);
-  EXPECT_NE(test::error_of([&] { make_step_schedule(ns, "karras", 0); }).find("--steps"),
+  EXPECT_NE(test::error_of([&] { make_step_schedule(ns, "karras", 0); }).find("`steps`"),
             std::string::npos);
-  EXPECT_NE(test::error_of([&] { make_step_schedule(ns, "karras", 10, 1500); }).find("--t_start"),
+  EXPECT_NE(test::error_of([&] { make_step_schedule(ns, "karras", 10, 1500); }).find("`t_start`"),
             std::string::npos);
   // Rounding 30 levels into 20 timesteps repeats some.
   EXPECT_NE(test::error_of([&] { make_step_schedule(ns, "linspace", 30, 20); }).find("decrease"),

@@ -194,8 +194,8 @@ TEST(TrainLoop, CheckpointIsTheReferencesStateDict) {
   ASSERT_TRUE(std::ifstream(dir.file("ema_0.9999_000000.pt")).good());
   ASSERT_TRUE(std::ifstream(dir.file("opt000000.pt")).good());
   // Python: torch.load(weights_only=True), the reference's keys in order, the same values.
-  const auto r = test::run_shell("cd " + std::string(IDIFF_TEST_SCRIPTS_DIR) + " && " + test::python() +
-                                 " check_train_checkpoint.py " + ckpt + " " +
+  const auto r = test::run_shell("cd " + std::string(IDIFF_TEST_SCRIPTS_DIR) + " && " +
+                                 test::python() + " check_train_checkpoint.py " + ckpt + " " +
                                  test::data_path("unet_tiny.json") + " " +
                                  test::data_path("unet_tiny.weights.safetensors"));
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -239,21 +239,24 @@ TEST(TrainErrors, ImpossibleSettingsAreClearErrors) {
   };
   TrainConfig c = tiny_train(dir.path());
   c.microbatch = 3;
-  EXPECT_NE(error_of([&] { make(c); }).find("--batch_size 4 is not a multiple of --microbatch 3"),
+  EXPECT_NE(error_of([&] { make(c); }).find("`batch_size` 4 is not a multiple of `microbatch` 3"),
             std::string::npos);
   c = tiny_train(dir.path());
   c.ema_rate = "0.9999,1.5";
-  EXPECT_NE(error_of([&] { make(c); }).find("--ema_rate: each rate must lie in (0, 1), got 1.5"),
+  EXPECT_NE(error_of([&] { make(c); }).find("`ema_rate`: each rate must lie in (0, 1), got 1.5"),
             std::string::npos);
   c.ema_rate = "fast";
-  EXPECT_NE(error_of([&] { make(c); }).find("--ema_rate: 'fast' is not a number"), std::string::npos);
+  EXPECT_NE(error_of([&] { make(c); }).find("`ema_rate`: 'fast' is not a number"),
+            std::string::npos);
   c = tiny_train(dir.path());
   c.precision = "bf16";
-  EXPECT_NE(error_of([&] { make(c); }).find("--precision bf16 needs a CUDA device"), std::string::npos);
+  EXPECT_NE(error_of([&] { make(c); }).find("`precision` bf16 needs a CUDA device"),
+            std::string::npos);
   c.precision = "fp8";
-  EXPECT_NE(error_of([&] { make(c); }).find("--precision 'fp8'"), std::string::npos);
-  EXPECT_NE(error_of([&] { create_named_schedule_sampler("sometimes", s.diffusion); })
-                .find("--schedule_sampler"),
+  EXPECT_NE(error_of([&] { make(c); }).find("`precision` 'fp8'"), std::string::npos);
+  EXPECT_NE(error_of([&] {
+              create_named_schedule_sampler("sometimes", s.diffusion);
+            }).find("`schedule_sampler`"),
             std::string::npos);
 }
 
@@ -280,7 +283,8 @@ void expect_loss_falls(const std::string& data_dir) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto losses = losses_of(dir.file("progress.csv"));
   ASSERT_GE(losses.size(), 6u);
-  EXPECT_LT(losses.back(), 0.7 * losses.front()) << "first " << losses.front() << " last " << losses.back();
+  EXPECT_LT(losses.back(), 0.7 * losses.front())
+      << "first " << losses.front() << " last " << losses.back();
   EXPECT_TRUE(std::ifstream(dir.file("model000030.pt")).good());
   EXPECT_TRUE(std::ifstream(dir.file("ema_0.9999_000030.pt")).good());
   EXPECT_TRUE(std::ifstream(dir.file("opt000030.pt")).good());
@@ -292,20 +296,22 @@ TEST(TrainCli, LossFallsOnAGeneratedImageFolder) {
   expect_loss_falls(data.path());
 }
 
-TEST(TrainCli, LossFallsOnFashionMnist) { expect_loss_falls("fashion-mnist"); }
+TEST(TrainCli, LossFallsOnFashionMnist) {
+  expect_loss_falls("fashion-mnist");
+}
 
 TEST(TrainCli, ResumeRepeatsTheStraightRun) {
   TempDir data, straight, first, second;
   test::write_shape_folder(data.path(), 10);
-  const auto common = test::cat_args({"train", "--data_dir", data.path(), "--batch_size", "4",
-                                      "--save_interval", "2", "--device", "cpu", "--seed", "3",
-                                      "--ema_rate", "0.9,0.99"},
-                                     test::tiny_flags());
-  auto r = test::run_idiff(test::cat_args(common, std::vector<std::string>{
-                                                      "--log_dir", straight.path(), "--max_steps", "4"}));
+  const auto common =
+      test::cat_args({"train", "--data_dir", data.path(), "--batch_size", "4", "--save_interval",
+                      "2", "--device", "cpu", "--seed", "3", "--ema_rate", "0.9,0.99"},
+                     test::tiny_flags());
+  auto r = test::run_idiff(test::cat_args(
+      common, std::vector<std::string>{"--log_dir", straight.path(), "--max_steps", "4"}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = test::run_idiff(test::cat_args(common, std::vector<std::string>{"--log_dir", first.path(),
-                                                                      "--max_steps", "2"}));
+  r = test::run_idiff(test::cat_args(
+      common, std::vector<std::string>{"--log_dir", first.path(), "--max_steps", "2"}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = test::run_idiff(test::cat_args(
       common, std::vector<std::string>{"--log_dir", second.path(), "--max_steps", "4",
@@ -313,7 +319,8 @@ TEST(TrainCli, ResumeRepeatsTheStraightRun) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("loading optimizer state"), std::string::npos) << r.out;
   for (const std::string name : {"model000004.pt", "ema_0.9_000004.pt", "ema_0.99_000004.pt"}) {
-    const TensorMap a = load_tensor_file(straight.file(name)), b = load_tensor_file(second.file(name));
+    const TensorMap a = load_tensor_file(straight.file(name)),
+                    b = load_tensor_file(second.file(name));
     ASSERT_EQ(a.size(), b.size());
     for (const auto& [key, t] : a) EXPECT_CLOSE(b.at(key), t, 1e-6) << name << " " << key;
   }
@@ -322,8 +329,9 @@ TEST(TrainCli, ResumeRepeatsTheStraightRun) {
 TEST(TrainCli, SigintSavesAndExitsCleanly) {
   TempDir data, dir;
   test::write_shape_folder(data.path(), 8);
-  const std::string cmd = std::string(IDIFF_EXE) + " train --data_dir " + data.path() + " --log_dir " +
-                          dir.path() + " --batch_size 2 --device cpu --log_interval 1 " +
+  const std::string cmd = std::string(IDIFF_EXE) + " train --data_dir " + data.path() +
+                          " --log_dir " + dir.path() +
+                          " --batch_size 2 --device cpu --log_interval 1 " +
                           "--image_size 32 --num_channels 32 --num_res_blocks 1 " +
                           "--attention_resolutions '' > " + dir.file("out.txt") + " 2>&1 & echo $!";
   const auto r = test::run_shell(cmd);
@@ -383,11 +391,13 @@ TEST(TrainCli, AKilledRunLeavesOnlyCompleteCheckpoints) {
       if (base.rfind("opt", 0) == 0) {
         EXPECT_NO_THROW(read_pt(dir.file(name))) << name << " is not a complete optimizer file";
       } else {
-        EXPECT_NO_THROW(load_tensor_file(dir.file(name))) << name << " is not a complete checkpoint";
+        EXPECT_NO_THROW(load_tensor_file(dir.file(name)))
+            << name << " is not a complete checkpoint";
       }
     } else {
       // Nothing but logs and complete checkpoints: no temporary file posing as one.
-      EXPECT_TRUE(base == "log.txt" || base == "progress.csv" || base.find(".tmp") != std::string::npos)
+      EXPECT_TRUE(base == "log.txt" || base == "progress.csv" ||
+                  base.find(".tmp") != std::string::npos)
           << name;
     }
   }
@@ -397,10 +407,11 @@ TEST(TrainCli, AKilledRunLeavesOnlyCompleteCheckpoints) {
 TEST(TrainCli, NonFiniteLossStopsWithoutSaving) {
   TempDir data, dir;
   test::write_shape_folder(data.path(), 8);
-  const auto r = test::run_idiff(test::cat_args(
-      {"train", "--data_dir", data.path(), "--log_dir", dir.path(), "--batch_size", "2", "--lr",
-       "1e30", "--max_steps", "20", "--log_interval", "1", "--save_interval", "100", "--device", "cpu"},
-      test::tiny_flags()));
+  const auto r = test::run_idiff(
+      test::cat_args({"train", "--data_dir", data.path(), "--log_dir", dir.path(), "--batch_size",
+                      "2", "--lr", "1e30", "--max_steps", "20", "--log_interval", "1",
+                      "--save_interval", "100", "--device", "cpu"},
+                     test::tiny_flags()));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("the loss became non-finite"), std::string::npos) << r.err;
   EXPECT_FALSE(std::ifstream(dir.file("model000020.pt")).good());
@@ -409,9 +420,10 @@ TEST(TrainCli, NonFiniteLossStopsWithoutSaving) {
 TEST(TrainCli, BadDataIsAClearError) {
   TempDir empty, bad, dir;
   auto train = [&](const std::string& data, std::vector<std::string> extra = {}) {
-    return test::run_idiff(test::cat_args({"train", "--data_dir", data, "--log_dir", dir.path(),
-                                           "--batch_size", "2", "--max_steps", "1", "--device", "cpu"},
-                                          test::tiny_flags(), extra));
+    return test::run_idiff(
+        test::cat_args({"train", "--data_dir", data, "--log_dir", dir.path(), "--batch_size", "2",
+                        "--max_steps", "1", "--device", "cpu"},
+                       test::tiny_flags(), extra));
   };
   auto r = train(empty.path());
   EXPECT_NE(r.exit_code, 0);

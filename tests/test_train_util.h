@@ -33,8 +33,9 @@ inline DiffusionConfig tiny_diffusion() {
 
 // The same settings as command-line flags.
 inline std::vector<std::string> tiny_flags() {
-  return {"--image_size", "32", "--num_channels", "32", "--num_res_blocks", "1",
-          "--attention_resolutions", "", "--learn_sigma", "True"};
+  return {"--image_size",     "32",  "--num_channels",          "32",
+          "--num_res_blocks", "1",   "--attention_resolutions", "",
+          "--learn_sigma",    "True"};
 }
 
 // `n` 32x32 PNGs in `dir`, two classes ("disc_", "ring_"): smooth shapes the model can

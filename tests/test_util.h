@@ -1,6 +1,6 @@
 // Shared helpers of the test suite: fixture paths and loading, tolerance checks, running
 // the idiff program. Tolerances are relative L2 errors, ||a - b|| / ||b||, as the
-// fixtures' README and DESIGN.md state them.
+// fixtures' README states them.
 #pragma once
 
 #include "idiff/common/error.h"
@@ -20,7 +20,9 @@ inline std::string data_path(const std::string& name) {
   return std::string(IDIFF_TEST_DATA_DIR) + "/" + name;
 }
 
-inline TensorMap load_fixture(const std::string& name) { return read_safetensors(data_path(name)); }
+inline TensorMap load_fixture(const std::string& name) {
+  return read_safetensors(data_path(name));
+}
 
 nlohmann::json load_json(const std::string& name);
 
@@ -79,7 +81,9 @@ RunResult run_idiff(const std::vector<std::string>& args);
 // Runs a shell command line, capturing stdout and stderr.
 RunResult run_shell(const std::string& command);
 
-inline std::string python() { return IDIFF_PYTHON; }
+inline std::string python() {
+  return IDIFF_PYTHON;
+}
 
 }  // namespace idiff::test
 

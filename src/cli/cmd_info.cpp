@@ -29,9 +29,10 @@ void print_model(const InfoArgs& a) {
   UNetModel model = a.super_res ? sr_create_model(a.model) : create_model(a.model);
   const UNetOptions& o = model->options();
   const int64_t size = a.super_res ? a.model.large_size : a.model.image_size;
-  std::cout << (a.super_res ? "SuperResModel" : "UNetModel") << ": " << size << "x" << size
-            << ", " << o.model_channels << " channels, channel_mult ";
-  for (size_t i = 0; i < o.channel_mult.size(); ++i) std::cout << (i ? "," : "") << o.channel_mult[i];
+  std::cout << (a.super_res ? "SuperResModel" : "UNetModel") << ": " << size << "x" << size << ", "
+            << o.model_channels << " channels, channel_mult ";
+  for (size_t i = 0; i < o.channel_mult.size(); ++i)
+    std::cout << (i ? "," : "") << o.channel_mult[i];
   std::cout << ", " << o.num_res_blocks << " res blocks, attention at "
             << a.model.attention_resolutions << " (" << o.num_heads << " heads), " << o.out_channels
             << " output channels" << (a.model.learn_sigma ? " (learned sigma)" : "")
@@ -53,7 +54,8 @@ void print_inferred(const TensorMap& sd) {
     return;
   }
   std::cout << (m.super_res ? "SuperResModel" : "UNetModel") << ", channel_mult ";
-  for (size_t i = 0; i < m.channel_mult.size(); ++i) std::cout << (i ? "," : "") << m.channel_mult[i];
+  for (size_t i = 0; i < m.channel_mult.size(); ++i)
+    std::cout << (i ? "," : "") << m.channel_mult[i];
   std::cout << "\nflags: " << m.flags << "\n";
   for (const auto& note : m.notes) std::cout << "note: " << note << "\n";
 }
@@ -72,7 +74,9 @@ void print_tensor_map(const std::string& path, TensorFileKind kind, const Tensor
   print_inferred(sd);
 }
 
-bool is_scalar(const PickleValue& v) { return !v.is_dict() && !v.is_sequence() && !v.is_tensor(); }
+bool is_scalar(const PickleValue& v) {
+  return !v.is_dict() && !v.is_sequence() && !v.is_tensor();
+}
 
 // A nested .pt (an optimizer state, a training checkpoint): one line per leaf, keys
 // joined with dots; lists of scalars on one line.
@@ -80,11 +84,14 @@ void print_tree(const PickleValue& v, const std::string& key, int64_t* tensors, 
   const std::string prefix = key.empty() ? "" : key + ".";
   if (v.is_dict()) {
     for (const auto& [k, x] : v.dict_items()) {
-      print_tree(x, prefix + (k.kind() == PickleValue::Kind::String ? k.as_string() : k.repr()), tensors, elements);
+      print_tree(x, prefix + (k.kind() == PickleValue::Kind::String ? k.as_string() : k.repr()),
+                 tensors, elements);
     }
     if (v.size() == 0) std::cout << key << " = {}\n";
-  } else if (v.kind() == PickleValue::Kind::List && !std::all_of(v.items().begin(), v.items().end(), is_scalar)) {
-    for (size_t i = 0; i < v.size(); ++i) print_tree(v.items()[i], prefix + std::to_string(i), tensors, elements);
+  } else if (v.kind() == PickleValue::Kind::List &&
+             !std::all_of(v.items().begin(), v.items().end(), is_scalar)) {
+    for (size_t i = 0; i < v.size(); ++i)
+      print_tree(v.items()[i], prefix + std::to_string(i), tensors, elements);
     if (v.size() == 0) std::cout << key << " = []\n";
   } else if (v.is_tensor()) {
     const RawTensor& t = v.as_tensor();
@@ -102,7 +109,8 @@ void print_checkpoint(const InfoArgs& a) {
     const PickleValue v = read_pt(a.checkpoint);
     bool flat = v.is_dict();
     if (flat) {
-      for (const auto& [k, x] : v.dict_items()) flat = flat && k.kind() == PickleValue::Kind::String && x.is_tensor();
+      for (const auto& [k, x] : v.dict_items())
+        flat = flat && k.kind() == PickleValue::Kind::String && x.is_tensor();
     }
     if (!flat) {
       int64_t tensors = 0, elements = 0;
@@ -119,7 +127,8 @@ void print_checkpoint(const InfoArgs& a) {
 
 void setup(CLI::App& sub) {
   auto a = std::make_shared<InfoArgs>();
-  sub.add_option("checkpoint", a->checkpoint, "checkpoint to describe (.pt, .pth, .safetensors, .npz)");
+  sub.add_option("checkpoint", a->checkpoint,
+                 "checkpoint to describe (.pt, .pth, .safetensors, .npz)");
   sub.add_flag("--super_res", a->super_res, "describe the super-resolution model");
   sub.add_flag("--keys", a->keys, "also list every state-dict key and shape");
   add_model_and_diffusion_flags(sub, a->model, a->diffusion);
@@ -135,8 +144,8 @@ void setup(CLI::App& sub) {
   });
 }
 
-const bool registered = register_command(
-    {"info", "describe a model (from flags) or a checkpoint file", 90, setup});
+const bool registered =
+    register_command({"info", "describe a model (from flags) or a checkpoint file", 90, setup});
 
 }  // namespace
 }  // namespace idiff::cli

@@ -3,7 +3,10 @@
 #include "command.h"
 #include "flags.h"
 
-#include "idiff/sample/sample_driver.h"
+#include "idiff/common/runtime_tuning.h"
+#include "idiff/distributed/dist_context.h"
+#include "idiff/drivers/image_nll.h"
+#include "idiff/drivers/image_sample.h"
 
 namespace idiff::cli {
 namespace {
@@ -70,6 +73,10 @@ void setup(CLI::App& sub, Mode mode) {
       ->group(a);
   add_model_and_diffusion_flags(sub, job->model, job->diffusion, job->super_res);
   sub.callback([job, mode] {
+    // Allocator reuse on the CPU; not cuDNN autotuning, whose choice of algorithm may
+    // differ between runs (a seed gives the same samples on a device).
+    const c10::Device device = DistContext::device_for_local_rank(job->sample.device);
+    if (device.is_cpu()) tune_for_device(device);
     if (mode == Mode::Nll) {
       run_nll(*job);
     } else {

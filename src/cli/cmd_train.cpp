@@ -3,7 +3,11 @@
 #include "command.h"
 #include "flags.h"
 
-#include "idiff/train/run_training.h"
+#include "signals.h"
+
+#include "idiff/common/runtime_tuning.h"
+#include "idiff/distributed/dist_context.h"
+#include "idiff/drivers/image_train.h"
 
 namespace idiff::cli {
 namespace {
@@ -18,12 +22,19 @@ void setup(CLI::App& sub, bool super_res) {
   }
   add_train_flags(sub, job->train);
   add_model_and_diffusion_flags(sub, job->model, job->diffusion, super_res);
-  sub.callback([job] { run_training(*job); });
+  sub.callback([job] {
+    // What the library leaves to its caller: the stop signals, and tuning the process for
+    // its device (allocator reuse on the CPU, cuDNN autotuning on CUDA).
+    install_stop_signal_handlers();
+    job->stop = stop_signal_name;
+    tune_for_device(DistContext::device_for_local_rank(job->train.device));
+    run_training(*job);
+  });
 }
 
-const bool registered_train = register_command(
-    {"train", "train a diffusion model on images (scripts/image_train.py)", 10,
-     [](CLI::App& sub) { setup(sub, false); }});
+const bool registered_train =
+    register_command({"train", "train a diffusion model on images (scripts/image_train.py)", 10,
+                      [](CLI::App& sub) { setup(sub, false); }});
 const bool registered_sr = register_command(
     {"super-res-train", "train a super-resolution model (scripts/super_res_train.py)", 30,
      [](CLI::App& sub) { setup(sub, true); }});

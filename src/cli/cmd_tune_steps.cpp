@@ -3,7 +3,7 @@
 #include "command.h"
 #include "flags.h"
 
-#include "idiff/sample/tune_driver.h"
+#include "idiff/drivers/tune_steps_driver.h"
 
 namespace idiff::cli {
 namespace {
@@ -25,7 +25,8 @@ void setup(CLI::App& sub) {
       ->group(g);
   f.add("reference_sampler", job->tune.reference_sampler, "the solver of the fine solution")
       ->group(g);
-  f.add("reference_steps", job->tune.reference_steps, {1, 100000}, "its steps (logsnr schedule)")->group(g);
+  f.add("reference_steps", job->tune.reference_steps, {1, 100000}, "its steps (logsnr schedule)")
+      ->group(g);
   f.add("iterations", job->tune.iterations, {0, 1000}, "sweeps of the coordinate search")->group(g);
   add_sampler_flags(f, s);
   const std::string a = "idiff additions";

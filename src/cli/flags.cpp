@@ -8,7 +8,9 @@
 namespace idiff::cli {
 namespace {
 
-std::string bool_str(bool b) { return b ? "True" : "False"; }
+std::string bool_str(bool b) {
+  return b ? "True" : "False";
+}
 
 CLI::Option* last_wins(CLI::Option* o) {
   return o->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
@@ -71,7 +73,8 @@ CLI::Option* Flags::add(const std::string& name, double& field, RealRange range,
 }
 
 CLI::Option* Flags::add(const std::string& name, std::string& field, const std::string& help) {
-  return last_wins(app_.add_option("--" + name, field, help)->capture_default_str()->type_name("TEXT"));
+  return last_wins(
+      app_.add_option("--" + name, field, help)->capture_default_str()->type_name("TEXT"));
 }
 
 CLI::Option* Flags::add(const std::string& name, bool& field, const std::string& help) {
@@ -112,6 +115,9 @@ void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& m, DiffusionConfi
     f.add("image_size", m.image_size, kImageSideRange, "image side in pixels (32, 64 or 256)")
         ->group(group);
   }
+  f.add("image_channels", m.image_channels, {1, 3},
+        "image channels: 3 (RGB, the reference's) or 1 (grey; the data is converted)")
+      ->group(group);
   f.add("num_channels", m.num_channels, {1, 16384}, "base channel count of the UNet")->group(group);
   f.add("num_res_blocks", m.num_res_blocks, {1, 100}, "residual blocks per resolution")
       ->group(group);
@@ -127,7 +133,8 @@ void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& m, DiffusionConfi
   f.add("class_cond", m.class_cond, "class-conditional model (1000 classes)")->group(group);
   f.add("use_checkpoint", m.use_checkpoint, "gradient checkpointing (less memory, more time)")
       ->group(group);
-  f.add("use_scale_shift_norm", m.use_scale_shift_norm, "FiLM-style scale-shift norm")->group(group);
+  f.add("use_scale_shift_norm", m.use_scale_shift_norm, "FiLM-style scale-shift norm")
+      ->group(group);
 
   const std::string dgroup = "Diffusion";
   if (!super_res) {
@@ -165,13 +172,15 @@ void add_train_flags(CLI::App& app, TrainConfig& t) {
   f.add("ema_rate", t.ema_rate, "comma-separated EMA rates")->group(g);
   f.add("log_interval", t.log_interval, {1, kMaxSteps}, "steps between log lines")->group(g);
   f.add("save_interval", t.save_interval, {1, kMaxSteps}, "steps between checkpoints")->group(g);
-  f.add("resume_checkpoint", t.resume_checkpoint, "path/to/modelNNNNNN.pt to resume from")->group(g);
+  f.add("resume_checkpoint", t.resume_checkpoint, "path/to/modelNNNNNN.pt to resume from")
+      ->group(g);
   f.add("use_fp16", t.use_fp16, "16-bit training with loss scaling (the reference's scheme)")
       ->group(g);
   f.add("fp16_scale_growth", t.fp16_scale_growth, {0.0, 1.0}, "lg loss scale growth per good step")
       ->group(g);
   const std::string a = "idiff additions";
-  f.add("log_dir", t.log_dir, "where logs and checkpoints go (else $OPENAI_LOGDIR, else /tmp/openai-<time>)")
+  f.add("log_dir", t.log_dir,
+        "where logs and checkpoints go (else $OPENAI_LOGDIR, else /tmp/openai-<time>)")
       ->group(a);
   f.add("max_steps", t.max_steps, kStepRange,
         "stop after this many steps in total, resumed ones included (0: no limit)")
@@ -181,8 +190,10 @@ void add_train_flags(CLI::App& app, TrainConfig& t) {
       ->group(a);
   f.add("seed", t.seed, "seed of the weights, data order, timesteps and noise")->group(a);
   f.add("device", t.device, "auto, cpu, cuda or cuda:N")->group(a);
-  f.add("precision", t.precision, "fp32, fp16 (as --use_fp16 True) or bf16 (CUDA autocast)")->group(a);
-  f.add("skip_bad_images", t.skip_bad_images, "skip unreadable images with a warning instead of stopping")
+  f.add("precision", t.precision, "fp32, fp16 (as --use_fp16 True) or bf16 (CUDA autocast)")
+      ->group(a);
+  f.add("skip_bad_images", t.skip_bad_images,
+        "skip unreadable images with a warning instead of stopping")
       ->group(a);
   f.add("num_workers", t.num_workers, kWorkersRange, "background image-decoding threads")->group(a);
   f.add("dist_timeout", t.dist_timeout, kDistTimeoutRange,
@@ -198,24 +209,22 @@ void add_max_image_pixels_flag(CLI::App& app, int64_t& field) {
       ->group("idiff additions");
 }
 
-void add_device_flag(CLI::App& app, std::string& device) {
-  app.add_option("--device", device, "compute device: auto, cpu, cuda or cuda:N")
-      ->capture_default_str();
-}
-
 void add_sampler_flags(Flags& f, SampleConfig& s) {
   const std::string g = "Sampling engine";
   f.add("sampler", s.sampler,
         "ddpm, ddim, dpmpp_2m, dpmpp_3m, dpmpp_2m_sde, unipc, euler, heun, euler_a "
         "(default: ddim with --use_ddim, else ddpm)")
       ->group(g);
-  f.add("steps", s.steps, {0, 100000}, "solver steps of --schedule (0: those of --timestep_respacing)")
+  f.add("steps", s.steps, {0, 100000},
+        "solver steps of --schedule (0: those of --timestep_respacing)")
       ->group(g);
   f.add("schedule", s.schedule,
         "with --steps: linspace, leading, trailing, karras or logsnr (default karras)")
       ->group(g);
   f.add("steps_file", s.steps_file, "the steps written by `idiff tune-steps`")->group(g);
-  f.add("t_start", s.t_start, {-1.0, 100000.0}, "with --steps: the timestep to start at (-1: the last)")->group(g);
+  f.add("t_start", s.t_start, {-1.0, 100000.0},
+        "with --steps: the timestep to start at (-1: the last)")
+      ->group(g);
   f.add("final_sigma", s.final_sigma,
         "with --steps: zero (the last step goes to sigma 0) or min (end at t = 0)")
       ->group(g);

@@ -64,7 +64,4 @@ void add_max_image_pixels_flag(CLI::App& app, int64_t& field);
 // The sampling engine's flags (--sampler, --steps, --schedule, ...), for sample and tune-steps.
 void add_sampler_flags(Flags& f, SampleConfig& s);
 
-// --device auto|cpu|cuda|cuda:N
-void add_device_flag(CLI::App& app, std::string& device);
-
 }  // namespace idiff::cli

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <regex>
 #include <string>
 
 namespace idiff::cli {
@@ -20,6 +21,30 @@ std::vector<Command>& registry() {
 bool register_command(Command command) {
   registry().push_back(std::move(command));
   return true;
+}
+
+// The library names a setting by its field name in backquotes (`num_res_blocks`); the
+// program says which flag that is (--num_res_blocks) when the running command has it.
+std::string name_flags(const std::string& message, const CLI::App& app) {
+  static const std::regex setting("`([a-z][a-z0-9_]*)`");
+  const std::vector<const CLI::App*> commands = [&] {
+    std::vector<const CLI::App*> out{&app};
+    for (const CLI::App* sub : app.get_subcommands()) out.push_back(sub);
+    return out;
+  }();
+  std::string out;
+  auto last = message.cbegin();
+  for (std::sregex_iterator it(message.begin(), message.end(), setting), end; it != end; ++it) {
+    const std::string flag = "--" + (*it)[1].str();
+    const bool known = std::any_of(commands.begin(), commands.end(), [&](const CLI::App* c) {
+      return c->get_option_no_throw(flag) != nullptr;
+    });
+    out.append(last, (*it)[0].first);
+    out += known ? flag : (*it)[0].str();
+    last = (*it)[0].second;
+  }
+  out.append(last, message.cend());
+  return out;
 }
 
 }  // namespace idiff::cli
@@ -50,8 +75,7 @@ int main(int argc, char** argv) {
                    [&](const auto& c) { return c.name == argv[1]; })) {
     std::string names;
     for (const auto& c : commands) names += (names.empty() ? "" : ", ") + c.name;
-    std::cerr << "idiff: error: unknown command '" << argv[1] << "' (commands: " << names
-              << ")\n";
+    std::cerr << "idiff: error: unknown command '" << argv[1] << "' (commands: " << names << ")\n";
     return 2;
   }
 
@@ -67,7 +91,7 @@ int main(int argc, char** argv) {
     std::cerr << "idiff: error: " << msg << " (" << where << " --help lists the flags)\n";
     return 2;
   } catch (const idiff::Error& e) {
-    std::cerr << "idiff: error: " << e.what() << "\n";
+    std::cerr << "idiff: error: " << idiff::cli::name_flags(e.what(), app) << "\n";
     return 1;
   } catch (const c10::Error& e) {
     std::cerr << "idiff: error: " << e.what_without_backtrace() << "\n";

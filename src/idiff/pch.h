@@ -4,13 +4,13 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <torch/autograd.h>
+#include <torch/nn/functional.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
-#include <torch/nn/modules/embedding.h>
-#include <torch/nn/functional.h>
-#include <torch/autograd.h>
 #include <torch/types.h>
 
 #include <cstdint>

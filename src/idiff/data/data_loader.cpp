@@ -21,7 +21,9 @@ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-uint64_t mix(uint64_t a, uint64_t b) { return splitmix64(a ^ splitmix64(b)); }
+uint64_t mix(uint64_t a, uint64_t b) {
+  return splitmix64(a ^ splitmix64(b));
+}
 
 // Uniform in [0, n) by rejection (std::uniform_int_distribution's algorithm is
 // implementation-defined; this one is the same everywhere).
@@ -44,18 +46,23 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, LoaderOptions opt
     : dataset_(std::move(dataset)), options_(options) {
   TORCH_CHECK(dataset_, "DataLoader: no dataset");
   const LoaderOptions& o = options_;
-  IDIFF_REQUIRE(o.batch_size >= 1, ConfigError, "--batch_size must be at least 1, got ", o.batch_size);
-  IDIFF_REQUIRE(o.world_size >= 1 && o.rank >= 0 && o.rank < o.world_size, ConfigError, "rank ", o.rank,
-                " is outside the world size ", o.world_size);
-  IDIFF_REQUIRE(o.num_workers >= 0, ConfigError, "--num_workers must be 0 or more, got ", o.num_workers);
-  IDIFF_REQUIRE(o.prefetch >= 0, ConfigError, "the prefetch depth must be 0 or more, got ", o.prefetch);
-  IDIFF_REQUIRE(!o.with_labels || dataset_->has_labels(), ConfigError,
-                "--class_cond True needs class labels, but the data has none: ", dataset_->summary());
+  IDIFF_REQUIRE(o.batch_size >= 1, ConfigError, "`batch_size` must be at least 1, got ",
+                o.batch_size);
+  IDIFF_REQUIRE(o.world_size >= 1 && o.rank >= 0 && o.rank < o.world_size, ConfigError, "rank ",
+                o.rank, " is outside the world size ", o.world_size);
+  IDIFF_REQUIRE(o.num_workers >= 0, ConfigError, "`num_workers` must be 0 or more, got ",
+                o.num_workers);
+  IDIFF_REQUIRE(o.prefetch >= 0, ConfigError, "the prefetch depth must be 0 or more, got ",
+                o.prefetch);
+  IDIFF_REQUIRE(
+      !o.with_labels || dataset_->has_labels(), ConfigError,
+      "`class_cond` True needs class labels, but the data has none: ", dataset_->summary());
   const int64_t n = dataset_->size();
-  IDIFF_REQUIRE(n >= o.world_size, ConfigError, "the data has ", n, " items, fewer than the ", o.world_size,
-                " processes that share it: ", dataset_->summary());
+  IDIFF_REQUIRE(n >= o.world_size, ConfigError, "the data has ", n, " items, fewer than the ",
+                o.world_size, " processes that share it: ", dataset_->summary());
   for (int64_t i = o.rank; i < n; i += o.world_size) shard_.push_back(i);
-  IDIFF_REQUIRE(o.start_batch >= 0, ConfigError, "the first batch must be 0 or more, got ", o.start_batch);
+  IDIFF_REQUIRE(o.start_batch >= 0, ConfigError, "the first batch must be 0 or more, got ",
+                o.start_batch);
   if (options_.prefetch == 0) options_.prefetch = 2 * std::max<int64_t>(o.num_workers, 1);
   if (o.start_batch > 0) skip_to(o.start_batch);
   for (int64_t w = 0; w < o.num_workers; ++w) workers_.emplace_back([this] { worker_loop(); });
@@ -85,7 +92,8 @@ void DataLoader::start_epoch() {
   std::iota(order_.begin(), order_.end(), int64_t(0));
   if (options_.shuffle) {
     std::mt19937_64 rng(mix(options_.seed, uint64_t(epoch_)));
-    for (size_t i = order_.size() - 1; i > 0; --i) std::swap(order_[i], order_[draw_below(rng, i + 1)]);
+    for (size_t i = order_.size() - 1; i > 0; --i)
+      std::swap(order_[i], order_[draw_below(rng, i + 1)]);
   }
   cursor_ = 0;
 }
@@ -145,7 +153,7 @@ int64_t DataLoader::read_item(int64_t k, int64_t slot, int64_t item, float* out)
     try {
       return dataset_->read(item, out);
     } catch (const FileError& e) {
-      throw FileError(str(e.what(), " (--skip_bad_images True skips such images)"));
+      throw FileError(str(e.what(), " (`skip_bad_images` True skips such images)"));
     }
   }
   if (!is_bad(item)) {
@@ -161,7 +169,8 @@ int64_t DataLoader::read_item(int64_t k, int64_t slot, int64_t item, float* out)
   const uint64_t n = shard_.size();
   const uint64_t start = draw_below(rng, n);
   for (int64_t attempt = 0;; ++attempt) {
-    const uint64_t pos = attempt < kRandomReplacementTries ? draw_below(rng, n) : (start + attempt) % n;
+    const uint64_t pos =
+        attempt < kRandomReplacementTries ? draw_below(rng, n) : (start + attempt) % n;
     const int64_t candidate = shard_[pos];
     if (is_bad(candidate)) {
       // Another thread may have found the last good item bad: stop searching then.
@@ -216,6 +225,14 @@ void DataLoader::worker_loop() {
   }
 }
 
+at::Tensor rgb_to_grey(const at::Tensor& images) {
+  TORCH_CHECK(images.dim() == 4 && images.size(1) == 3, "rgb_to_grey expects [N, 3, H, W], got ",
+              images.sizes());
+  const at::Tensor weights =
+      at::tensor({0.299f, 0.587f, 0.114f}, images.options()).view({1, 3, 1, 1});
+  return (images * weights).sum(1, /*keepdim=*/true).contiguous();
+}
+
 Batch DataLoader::next() {
   Slot s;
   if (workers_.empty()) {
@@ -243,6 +260,7 @@ Batch DataLoader::next() {
     work_cv_.notify_all();
   }
   if (s.error) std::rethrow_exception(s.error);
+  if (options_.channels == 1) s.batch.images = rgb_to_grey(s.batch.images);
   return std::move(s.batch);
 }
 

@@ -2,7 +2,7 @@
 #include "idiff/data/idx_dataset.h"
 
 #include "idiff/common/error.h"
-#include "idiff/common/regular_file.h"
+#include "idiff/common/filesystem.h"
 #include "idiff/data/image_resize.h"
 
 #include <zlib.h>
@@ -83,14 +83,15 @@ IdxArray read_idx_file(const std::string& path, int expected_ndims) {
   uint8_t magic[4];
   IDIFF_REQUIRE(gz_read_exact(f.get(), magic, 4, &why), FileError, "IDX file ", path,
                 " is too short for its header: ", why);
-  IDIFF_REQUIRE(magic[0] == 0 && magic[1] == 0, FileError, "IDX file ", path,
-                " has a bad magic number (expected 0x0000 08 0", expected_ndims, ", found 0x",
-                std::hex, (unsigned(magic[0]) << 24 | unsigned(magic[1]) << 16 | unsigned(magic[2]) << 8 | magic[3]),
-                ")");
+  IDIFF_REQUIRE(
+      magic[0] == 0 && magic[1] == 0, FileError, "IDX file ", path,
+      " has a bad magic number (expected 0x0000 08 0", expected_ndims, ", found 0x", std::hex,
+      (unsigned(magic[0]) << 24 | unsigned(magic[1]) << 16 | unsigned(magic[2]) << 8 | magic[3]),
+      ")");
   IDIFF_REQUIRE(magic[2] == 0x08, FileError, "IDX file ", path, " holds element type 0x", std::hex,
                 unsigned(magic[2]), "; only unsigned bytes (0x08) are supported");
-  IDIFF_REQUIRE(magic[3] == expected_ndims, FileError, "IDX file ", path, " has ", unsigned(magic[3]),
-                " dimensions, expected ", expected_ndims);
+  IDIFF_REQUIRE(magic[3] == expected_ndims, FileError, "IDX file ", path, " has ",
+                unsigned(magic[3]), " dimensions, expected ", expected_ndims);
   IdxArray arr;
   int64_t total = 1;
   for (int d = 0; d < expected_ndims; ++d) {
@@ -101,7 +102,8 @@ IdxArray read_idx_file(const std::string& path, int expected_ndims) {
     IDIFF_REQUIRE(n > 0, FileError, "IDX file ", path, " has an empty dimension ", d);
     arr.dims.push_back(n);
     total *= n;
-    IDIFF_REQUIRE(total <= kMaxIdxBytes, FileError, "IDX file ", path, " claims an implausible size");
+    IDIFF_REQUIRE(total <= kMaxIdxBytes, FileError, "IDX file ", path,
+                  " claims an implausible size");
   }
   arr.data.resize(size_t(total));
   IDIFF_REQUIRE(gz_read_exact(f.get(), arr.data.data(), total, &why), FileError, "IDX file ", path,
@@ -114,24 +116,28 @@ IdxArray read_idx_file(const std::string& path, int expected_ndims) {
 
 std::string find_idx_images(const std::string& data_dir) {
   std::error_code ec;
-  if (data_dir == kFashionMnistKeyword && !fs::exists(data_dir, ec)) return find_fashion_mnist_images();
+  if (data_dir == kFashionMnistKeyword && !fs::exists(data_dir, ec))
+    return find_fashion_mnist_images();
   if (fs::is_directory(data_dir, ec)) return idx_images_in_folder(data_dir);
   if (fs::is_regular_file(data_dir, ec) && looks_like_idx_images(data_dir)) return data_dir;
   return "";
 }
 
-std::string find_fashion_mnist_images(const std::string& dpkg_list, const std::string& fallback_dir) {
+std::string find_fashion_mnist_images(const std::string& dpkg_list,
+                                      const std::string& fallback_dir) {
   std::string dir = fallback_dir;
   std::ifstream list(dpkg_list);
   const std::string name = "/train-images-idx3-ubyte.gz";
   for (std::string line; std::getline(list, line);) {
-    if (line.size() > name.size() && line.compare(line.size() - name.size(), name.size(), name) == 0) {
+    if (line.size() > name.size() &&
+        line.compare(line.size() - name.size(), name.size(), name) == 0) {
       dir = line.substr(0, line.size() - name.size());
       break;
     }
   }
   const std::string images = idx_images_in_folder(dir);
-  IDIFF_REQUIRE(!images.empty(), FileError, "--data_dir fashion-mnist: the Fashion-MNIST files are not in ", dir,
+  IDIFF_REQUIRE(!images.empty(), FileError,
+                "`data_dir` fashion-mnist: the Fashion-MNIST files are not in ", dir,
                 "; install them with `apt-get install dataset-fashion-mnist`");
   return images;
 }
@@ -144,22 +150,27 @@ std::string idx_labels_path(const std::string& images_path) {
                           {"images.idx3", "labels.idx1"}}) {
     const size_t at = name.find(from);
     if (at == std::string::npos) continue;
-    const std::string labels = with_optional_gz((p.parent_path() / name.replace(at, std::strlen(from), to)).string());
-    IDIFF_REQUIRE(!labels.empty(), FileError, "IDX images ", images_path, " have no labels file beside them (",
-                  (p.parent_path() / name).string(), "[.gz])");
+    const std::string labels =
+        with_optional_gz((p.parent_path() / name.replace(at, std::strlen(from), to)).string());
+    IDIFF_REQUIRE(!labels.empty(), FileError, "IDX images ", images_path,
+                  " have no labels file beside them (", (p.parent_path() / name).string(),
+                  "[.gz])");
     return labels;
   }
-  throw FileError(str("IDX images ", images_path, ": cannot derive the labels file name (expected a name with ",
+  throw FileError(str("IDX images ", images_path,
+                      ": cannot derive the labels file name (expected a name with ",
                       "images-idx3-ubyte)"));
 }
 
-IdxDataset::IdxDataset(const std::string& images_path, const std::string& labels_path, int64_t resolution)
+IdxDataset::IdxDataset(const std::string& images_path, const std::string& labels_path,
+                       int64_t resolution)
     : images_path_(images_path), resolution_(resolution) {
-  IDIFF_REQUIRE(resolution_ > 0, ConfigError, "--image_size must be positive, got ", resolution_);
+  IDIFF_REQUIRE(resolution_ > 0, ConfigError, "`image_size` must be positive, got ", resolution_);
   IdxArray images = read_idx_file(images_path, 3);
   IdxArray labels = read_idx_file(labels_path, 1);
-  IDIFF_REQUIRE(images.dims[0] == labels.dims[0], FileError, "IDX files disagree: ", images_path, " holds ",
-                images.dims[0], " images but ", labels_path, " holds ", labels.dims[0], " labels");
+  IDIFF_REQUIRE(images.dims[0] == labels.dims[0], FileError, "IDX files disagree: ", images_path,
+                " holds ", images.dims[0], " images but ", labels_path, " holds ", labels.dims[0],
+                " labels");
   count_ = images.dims[0];
   rows_ = images.dims[1];
   cols_ = images.dims[2];
@@ -190,11 +201,13 @@ int64_t IdxDataset::read(int64_t index, float* out) const {
   return labels_[size_t(index)];
 }
 
-std::string IdxDataset::describe(int64_t index) const { return str(images_path_, " image ", index); }
+std::string IdxDataset::describe(int64_t index) const {
+  return str(images_path_, " image ", index);
+}
 
 std::string IdxDataset::summary() const {
-  return str(count_, " IDX images ", rows_, "x", cols_, " from ", images_path_, " (", class_names_.size(),
-             " classes), at ", resolution_, "x", resolution_,
+  return str(count_, " IDX images ", rows_, "x", cols_, " from ", images_path_, " (",
+             class_names_.size(), " classes), at ", resolution_, "x", resolution_,
              rows_ == 28 && cols_ == 28 && resolution_ == 32 ? " (padded)" : "");
 }
 

@@ -4,7 +4,7 @@
 #include "idiff/data/image_datasets.h"
 
 #include "idiff/common/error.h"
-#include "idiff/common/regular_file.h"
+#include "idiff/common/filesystem.h"
 #include "idiff/data/png_palette.h"
 
 #include <sys/stat.h>
@@ -26,7 +26,8 @@ bool has_image_extension(const std::string& name) {
   const size_t dot = name.rfind('.');
   if (dot == std::string::npos) return false;
   std::string ext = name.substr(dot + 1);
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   return ext == "jpg" || ext == "jpeg" || ext == "png" || ext == "gif";
 }
 
@@ -43,8 +44,9 @@ void list_into(const fs::path& dir, std::vector<std::string>& out, std::set<Fold
     entries.push_back(it->path());
   }
   IDIFF_REQUIRE(!ec, FileError, "cannot list data folder ", dir.string(), ": ", ec.message());
-  std::sort(entries.begin(), entries.end(),
-            [](const fs::path& a, const fs::path& b) { return a.filename().string() < b.filename().string(); });
+  std::sort(entries.begin(), entries.end(), [](const fs::path& a, const fs::path& b) {
+    return a.filename().string() < b.filename().string();
+  });
   for (const fs::path& p : entries) {
     const bool is_dir = fs::is_directory(p, ec);
     if (!is_dir && has_image_extension(p.filename().string())) {
@@ -60,7 +62,8 @@ void list_into(const fs::path& dir, std::vector<std::string>& out, std::set<Fold
 std::vector<std::string> list_image_files_recursively(const std::string& data_dir) {
   std::error_code ec;
   IDIFF_REQUIRE(fs::exists(data_dir, ec), FileError, "data folder ", data_dir, " does not exist");
-  IDIFF_REQUIRE(fs::is_directory(data_dir, ec), FileError, "data folder ", data_dir, " is not a folder");
+  IDIFF_REQUIRE(fs::is_directory(data_dir, ec), FileError, "data folder ", data_dir,
+                " is not a folder");
   std::vector<std::string> out;
   std::set<FolderId> seen;
   list_into(data_dir, out, seen);
@@ -84,7 +87,7 @@ Image8 decode_image_file(const std::string& path, int64_t max_pixels) {
       const int64_t pixels = int64_t(w) * int64_t(h);
       IDIFF_REQUIRE(pixels <= max_pixels, FileError, "image ", path, " is ", w, "x", h, " (",
                     pixels, " pixels), more than the limit of ", max_pixels,
-                    " pixels (--max_image_pixels raises it)");
+                    " pixels (`max_image_pixels` raises it)");
     }
   }
   const std::string palette = png_palette_problem(bytes.data(), bytes.size());
@@ -93,7 +96,8 @@ Image8 decode_image_file(const std::string& path, int64_t max_pixels) {
   int w = 0, h = 0, c = 0;
   // stb_image keeps its failure reason thread-locally, so decoding on several threads is safe.
   uint8_t* data = stbi_load_from_memory(bytes.data(), int(bytes.size()), &w, &h, &c, 0);
-  IDIFF_REQUIRE(data != nullptr, FileError, "cannot decode image ", path, ": ", stbi_failure_reason());
+  IDIFF_REQUIRE(data != nullptr, FileError, "cannot decode image ", path, ": ",
+                stbi_failure_reason());
   Image8 im;
   im.width = w, im.height = h, im.channels = c;
   im.pixels.assign(data, data + size_t(w) * h * c);
@@ -105,11 +109,12 @@ Image8 decode_image_file(const std::string& path, int64_t max_pixels) {
 
 ImageFolderDataset::ImageFolderDataset(std::string data_dir, int64_t resolution, int64_t max_pixels)
     : data_dir_(std::move(data_dir)), resolution_(resolution), max_pixels_(max_pixels) {
-  IDIFF_REQUIRE(resolution_ > 0, ConfigError, "--image_size must be positive, got ", resolution_);
+  IDIFF_REQUIRE(resolution_ > 0, ConfigError, "`image_size` must be positive, got ", resolution_);
   files_ = list_image_files_recursively(data_dir_);
-  IDIFF_REQUIRE(!files_.empty(), FileError, "data folder ", data_dir_,
-                " holds no images (.jpg, .jpeg, .png or .gif, searched recursively) and no IDX files "
-                "(train-images-idx3-ubyte[.gz])");
+  IDIFF_REQUIRE(
+      !files_.empty(), FileError, "data folder ", data_dir_,
+      " holds no images (.jpg, .jpeg, .png or .gif, searched recursively) and no IDX files "
+      "(train-images-idx3-ubyte[.gz])");
   // Sorted unique names -> indices, over the whole list before sharding, as the reference.
   std::vector<std::string> names;
   names.reserve(files_.size());
@@ -130,11 +135,13 @@ int64_t ImageFolderDataset::read(int64_t index, float* out) const {
   return labels_[index];
 }
 
-std::string ImageFolderDataset::describe(int64_t index) const { return files_.at(size_t(index)); }
+std::string ImageFolderDataset::describe(int64_t index) const {
+  return files_.at(size_t(index));
+}
 
 std::string ImageFolderDataset::summary() const {
-  return str(files_.size(), " images in ", data_dir_, " (", class_names_.size(), " classes by name), at ",
-             resolution_, "x", resolution_);
+  return str(files_.size(), " images in ", data_dir_, " (", class_names_.size(),
+             " classes by name), at ", resolution_, "x", resolution_);
 }
 
 }  // namespace idiff

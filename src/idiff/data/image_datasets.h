@@ -47,7 +47,6 @@ class ImageFolderDataset : public Dataset {
   std::string describe(int64_t index) const override;
   std::string summary() const override;
 
-  const std::vector<std::string>& files() const { return files_; }
   const std::vector<int64_t>& labels() const { return labels_; }
 
  private:

@@ -13,7 +13,9 @@ namespace {
 
 constexpr int kPrecisionBits = 32 - 8 - 2;
 
-double box_filter(double x) { return (x > -0.5 && x <= 0.5) ? 1.0 : 0.0; }
+double box_filter(double x) {
+  return (x > -0.5 && x <= 0.5) ? 1.0 : 0.0;
+}
 
 double bicubic_filter(double x) {
   constexpr double a = -0.5;
@@ -140,7 +142,8 @@ void unpremultiply(Image8& im) {
 
 Image8 pil_resize(const Image8& image, int width, int height, ResampleFilter filter) {
   TORCH_CHECK(width > 0 && height > 0, "pil_resize: empty target ", width, "x", height);
-  TORCH_CHECK(image.channels >= 1 && image.channels <= 4, "pil_resize: ", image.channels, " channels");
+  TORCH_CHECK(image.channels >= 1 && image.channels <= 4, "pil_resize: ", image.channels,
+              " channels");
   if (width == image.width && height == image.height) return image;
   const bool alpha = image.channels == 2 || image.channels == 4;
   Image8 out = image;

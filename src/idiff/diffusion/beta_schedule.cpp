@@ -25,7 +25,7 @@ std::vector<double> betas_for_alpha_bar(int64_t steps,
 }
 
 std::vector<double> get_named_beta_schedule(const std::string& name, int64_t steps) {
-  IDIFF_REQUIRE(steps >= 1, ConfigError, "--diffusion_steps must be at least 1, got ", steps);
+  IDIFF_REQUIRE(steps >= 1, ConfigError, "`diffusion_steps` must be at least 1, got ", steps);
   if (name == "linear") {
     // Ho et al. 2020 use 1e-4 .. 0.02 over 1000 steps; scaling by 1000/T keeps the total
     // noise the same for other step counts. numpy.linspace: start + i * step, last = end.
@@ -52,7 +52,7 @@ std::vector<double> get_named_beta_schedule(const std::string& name, int64_t ste
   }
   std::string allowed;
   for (const auto& n : beta_schedule_names()) allowed += (allowed.empty() ? "" : ", ") + n;
-  throw ConfigError(str("--noise_schedule '", name,
+  throw ConfigError(str("`noise_schedule` '", name,
                         "' is not a known beta schedule (expected one of: ", allowed, ")"));
 }
 

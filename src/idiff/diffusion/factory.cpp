@@ -6,7 +6,7 @@
 namespace idiff {
 
 DiffusionParams diffusion_params(const DiffusionConfig& c) {
-  IDIFF_REQUIRE(c.diffusion_steps >= 2, ConfigError, "--diffusion_steps must be at least 2, got ",
+  IDIFF_REQUIRE(c.diffusion_steps >= 2, ConfigError, "`diffusion_steps` must be at least 2, got ",
                 c.diffusion_steps);
   DiffusionParams p;
   p.betas = get_named_beta_schedule(c.noise_schedule, c.diffusion_steps);
@@ -28,7 +28,7 @@ SpacedDiffusion create_gaussian_diffusion(const DiffusionConfig& config) {
     for (int64_t i = 0; i < config.diffusion_steps; ++i) use_timesteps.insert(i);
   } else {
     use_timesteps = space_timesteps(config.diffusion_steps, config.timestep_respacing);
-    IDIFF_REQUIRE(use_timesteps.size() >= 2, ConfigError, "--timestep_respacing '",
+    IDIFF_REQUIRE(use_timesteps.size() >= 2, ConfigError, "`timestep_respacing` '",
                   config.timestep_respacing, "' keeps ", use_timesteps.size(),
                   " step: a diffusion process needs at least 2");
   }

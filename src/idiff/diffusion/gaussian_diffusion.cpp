@@ -284,8 +284,8 @@ PMeanVariance GaussianDiffusion::p_mean_variance_from_output_impl(
   IDIFF_REQUIRE(model_output.sizes().vec() == expected, Error, "the model output is ",
                 model_output.sizes(), " but the diffusion (variance ", enum_name(var_type_),
                 ") expects ", at::IntArrayRef(expected),
-                learned ? ": a learned variance needs a model made with --learn_sigma True"
-                        : ": a fixed variance needs a model made with --learn_sigma False");
+                learned ? ": a learned variance needs a model made with `learn_sigma` True"
+                        : ": a fixed variance needs a model made with `learn_sigma` False");
 
   PMeanVariance out;
   at::Tensor mean_output = model_output;
@@ -336,15 +336,6 @@ PMeanVariance GaussianDiffusion::p_mean_variance_from_output_impl(
                   out.pred_xstart.sizes() == x.sizes(),
               "p_mean_variance: result shapes differ from x ", x.sizes());
   return out;
-}
-
-PMeanVariance GaussianDiffusion::p_mean_variance_from_output(const at::Tensor& model_output,
-                                                             const at::Tensor& x,
-                                                             const at::Tensor& t,
-                                                             bool clip_denoised,
-                                                             const DenoisedFn& denoised_fn) const {
-  check_timesteps(t, x.size(0), "p_mean_variance");
-  return p_mean_variance_from_output_impl(model_output, x, t, clip_denoised, denoised_fn);
 }
 
 PMeanVariance GaussianDiffusion::p_mean_variance_unchecked(const ModelFn& model,

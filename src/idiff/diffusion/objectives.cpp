@@ -69,7 +69,7 @@ LossTerms GaussianDiffusion::training_losses(const ModelFn& model, const at::Ten
     expected[1] = 2 * C;
     IDIFF_REQUIRE(model_output.sizes().vec() == expected, Error, "the model output is ",
                   model_output.sizes(), " but a learned variance expects ",
-                  at::IntArrayRef(expected), ": make the model with --learn_sigma True");
+                  at::IntArrayRef(expected), ": make the model with `learn_sigma` True");
     // [N, 2C, ...] -> mean part and variance part, [N, C, ...] each.
     const auto parts = model_output.split(C, 1);
     mean_output = parts[0];
@@ -97,7 +97,7 @@ LossTerms GaussianDiffusion::training_losses(const ModelFn& model, const at::Ten
   }
   IDIFF_REQUIRE(mean_output.sizes() == target.sizes(), Error, "the model output is ",
                 model_output.sizes(), " but the diffusion expects ", target.sizes(),
-                ": make the model with --learn_sigma False for a fixed variance");
+                ": make the model with `learn_sigma` False for a fixed variance");
   terms["mse"] = mean_flat((target - mean_output).pow(2));
   terms["loss"] = terms.count("vb") ? terms["mse"] + terms["vb"] : terms["mse"];
   return terms;

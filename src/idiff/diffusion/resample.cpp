@@ -103,16 +103,11 @@ void LossSecondMomentResampler::update_with_all_losses(const std::vector<int64_t
   }
 }
 
-const std::vector<std::string>& schedule_sampler_names() {
-  static const std::vector<std::string> names = {"uniform", "loss-second-moment"};
-  return names;
-}
-
 std::unique_ptr<ScheduleSampler> create_named_schedule_sampler(const std::string& name,
                                                                const GaussianDiffusion& diffusion) {
   if (name == "uniform") return std::make_unique<UniformSampler>(diffusion);
   if (name == "loss-second-moment") return std::make_unique<LossSecondMomentResampler>(diffusion);
-  throw ConfigError(str("--schedule_sampler '", name,
+  throw ConfigError(str("`schedule_sampler` '", name,
                         "' is not a known schedule sampler (expected one of: uniform, "
                         "loss-second-moment)"));
 }

@@ -13,7 +13,7 @@ namespace idiff {
 
 namespace {
 
-constexpr const char* kFlag = "--timestep_respacing";
+constexpr const char* kFlag = "`timestep_respacing`";
 
 int64_t parse_count(const std::string& item, const std::string& whole) {
   const std::string s = trim(item);
@@ -53,7 +53,7 @@ std::pair<DiffusionParams, std::vector<int64_t>> respaced(const std::set<int64_t
 }  // namespace
 
 std::set<int64_t> space_timesteps(int64_t num_timesteps, const std::string& section_counts) {
-  IDIFF_REQUIRE(num_timesteps >= 1, ConfigError, "--diffusion_steps must be at least 1, got ",
+  IDIFF_REQUIRE(num_timesteps >= 1, ConfigError, "`diffusion_steps` must be at least 1, got ",
                 num_timesteps);
   if (section_counts.rfind("ddim", 0) == 0) {
     const int64_t desired = parse_count(section_counts.substr(4), section_counts);

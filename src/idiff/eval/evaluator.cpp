@@ -61,7 +61,7 @@ FeatureStats embed_images(ImageSource& source, FIDInceptionV3& net, const c10::D
 
 FeatureStats embed_images(ImageSource& source, const FeatureFn& net, const c10::Device& device,
                           int64_t batch_size, bool progress, const std::string& label) {
-  IDIFF_REQUIRE(batch_size >= 1, ConfigError, "--batch_size must be at least 1, got ", batch_size);
+  IDIFF_REQUIRE(batch_size >= 1, ConfigError, "`batch_size` must be at least 1, got ", batch_size);
   c10::InferenceMode guard;
   StatsAccumulator acc;
   // Filled in place, batch by batch: concatenating at the end would hold them twice.
@@ -90,15 +90,15 @@ FeatureStats embed_images(ImageSource& source, const FeatureFn& net, const c10::
 
 EvalReport evaluate(const EvalConfig& c) {
   IDIFF_REQUIRE(!c.samples.empty() || !c.save_stats.empty(), ConfigError,
-                "--samples is required (or --save_stats alone, to cache the reference set)");
+                "`samples` is required (or `save_stats` alone, to cache the reference set)");
   Embedder embedder(c);
   EvalReport r;
-  const FeatureStats ref = embedder.stats_of(c.ref, "--ref");
+  const FeatureStats ref = embedder.stats_of(c.ref, "`ref`");
   r.ref_count = ref.count;
   if (!c.save_stats.empty()) save_stats(c.save_stats, ref);
   if (c.samples.empty()) return r;
 
-  const FeatureStats sam = embedder.stats_of(c.samples, "--samples");
+  const FeatureStats sam = embedder.stats_of(c.samples, "`samples`");
   r.sample_count = sam.count;
   if (!c.save_sample_stats.empty()) save_stats(c.save_sample_stats, sam);
 
@@ -107,7 +107,7 @@ EvalReport evaluate(const EvalConfig& c) {
     r.inception_score = inception_score(sam.logits, c.is_splits);
   } else {
     r.notes.push_back(str("Inception Score: needs the samples' logits and at least ", c.is_splits,
-                          " images (--is_splits)"));
+                          " images (`is_splits`)"));
   }
   if (ref.features.defined() && sam.features.defined()) {
     if (ref.count > c.pr_k && sam.count > c.pr_k) {

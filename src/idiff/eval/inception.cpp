@@ -190,9 +190,9 @@ at::Tensor inception_preprocess(const at::Tensor& images01) {
 }
 
 FIDInceptionV3 load_fid_inception(const std::string& path, const c10::Device& device) {
-  const std::string where = str("--inception_path ", path);
+  const std::string where = str("`inception_path` ", path);
   IDIFF_REQUIRE(!path.empty(), FileError,
-                "--inception_path is required: the FID Inception weights of pytorch-fid, ",
+                "`inception_path` is required: the FID Inception weights of pytorch-fid, ",
                 kInceptionWeightsUrl);
   IDIFF_REQUIRE(std::filesystem::is_regular_file(path), FileError, where,
                 ": no such file; download pytorch-fid's FID Inception weights from ",

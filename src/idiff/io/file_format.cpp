@@ -1,7 +1,7 @@
 #include "idiff/io/file_format.h"
 
 #include "idiff/common/error.h"
-#include "idiff/common/regular_file.h"
+#include "idiff/common/filesystem.h"
 
 #include <algorithm>
 #include <cerrno>

@@ -20,11 +20,13 @@ at::Tensor samples_to_uint8(const at::Tensor& samples) {
 }
 
 void write_png(const std::string& path, const at::Tensor& hwc) {
-  TORCH_CHECK(hwc.dim() == 3 && hwc.scalar_type() == at::kByte, "write_png expects [H, W, C] uint8");
+  TORCH_CHECK(hwc.dim() == 3 && hwc.scalar_type() == at::kByte,
+              "write_png expects [H, W, C] uint8");
   const at::Tensor img = hwc.contiguous().cpu();
   const int h = static_cast<int>(img.size(0)), w = static_cast<int>(img.size(1)),
             c = static_cast<int>(img.size(2));
-  IDIFF_REQUIRE(c == 1 || c == 3 || c == 4, Error, path, ": cannot write a PNG with ", c, " channels");
+  IDIFF_REQUIRE(c == 1 || c == 3 || c == 4, Error, path, ": cannot write a PNG with ", c,
+                " channels");
   const int ok = stbi_write_png(path.c_str(), w, h, c, img.data_ptr<uint8_t>(), w * c);
   IDIFF_REQUIRE(ok != 0, FileError, path, ": could not write the PNG file");
 }

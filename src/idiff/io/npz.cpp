@@ -1,7 +1,7 @@
 #include "idiff/io/npz.h"
 
 #include "idiff/common/error.h"
-#include "idiff/common/regular_file.h"
+#include "idiff/common/filesystem.h"
 #include "idiff/io/npy_format.h"
 #include "idiff/io/tensor_convert.h"
 

@@ -17,8 +17,8 @@ namespace idiff {
 constexpr uint64_t kMaxPickleBytes = uint64_t{256} << 20;
 
 // Reads the value a torch.save file holds, in the zip format or the legacy one
-// (pt_legacy.h). FileError for anything that is not a torch.save file, for pickles outside the allowlist
-// (unpickler.h), and for storages whose records are missing or of the wrong size.
+// (pt_legacy.h). FileError for anything that is not a torch.save file, for pickles outside the
+// allowlist (unpickler.h), and for storages whose records are missing or of the wrong size.
 PickleValue read_pt(const std::string& path);
 PickleValue read_pt(const ZipReader& zip);
 

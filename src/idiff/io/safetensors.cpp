@@ -1,7 +1,7 @@
 #include "idiff/io/safetensors.h"
 
 #include "idiff/common/error.h"
-#include "idiff/common/regular_file.h"
+#include "idiff/common/filesystem.h"
 #include "idiff/io/atomic_file.h"
 #include "idiff/io/safetensors_format.h"
 #include "idiff/io/tensor_convert.h"

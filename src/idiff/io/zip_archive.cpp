@@ -7,9 +7,8 @@
 #include "idiff/io/zip_archive.h"
 
 #include "idiff/common/error.h"
-#include "idiff/common/regular_file.h"
+#include "idiff/common/filesystem.h"
 
-#include <sys/stat.h>
 #include <zip.h>
 
 #include <cstring>
@@ -54,13 +53,12 @@ ZipReader::~ZipReader() {
 }
 
 ZipReader ZipReader::open_file(const std::string& path) {
-  require_regular_file(path, "file");  // a FIFO or a device would block or never end
+  // A FIFO or a device would block or never end.
+  const uint64_t size = require_regular_file(path, "file");
   int err = 0;
   ::zip* z = zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &err);
   IDIFF_REQUIRE(z != nullptr, FileError, path, ": not a readable zip archive (", libzip_error(err),
                 ")");
-  struct stat st;
-  const uint64_t size = ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
   return ZipReader(z, path, size);
 }
 

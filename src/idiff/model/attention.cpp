@@ -6,15 +6,12 @@
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <vector>
 
 namespace idiff {
 
 namespace {
-
-std::atomic<AttentionImpl> g_attention_impl{AttentionImpl::Auto};
 
 // CPU: the attention weights of this many bytes at a time stay in the core's L2 cache from
 // the first product through the softmax to the second (measured: README, Performance).
@@ -55,13 +52,6 @@ at::Tensor pointwise_conv1d(torch::nn::Conv1d& conv, const at::Tensor& x) {
 }
 
 }  // namespace
-
-void set_attention_impl(AttentionImpl impl) {
-  g_attention_impl = impl;
-}
-AttentionImpl attention_impl() {
-  return g_attention_impl;
-}
 
 AttentionImpl parse_attention_impl(const std::string& name, const std::string& flag) {
   if (name == "auto") return AttentionImpl::Auto;
@@ -126,9 +116,10 @@ AttentionBlockImpl::AttentionBlockImpl(int64_t channels, int64_t num_heads, bool
     : channels_(channels), num_heads_(num_heads), use_checkpoint_(use_checkpoint) {
   IDIFF_REQUIRE(num_heads > 0 && channels % num_heads == 0, ConfigError, "attention with ",
                 channels, " channels cannot be split into ", num_heads,
-                " heads (channels must be divisible by --num_heads / --num_heads_upsample)");
+                " heads (channels must be divisible by `num_heads` / `num_heads_upsample`)");
   norm_ = register_module("norm", normalization(channels));
-  qkv_ = register_module("qkv", torch::nn::Conv1d(torch::nn::Conv1dOptions(channels, 3 * channels, 1)));
+  qkv_ = register_module("qkv",
+                         torch::nn::Conv1d(torch::nn::Conv1dOptions(channels, 3 * channels, 1)));
   proj_out_ = register_module(
       "proj_out", zero_module(torch::nn::Conv1d(torch::nn::Conv1dOptions(channels, channels, 1))));
   checkpointed_ = [this](const std::vector<at::Tensor>& in) {
@@ -144,10 +135,10 @@ at::Tensor AttentionBlockImpl::forward(const at::Tensor& x) {
 at::Tensor AttentionBlockImpl::forward_impl(const at::Tensor& x) {
   const auto shape = x.sizes().vec();
   const int64_t b = shape[0], c = shape[1];
-  at::Tensor flat = x.reshape({b, c, -1});               // [B, C, T]
-  at::Tensor qkv = pointwise_conv1d(qkv_, norm_->forward(flat));  // [B, 3C, T]
-  qkv = qkv.reshape({b * num_heads_, -1, qkv.size(2)});  // [B*H, 3C/H, T]
-  at::Tensor h = qkv_attention(qkv, attention_impl()).reshape({b, -1, qkv.size(2)});  // [B, C, T]
+  at::Tensor flat = x.reshape({b, c, -1});                                 // [B, C, T]
+  at::Tensor qkv = pointwise_conv1d(qkv_, norm_->forward(flat));           // [B, 3C, T]
+  qkv = qkv.reshape({b * num_heads_, -1, qkv.size(2)});                    // [B*H, 3C/H, T]
+  at::Tensor h = qkv_attention(qkv, impl_).reshape({b, -1, qkv.size(2)});  // [B, C, T]
   h = pointwise_conv1d(proj_out_, h);
   return residual_add(flat, h).reshape(shape);
 }

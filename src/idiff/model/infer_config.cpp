@@ -45,14 +45,18 @@ InferredModel infer_model_config(const TensorMap& sd) {
   m.is_unet = true;
   ModelConfig& c = m.config;
   c.num_channels = mc;
-  m.super_res = in_ch == 6;
-  c.learn_sigma = out_ch == 6;
-  if (in_ch != 3 && in_ch != 6)
-    m.notes.push_back(str("the model takes ", in_ch,
-                          " input channels; the reference's take 3 (6 for super-resolution)"));
-  if (out_ch != 3 && out_ch != 6)
-    m.notes.push_back(str("the model has ", out_ch,
-                          " output channels; the reference's have 3, or 6 with learned sigma"));
+  // Image channels C: 3 (RGB, every reference model) or 1 (grey, --image_channels 1); the
+  // input has C channels (2C for super-resolution), the output C (2C with learned sigma).
+  const int64_t channels = in_ch % 3 == 0 ? 3 : 1;
+  c.image_channels = channels;
+  m.super_res = in_ch == 2 * channels;
+  c.learn_sigma = out_ch == 2 * channels;
+  if (in_ch != channels && in_ch != 2 * channels)
+    m.notes.push_back(str("the model takes ", in_ch, " input channels; idiff's take ", channels,
+                          " (", 2 * channels, " for super-resolution)"));
+  if (out_ch != channels && out_ch != 2 * channels)
+    m.notes.push_back(str("the model has ", out_ch, " output channels; idiff's have ", channels,
+                          ", or ", 2 * channels, " with learned sigma"));
   m.num_classes = dim_of(sd, "label_emb.weight", 0);
   c.class_cond = m.num_classes > 0;
   if (c.class_cond && m.num_classes != kNumClasses) {
@@ -139,6 +143,7 @@ InferredModel infer_model_config(const TensorMap& sd) {
            yes_no(c.learn_sigma), " --class_cond ", yes_no(c.class_cond));
   if (m.image_size_known) f += str(" --attention_resolutions ", c.attention_resolutions);
   f += str(" --use_scale_shift_norm ", yes_no(c.use_scale_shift_norm));
+  if (channels != 3) f += str(" --image_channels ", channels);
   m.flags = f;
   m.notes.push_back(
       str("num_heads, num_heads_upsample, dropout and use_checkpoint are not stored in "

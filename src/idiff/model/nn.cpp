@@ -34,9 +34,9 @@ at::Tensor residual_add(const at::Tensor& x, at::Tensor h) {
 }
 
 GroupNorm32 normalization(int64_t channels) {
-  IDIFF_REQUIRE(channels > 0 && channels % 32 == 0, ConfigError, "GroupNorm32 needs a channel count ",
-                "divisible by its 32 groups, got ", channels,
-                " (choose --num_channels as a multiple of 32)");
+  IDIFF_REQUIRE(channels > 0 && channels % 32 == 0, ConfigError,
+                "GroupNorm32 needs a channel count ", "divisible by its 32 groups, got ", channels,
+                " (choose `num_channels` as a multiple of 32)");
   return GroupNorm32(channels);
 }
 
@@ -55,8 +55,7 @@ at::Tensor timestep_embedding(const at::Tensor& timesteps, int64_t dim, double m
   return emb;
 }
 
-torch::nn::Conv2d conv2d(int64_t in, int64_t out, int64_t kernel, int64_t padding,
-                         int64_t stride) {
+torch::nn::Conv2d conv2d(int64_t in, int64_t out, int64_t kernel, int64_t padding, int64_t stride) {
   return torch::nn::Conv2d(
       torch::nn::Conv2dOptions(in, out, kernel).padding(padding).stride(stride));
 }

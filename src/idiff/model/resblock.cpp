@@ -10,10 +10,12 @@ ResBlockImpl::ResBlockImpl(const ResBlockOptions& options)
   const int64_t c = options.channels, oc = out_channels_;
   in_norm_ = normalization(c);
   in_conv_ = conv2d(c, oc, 3, 1);
-  in_layers_ = register_module("in_layers", torch::nn::Sequential(in_norm_, torch::nn::SiLU(), in_conv_));
+  in_layers_ =
+      register_module("in_layers", torch::nn::Sequential(in_norm_, torch::nn::SiLU(), in_conv_));
 
   emb_linear_ = torch::nn::Linear(options.emb_channels, options.use_scale_shift_norm ? 2 * oc : oc);
-  emb_layers_ = register_module("emb_layers", torch::nn::Sequential(torch::nn::SiLU(), emb_linear_));
+  emb_layers_ =
+      register_module("emb_layers", torch::nn::Sequential(torch::nn::SiLU(), emb_linear_));
 
   out_norm_ = normalization(oc);
   dropout_ = torch::nn::Dropout(options.dropout);

@@ -60,9 +60,12 @@ void load_state_dict(torch::nn::Module& module, const TensorMap& sd, const std::
   if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
     std::ostringstream os;
     os << source << ": the checkpoint does not match the model;";
-    if (!missing.empty()) os << " missing keys (" << missing.size() << "): " << join_limited(missing) << ";";
-    if (!unexpected.empty()) os << " unexpected keys (" << unexpected.size() << "): " << join_limited(unexpected) << ";";
-    if (!mismatched.empty()) os << " mis-shaped keys (" << mismatched.size() << "): " << join_limited(mismatched) << ";";
+    if (!missing.empty())
+      os << " missing keys (" << missing.size() << "): " << join_limited(missing) << ";";
+    if (!unexpected.empty())
+      os << " unexpected keys (" << unexpected.size() << "): " << join_limited(unexpected) << ";";
+    if (!mismatched.empty())
+      os << " mis-shaped keys (" << mismatched.size() << "): " << join_limited(mismatched) << ";";
     os << " check the model flags (idiff info " << source << " suggests them)";
     throw FileError(os.str());
   }

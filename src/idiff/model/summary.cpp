@@ -65,10 +65,10 @@ std::string describe_unet(const UNetModelImpl& model, int64_t image_size) {
     if (item.key() == "time_embed" || item.key() == "label_emb") {
       const int64_t n = parameter_count(*item.value());
       time_params += n;
-      line(os, item.key(), item.key() == "time_embed"
-                               ? str("Linear ", o.model_channels, "->", 4 * o.model_channels,
-                                     ", SiLU, Linear")
-                               : str("Embedding ", o.num_classes, " classes"),
+      line(os, item.key(),
+           item.key() == "time_embed"
+               ? str("Linear ", o.model_channels, "->", 4 * o.model_channels, ", SiLU, Linear")
+               : str("Embedding ", o.num_classes, " classes"),
            0, n);
     }
   }
@@ -88,8 +88,8 @@ std::string describe_unet(const UNetModelImpl& model, int64_t image_size) {
   }
   for (const auto& item : model.named_children()) {
     if (item.key() == "out") {
-      line(os, "out", str("GroupNorm32, SiLU, Conv2d ", o.model_channels, "->", o.out_channels), res,
-           parameter_count(*item.value()));
+      line(os, "out", str("GroupNorm32, SiLU, Conv2d ", o.model_channels, "->", o.out_channels),
+           res, parameter_count(*item.value()));
     }
   }
   return os.str();

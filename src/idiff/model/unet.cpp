@@ -21,8 +21,9 @@ bool contains(const std::vector<int64_t>& v, int64_t x) {
 UNetModelImpl::UNetModelImpl(const UNetOptions& options) : options_(options) {
   const UNetOptions& o = options_;
   if (options_.num_heads_upsample == -1) options_.num_heads_upsample = o.num_heads;
-  IDIFF_REQUIRE(!o.channel_mult.empty(), ConfigError, "the UNet needs at least one channel_mult level");
-  IDIFF_REQUIRE(o.num_res_blocks >= 1, ConfigError, "--num_res_blocks must be at least 1, got ",
+  IDIFF_REQUIRE(!o.channel_mult.empty(), ConfigError,
+                "the UNet needs at least one channel_mult level");
+  IDIFF_REQUIRE(o.num_res_blocks >= 1, ConfigError, "`num_res_blocks` must be at least 1, got ",
                 o.num_res_blocks);
   const int64_t mc = o.model_channels;
   const int64_t time_embed_dim = mc * 4;
@@ -114,8 +115,8 @@ UNetModelImpl::UNetModelImpl(const UNetOptions& options) : options_(options) {
 
 at::Tensor UNetModelImpl::forward(const at::Tensor& x, const at::Tensor& timesteps,
                                   const at::Tensor& y) {
-  IDIFF_REQUIRE(x.dim() == 4 && x.size(1) == options_.in_channels, Error, "the model expects input [N, ",
-                options_.in_channels, ", H, W], got ", x.sizes());
+  IDIFF_REQUIRE(x.dim() == 4 && x.size(1) == options_.in_channels, Error,
+                "the model expects input [N, ", options_.in_channels, ", H, W], got ", x.sizes());
   return forward_checked(x, timesteps, y);
 }
 
@@ -129,17 +130,17 @@ at::Tensor UNetModelImpl::forward_checked(const at::Tensor& x, const at::Tensor&
                 "the model expects one timestep per sample ([", x.size(0), "]), got ",
                 timesteps.sizes());
   const int64_t factor = int64_t{1} << (options_.channel_mult.size() - 1);
-  IDIFF_REQUIRE(x.size(2) % factor == 0 && x.size(3) % factor == 0, Error, "image size ",
-                x.size(2), "x", x.size(3), " is not divisible by ", factor,
-                " (the UNet halves it ", options_.channel_mult.size() - 1, " times)");
+  IDIFF_REQUIRE(x.size(2) % factor == 0 && x.size(3) % factor == 0, Error, "image size ", x.size(2),
+                "x", x.size(3), " is not divisible by ", factor, " (the UNet halves it ",
+                options_.channel_mult.size() - 1, " times)");
 
   // The embedding is float32 as in the reference; it follows the time MLP's dtype so
   // that a float64 model (used by precise tests) runs too.
   at::Tensor emb = time_embed_->forward(timestep_embedding(timesteps, options_.model_channels)
                                             .to(time_linear1_->weight.scalar_type()));
   if (cond) {
-    IDIFF_REQUIRE(y.dim() == 1 && y.size(0) == x.size(0), Error, "labels y must be [",
-                  x.size(0), "], got ", y.sizes());
+    IDIFF_REQUIRE(y.dim() == 1 && y.size(0) == x.size(0), Error, "labels y must be [", x.size(0),
+                  "], got ", y.sizes());
     emb = emb + label_emb_->forward(y);
   }
   std::vector<at::Tensor> hs;
@@ -187,8 +188,18 @@ at::ScalarType UNetModelImpl::inner_dtype() const {
   return input_blocks_.front()->parameters().front().scalar_type();
 }
 
-void UNetModelImpl::convert_to_fp16() { convert_torso(at::kHalf); }
-void UNetModelImpl::convert_to_fp32() { convert_torso(at::kFloat); }
+void UNetModelImpl::convert_to_fp16() {
+  convert_torso(at::kHalf);
+}
+void UNetModelImpl::convert_to_fp32() {
+  convert_torso(at::kFloat);
+}
+
+void UNetModelImpl::set_attention_impl(AttentionImpl impl) {
+  for (const auto& module : modules(/*include_self=*/false)) {
+    if (auto* block = module->as<AttentionBlockImpl>()) block->set_impl(impl);
+  }
+}
 
 SuperResModelImpl::SuperResModelImpl(UNetOptions options)
     : UNetModelImpl([&] {
@@ -204,8 +215,9 @@ at::Tensor SuperResModelImpl::forward(const at::Tensor& x, const at::Tensor& tim
                 x.sizes());
   IDIFF_REQUIRE(low_res.defined() && low_res.dim() == 4 && low_res.size(0) == x.size(0) &&
                     low_res.size(1) == image_channels,
-                Error, "the super-resolution model needs low_res [", x.size(0), ", ", image_channels,
-                ", h, w]", low_res.defined() ? str(", got ", low_res.sizes()) : std::string(", got none"));
+                Error, "the super-resolution model needs low_res [", x.size(0), ", ",
+                image_channels, ", h, w]",
+                low_res.defined() ? str(", got ", low_res.sizes()) : std::string(", got none"));
   at::Tensor upsampled =
       at::upsample_bilinear2d(low_res, {x.size(2), x.size(3)}, /*align_corners=*/false);
   return forward_checked(at::cat({x, upsampled}, 1), timesteps, y);

@@ -11,8 +11,8 @@ namespace idiff {
 
 AdamW::AdamW(std::vector<at::Tensor> params, AdamWOptions options)
     : params_(std::move(params)), options_(options), state_(params_.size()) {
-  IDIFF_REQUIRE(options.lr >= 0, ConfigError, "--lr must be non-negative, got ", options.lr);
-  IDIFF_REQUIRE(options.weight_decay >= 0, ConfigError, "--weight_decay must be non-negative, got ",
+  IDIFF_REQUIRE(options.lr >= 0, ConfigError, "`lr` must be non-negative, got ", options.lr);
+  IDIFF_REQUIRE(options.weight_decay >= 0, ConfigError, "`weight_decay` must be non-negative, got ",
                 options.weight_decay);
 }
 
@@ -22,7 +22,8 @@ void AdamW::init_state(size_t i) {
   if (s.exp_avg.defined()) return;
   // PyTorch keeps `step` on the CPU, except for the fused/capturable paths (device).
   const bool on_device = !p.is_cpu();
-  s.step = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(on_device ? p.device() : at::kCPU));
+  s.step = at::zeros(
+      {}, at::TensorOptions().dtype(at::kFloat).device(on_device ? p.device() : at::kCPU));
   s.exp_avg = at::zeros_like(p, at::MemoryFormat::Preserve);
   s.exp_avg_sq = at::zeros_like(p, at::MemoryFormat::Preserve);
 }

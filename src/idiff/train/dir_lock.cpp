@@ -48,7 +48,7 @@ DirLock::DirLock(const std::string& dir) {
     ::close(fd_);
     fd_ = -1;
     IDIFF_REQUIRE(err != EWOULDBLOCK, FileError, "log folder ", dir, " is in use by another run (",
-                  holder, "); give each run its own --log_dir");
+                  holder, "); give each run its own `log_dir`");
     throw FileError(str(path, ": cannot lock (", std::strerror(err), ")"));
   }
   const std::string text = holder_text() + "\n";

@@ -32,7 +32,8 @@ void save_optimizer_file(const std::string& path, const AdamW& opt) {
   group.set("differentiable", PickleValue::boolean(false));
   group.set("fused", PickleValue::none());
   PickleValue ids = PickleValue::list();
-  for (size_t i = 0; i < opt.params().size(); ++i) ids.push_back(PickleValue::integer(static_cast<int64_t>(i)));
+  for (size_t i = 0; i < opt.params().size(); ++i)
+    ids.push_back(PickleValue::integer(static_cast<int64_t>(i)));
   group.set("params", std::move(ids));
   PickleValue root = PickleValue::dict();
   root.set("state", std::move(state));

@@ -9,7 +9,7 @@ namespace idiff {
 Denoiser::Denoiser(ModelFn model, DenoiserOptions options)
     : model_(std::move(model)), options_(std::move(options)) {
   IDIFF_REQUIRE(options_.dynamic_threshold_p > 0.0 && options_.dynamic_threshold_p <= 1.0,
-                ConfigError, "--dynamic_threshold must lie in (0, 1], got ",
+                ConfigError, "`dynamic_threshold` must lie in (0, 1], got ",
                 options_.dynamic_threshold_p);
 }
 

@@ -120,7 +120,7 @@ class StaticStep {
       at::autocast::set_autocast_cache_enabled(cache);
       graph_.reset();
       throw Error(
-          str("capturing the sampling step in a CUDA graph failed (--cuda_graph False samples "
+          str("capturing the sampling step in a CUDA graph failed (`cuda_graph` False samples "
               "without graphs): ",
               e.what()));
     }

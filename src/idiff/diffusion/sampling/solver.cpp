@@ -35,10 +35,10 @@ std::unique_ptr<Solver> make_solver(const SolverOptions& o, const DiffusionParam
   const bool reference = o.name == "ddpm" || (o.name == "ddim" && has_integer_levels(schedule));
   if (reference) {
     IDIFF_REQUIRE(has_integer_levels(schedule) && schedule.ends_clean(), ConfigError,
-                  "--sampler ddpm needs integer timesteps ending at sigma 0 (a respacing string, "
-                  "or --schedule linspace/leading/trailing with --final_sigma zero)");
-    IDIFF_REQUIRE(denoiser.threshold != Threshold::Dynamic, ConfigError, "--sampler ", o.name,
-                  " (the reference's) clips or not: --dynamic_threshold needs another sampler");
+                  "`sampler` ddpm needs integer timesteps ending at sigma 0 (a respacing string, "
+                  "or `schedule` linspace/leading/trailing with `final_sigma` zero)");
+    IDIFF_REQUIRE(denoiser.threshold != Threshold::Dynamic, ConfigError, "`sampler` ", o.name,
+                  " (the reference's) clips or not: `dynamic_threshold` needs another sampler");
     std::set<int64_t> kept;
     for (size_t i = 0; i + 1 < schedule.levels.size(); ++i) {
       kept.insert(static_cast<int64_t>(schedule.levels[i]));
@@ -46,13 +46,13 @@ std::unique_ptr<Solver> make_solver(const SolverOptions& o, const DiffusionParam
     return make_reference_solver(SpacedDiffusion(kept, params), model, o.name == "ddim", o.eta,
                                  denoiser.threshold == Threshold::Clip, denoiser.denoised_fn);
   }
-  IDIFF_REQUIRE(params.model_mean_type != ModelMeanType::PreviousX, ConfigError, "--sampler ",
+  IDIFF_REQUIRE(params.model_mean_type != ModelMeanType::PreviousX, ConfigError, "`sampler` ",
                 o.name, " needs a model that predicts epsilon or x_0, not x_{t-1}");
   const std::vector<NoiseLevel> levels = levels_of(ns, schedule);
   Denoiser d(model, denoiser);
   const bool lof = o.lower_order_final;
   if (o.name == "ddim") {
-    IDIFF_REQUIRE(o.eta >= 0.0, ConfigError, "--eta must be non-negative, got ", o.eta);
+    IDIFF_REQUIRE(o.eta >= 0.0, ConfigError, "`eta` must be non-negative, got ", o.eta);
     return make_linear_solver("ddim", schedule, levels, std::move(d), ddim_plan(levels, o.eta));
   }
   if (o.name == "euler") {
@@ -70,12 +70,12 @@ std::unique_ptr<Solver> make_solver(const SolverOptions& o, const DiffusionParam
   }
   if (o.name == "unipc") {
     IDIFF_REQUIRE(o.unipc_variant == "bh1" || o.unipc_variant == "bh2", ConfigError,
-                  "--unipc_variant must be bh1 or bh2, got '", o.unipc_variant, "'");
+                  "`unipc_variant` must be bh1 or bh2, got '", o.unipc_variant, "'");
     return make_linear_solver("unipc", schedule, levels, std::move(d),
                               unipc_plan(levels, o.order, o.unipc_variant == "bh2", lof));
   }
   throw ConfigError(
-      str("--sampler: unknown sampler '", o.name, "' (expected one of ", solver_names(), ")"));
+      str("`sampler`: unknown sampler '", o.name, "' (expected one of ", solver_names(), ")"));
 }
 
 }  // namespace idiff

@@ -38,11 +38,11 @@ std::vector<double> linspace(double a, double b, int64_t n) {
 StepSchedule make_step_schedule(const NoiseSchedule& ns, const std::string& name, int64_t steps,
                                 double t_start, bool final_zero) {
   const int64_t T = ns.num_timesteps();
-  IDIFF_REQUIRE(steps >= 1 && steps <= T, ConfigError, "--steps must lie in [1, ", T,
+  IDIFF_REQUIRE(steps >= 1 && steps <= T, ConfigError, "`steps` must lie in [1, ", T,
                 "] (the diffusion's steps), got ", steps);
   if (t_start < 0) t_start = static_cast<double>(T - 1);
   IDIFF_REQUIRE(t_start >= 1 && t_start <= static_cast<double>(T - 1), ConfigError,
-                "--t_start must lie in [1, ", T - 1, "], got ", t_start);
+                "`t_start` must lie in [1, ", T - 1, "], got ", t_start);
   // Points made by the spacing: the model times, plus the last level with final "min".
   const int64_t n = final_zero ? steps : steps + 1;
   std::vector<double> pts;
@@ -70,12 +70,12 @@ StepSchedule make_step_schedule(const NoiseSchedule& ns, const std::string& name
     pts.front() = t_start;
   } else {
     throw ConfigError(
-        str("--schedule: unknown schedule '", name, "' (expected ", step_schedule_names(), ")"));
+        str("`schedule`: unknown schedule '", name, "' (expected ", step_schedule_names(), ")"));
   }
   StepSchedule s;
   s.levels = pts;
   if (final_zero) s.levels.push_back(kCleanLevel);
-  check_step_schedule(s, T, str("--schedule ", name, " with --steps ", steps));
+  check_step_schedule(s, T, str("`schedule` ", name, " with `steps` ", steps));
   return s;
 }
 

@@ -23,7 +23,7 @@ struct Positions {
 TuneResult tune_step_schedule(const NoiseSchedule& ns, const TuneOptions& o,
                               const ScheduleError& error_of, const TuneLog& log) {
   IDIFF_REQUIRE(o.iterations >= 0 && o.iterations <= 100, ConfigError,
-                "--iterations must lie in [0, 100], got ", o.iterations);
+                "`iterations` must lie in [0, 100], got ", o.iterations);
   TuneResult r;
   r.initial_error = std::numeric_limits<double>::infinity();
   const auto evaluate = [&](const StepSchedule& s) {

@@ -48,7 +48,7 @@ std::vector<double> unipc_rhos(const std::vector<double>& rks, double hh, double
 
 LinearPlan unipc_plan(const std::vector<NoiseLevel>& lv, int64_t order, bool bh2,
                       bool lower_order_final) {
-  IDIFF_REQUIRE(order >= 1 && order <= 3, ConfigError, "--order: UniPC's order is 1, 2 or 3, got ",
+  IDIFF_REQUIRE(order >= 1 && order <= 3, ConfigError, "`order`: UniPC's order is 1, 2 or 3, got ",
                 order);
   LinearPlan plan;
   plan.history = order + 1;  // the corrector of an order-q step reads q + 1 predictions

@@ -1,0 +1,136 @@
+// The settings structs shared by every layer, with the reference's defaults
+// (improved_diffusion/script_util.py: model_and_diffusion_defaults(),
+// sr_model_and_diffusion_defaults()). Only cli/ turns flags into these; the library takes
+// the structs, never flags.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace idiff {
+
+// --dist_timeout's default (DistContext::kDefaultTimeoutSeconds): how long a rank waits for
+// the others at the rendezvous and in every collective before it gives up.
+constexpr double kDefaultDistTimeoutSeconds = 300.0;
+
+// Limits on what a user or a file can ask for (README: "Limits").
+// Step counts, intervals and the step number in a checkpoint's name.
+constexpr int64_t kMaxSteps = 1000000000000;  // 1e12
+// Images with more pixels are refused before decoding (--max_image_pixels raises it):
+// Pillow's default decompression-bomb limit, 2 * 1024^3 / 4 / 3.
+constexpr int64_t kDefaultMaxImagePixels = 178956970;
+
+// The UNet's shape. Field names are the reference's flag names.
+struct ModelConfig {
+  int64_t image_size = 64;
+  // idiff's addition: 1 for grey images (Fashion-MNIST), 3 for RGB as every reference model.
+  int64_t image_channels = 3;
+  int64_t num_channels = 128;
+  int64_t num_res_blocks = 2;
+  int64_t num_heads = 4;
+  int64_t num_heads_upsample = -1;  // -1: same as num_heads
+  std::string attention_resolutions = "16,8";
+  double dropout = 0.0;
+  bool learn_sigma = false;
+  bool class_cond = false;
+  bool use_checkpoint = false;
+  bool use_scale_shift_norm = true;
+  // Super-resolution only (sr_model_and_diffusion_defaults): the model works at
+  // large_size and is conditioned on an image of small_size.
+  int64_t large_size = 256;
+  int64_t small_size = 64;
+};
+
+// The Gaussian diffusion process. learn_sigma mirrors ModelConfig::learn_sigma (one flag
+// sets both, as in the reference's create_model_and_diffusion).
+struct DiffusionConfig {
+  bool learn_sigma = false;
+  bool sigma_small = false;
+  int64_t diffusion_steps = 1000;
+  std::string noise_schedule = "linear";
+  std::string timestep_respacing = "";
+  bool use_kl = false;
+  bool predict_xstart = false;
+  bool rescale_timesteps = true;
+  bool rescale_learned_sigmas = true;
+};
+
+// The training loop (reference: scripts/image_train.py create_argparser and
+// train_util.TrainLoop). Fields after the reference's are idiff's additions.
+struct TrainConfig {
+  std::string data_dir = "";
+  std::string schedule_sampler = "uniform";
+  double lr = 1e-4;
+  double weight_decay = 0.0;
+  int64_t lr_anneal_steps = 0;
+  int64_t batch_size = 1;
+  int64_t microbatch = -1;  // -1: no microbatching
+  std::string ema_rate = "0.9999";
+  int64_t log_interval = 10;
+  int64_t save_interval = 10000;
+  std::string resume_checkpoint = "";
+  bool use_fp16 = false;
+  double fp16_scale_growth = 1e-3;
+  // Additions.
+  std::string log_dir = "";  // else $OPENAI_LOGDIR, else a new folder under /tmp
+  int64_t max_steps = 0;     // stop after this many steps in total (resumed ones count)
+  double max_minutes = 0.0;  // stop (and save) after this much wall time in this run
+  uint64_t seed = 0;
+  std::string device = "auto";
+  std::string precision = "fp32";  // fp32, fp16 (same as --use_fp16 True), bf16 (CUDA autocast)
+  bool skip_bad_images = false;
+  int64_t num_workers = 2;                            // background decoding threads
+  int64_t max_image_pixels = kDefaultMaxImagePixels;  // larger images are refused
+  double dist_timeout = kDefaultDistTimeoutSeconds;   // seconds; multi-process runs only
+};
+
+// Sampling and evaluation (reference: scripts/image_sample.py, image_nll.py,
+// super_res_sample.py). Fields after the reference's are idiff's additions.
+struct SampleConfig {
+  bool clip_denoised = true;
+  int64_t num_samples = 10000;  // image_nll.py's default is 1000 (set by `idiff nll`)
+  int64_t batch_size = 16;      // image_nll.py's default is 1
+  bool use_ddim = false;
+  std::string model_path = "";
+  std::string data_dir = "";      // nll: the images to evaluate
+  std::string base_samples = "";  // super-res-sample: samples_*.npz to upsample
+  // Additions.
+  double eta = 0.0;          // DDIM eta (0: deterministic)
+  uint64_t seed = 0;         // noise and labels
+  std::string classes = "";  // --class: "N" or "N,M,...", cycled over the samples ("": random)
+  std::string log_dir = "";  // where outputs go (else $OPENAI_LOGDIR, else /tmp/openai-<time>)
+  std::string device = "auto";
+  bool save_pngs = false;          // also one PNG per sample
+  bool cuda_graph = true;          // CUDA: replay each sampling step as a captured graph
+  int64_t grid_size = 64;          // samples in the PNG grid (0: none)
+  std::string initial_noise = "";  // a tensor file holding x_T [num_samples, 3, H, W]
+  int64_t num_workers = 2;         // nll: decoding threads
+  int64_t max_image_pixels = kDefaultMaxImagePixels;  // nll: larger images are refused
+  double dist_timeout = kDefaultDistTimeoutSeconds;   // seconds; multi-process runs only
+  // The sampling engine (diffusion/sampling/): which solver, over which steps.
+  std::string sampler = "";          // "": ddim with --use_ddim, else ddpm (the reference's)
+  int64_t steps = 0;                 // 0: the steps of --timestep_respacing (else every step)
+  std::string schedule = "";         // with --steps: the step schedule ("": karras)
+  double t_start = -1;               // the timestep sampling starts at (-1: the last)
+  std::string final_sigma = "zero";  // zero: the last step goes to sigma 0; min: it ends at t = 0
+  std::string steps_file = "";       // a schedule written by `idiff tune-steps`
+  int64_t order = 2;                 // unipc's order
+  std::string unipc_variant = "bh2";
+  bool lower_order_final = true;  // multistep solvers: lower orders in the last steps (< 15 steps)
+  double dynamic_threshold = 0;   // > 0: dynamic thresholding at this quantile instead of clipping
+  std::string init_image = "";    // SDEdit: start from this image noised to --t_start
+  bool save_float = false;        // also write samples_float.safetensors (float32, [-1, 1])
+};
+
+// `idiff tune-steps`: the search for a model's step schedule (diffusion/sampling/tune_steps.h).
+struct TuneConfig {
+  std::string reference_sampler = "dpmpp_3m";  // the fine solution the schedule is fitted to
+  int64_t reference_steps = 250;
+  int64_t iterations = 6;  // sweeps of the coordinate search
+};
+
+// Number of classes of a class-conditional model (script_util.NUM_CLASSES).
+constexpr int64_t kNumClasses = 1000;
+
+}  // namespace idiff

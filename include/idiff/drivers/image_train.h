@@ -1,0 +1,23 @@
+// The training driver behind `idiff train` and `idiff super-res-train` (reference:
+// scripts/image_train.py, scripts/super_res_train.py): builds the model, the diffusion,
+// the timestep sampler, the data loader and the logger from the settings, then runs
+// the TrainLoop. A C++ user can call it instead of the CLI.
+#pragma once
+
+#include "idiff/config.h"
+#include "idiff/train/train_loop.h"
+
+namespace idiff {
+
+struct TrainJob {
+  ModelConfig model;
+  DiffusionConfig diffusion;
+  TrainConfig train;
+  bool super_res = false;  // train a SuperResModel at large_size on low-res copies at small_size
+  // Asked after every step: a non-empty answer stops the run, saved (see StopCheck).
+  StopCheck stop;
+};
+
+StopReason run_training(const TrainJob& job);
+
+}  // namespace idiff

@@ -1,0 +1,30 @@
+// Building models from the reference's flags (reference: script_util.py create_model,
+// sr_create_model): channel_mult from the image size, attention resolutions turned into
+// downsample rates, 6 output channels when the variance is learned.
+#pragma once
+
+#include "idiff/config.h"
+#include "idiff/model/unet.h"
+
+#include <string>
+#include <vector>
+
+namespace idiff {
+
+// (1,2,2,2) for 32, (1,2,3,4) for 64, (1,1,2,2,4,4) for 256; ConfigError naming `flag`
+// for any other size.
+std::vector<int64_t> channel_mult_for(int64_t image_size, const std::string& flag = "`image_size`");
+
+// "16,8" at image size 32 -> {2, 4}: each resolution becomes image_size / resolution.
+std::vector<int64_t> attention_downsample_rates(const std::string& resolutions, int64_t image_size);
+
+// The UNetOptions create_model / sr_create_model would build.
+UNetOptions unet_options(const ModelConfig& config, bool super_res = false);
+
+// create_model: a UNetModel for config.image_size.
+UNetModel create_model(const ModelConfig& config);
+// sr_create_model: a SuperResModel for config.large_size (64 or 256), returned through
+// the UNetModel handle (its forward_kwargs takes low_res).
+UNetModel sr_create_model(const ModelConfig& config);
+
+}  // namespace idiff

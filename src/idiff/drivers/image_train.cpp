@@ -1,0 +1,151 @@
+#include "idiff/drivers/image_train.h"
+
+#include "idiff/common/device.h"
+#include "idiff/common/error.h"
+#include "idiff/common/rng.h"
+#include "idiff/data/load_data.h"
+#include "idiff/diffusion/factory.h"
+#include "idiff/distributed/dist_context.h"
+#include "idiff/distributed/rank_agreement.h"
+#include "idiff/drivers/super_res.h"
+#include "idiff/io/atomic_file.h"
+#include "idiff/model/factory.h"
+#include "idiff/model/state_dict.h"
+#include "idiff/model/summary.h"
+
+#include <ATen/ATen.h>
+
+namespace idiff {
+
+namespace {
+
+// The flags whose values every rank must share: those that shape the model, the
+// diffusion and the collectives of a step (batch, logging, saving and stopping).
+RankSettings train_settings(const TrainJob& job) {
+  const TrainConfig& t = job.train;
+  const auto n = [](auto v) { return str(v); };
+  RankSettings out = model_and_diffusion_settings(job.model, job.diffusion);
+  const RankSettings train = {
+      {"`schedule_sampler`", t.schedule_sampler},
+      {"`lr`", n(t.lr)},
+      {"`lr_anneal_steps`", n(t.lr_anneal_steps)},
+      {"`batch_size`", n(t.batch_size)},
+      {"`microbatch`", n(t.microbatch)},
+      {"`ema_rate`", t.ema_rate},
+      {"`log_interval`", n(t.log_interval)},
+      {"`save_interval`", n(t.save_interval)},
+      {"`resume_checkpoint` (its step)",
+       n(t.resume_checkpoint.empty() ? 0 : parse_resume_step_from_filename(t.resume_checkpoint))},
+      {"`use_fp16`", t.use_fp16 ? "True" : "False"},
+      {"`precision`", t.precision},
+      {"`max_steps`", n(t.max_steps)}};
+  out.insert(out.end(), train.begin(), train.end());
+  return out;
+}
+
+}  // namespace
+
+StopReason run_training(const TrainJob& job) {
+  const TrainConfig& tc = job.train;
+  IDIFF_REQUIRE(
+      !tc.data_dir.empty(), ConfigError,
+      "`data_dir` is required (an image folder, a folder of IDX files, or fashion-mnist)");
+  // One process alone, or one rank of a run its launcher describes (dist_context.h).
+  const c10::Device device = DistContext::device_for_local_rank(tc.device);
+  const std::unique_ptr<DistContext> dist = DistContext::from_environment(device, tc.dist_timeout);
+
+  // Only rank 0 writes logs and checkpoints; the others keep quiet and write no files.
+  Logger logger(dist->is_main() ? Logger::choose_dir(tc.log_dir) : "", !dist->is_main());
+  logger.log("Logging to " + logger.dir());
+  if (dist->is_main()) {
+    // The logger holds the folder's lock: temporaries of our names are an earlier run's.
+    const int64_t stale = remove_stale_temporaries(logger.dir(), {"model", "ema_", "opt"});
+    if (stale > 0)
+      logger.log(str("removed ", stale, " temporary files left by an interrupted run"));
+  }
+  logger.log("device: " + describe_device(device));
+  if (dist->is_distributed()) {
+    logger.log(str("distributed: ", dist->describe(), "; global batch ",
+                   tc.batch_size * dist->world_size(), " (--batch_size ", tc.batch_size,
+                   " per rank)"));
+  }
+
+  logger.log("creating model and diffusion...");
+  UNetModel model{nullptr};
+  {
+    ScopedSeed seed(tc.seed, c10::kCPU);  // the initial weights (rank 0's reach every rank)
+    model = job.super_res ? sr_create_model(job.model) : create_model(job.model);
+  }
+  const GaussianDiffusion diffusion = create_gaussian_diffusion(job.diffusion);
+  logger.log(str("model parameters: ", with_commas(parameter_count(*model))));
+  std::unique_ptr<ScheduleSampler> sampler =
+      create_named_schedule_sampler(tc.schedule_sampler, diffusion);
+
+  // Before the first collective (TrainLoop broadcasts the weights): the ranks agree.
+  RankSettings settings = train_settings(job);
+  std::vector<at::Tensor> params;
+  for (const auto& p : model->parameters()) params.push_back(p);
+  for (auto& s : shape_settings(params)) settings.push_back(std::move(s));
+  check_ranks_agree(*dist, settings);
+
+  logger.log("creating data loader...");
+  DataConfig dc;
+  dc.data_dir = tc.data_dir;
+  dc.batch_size = tc.batch_size;
+  dc.image_size = job.super_res ? job.model.large_size : job.model.image_size;
+  dc.class_cond = job.model.class_cond;
+  dc.skip_bad_images = tc.skip_bad_images;
+  dc.num_workers = tc.num_workers;
+  dc.max_image_pixels = tc.max_image_pixels;
+  dc.image_channels = job.model.image_channels;
+  if (job.stop) dc.interrupted = [stop = job.stop] { return !stop().empty(); };
+  dc.seed = tc.seed;
+  dc.rank = dist->rank();
+  dc.world_size = dist->world_size();
+  dc.start_batch =
+      tc.resume_checkpoint.empty() ? 0 : parse_resume_step_from_filename(tc.resume_checkpoint);
+  std::shared_ptr<DataLoader> loader = load_data(dc);
+  logger.log(loader->dataset().summary());
+  if (job.model.class_cond) {
+    IDIFF_REQUIRE(loader->dataset().has_labels(), ConfigError,
+                  "`class_cond` True needs labels, but ", tc.data_dir, " has none");
+    IDIFF_REQUIRE(loader->dataset().num_classes() <= kNumClasses, ConfigError, tc.data_dir, " has ",
+                  loader->dataset().num_classes(), " classes; class-conditional models have ",
+                  kNumClasses);
+  }
+
+  const int64_t small = job.model.small_size;
+  const bool super_res = job.super_res;
+  BatchFn data = [loader, super_res, small](int64_t) {
+    Batch b = loader->next();
+    TrainBatch out;
+    out.images = b.images;
+    out.kwargs.y = b.labels;
+    if (super_res) out.kwargs.low_res = low_res_copy(b.images, small);
+    return out;
+  };
+
+  logger.log("training...");
+  TrainLoop loop(model, diffusion, std::move(sampler), data, tc, logger, device, dist.get());
+  loop.set_stop_check(job.stop);
+  const StopReason reason = loop.run_loop();
+  switch (reason) {
+    case StopReason::Signal:
+      logger.log(str("stopped by ",
+                     job.stop && !job.stop().empty() ? job.stop() : "another rank's stop request",
+                     " after step ", loop.step(), "; saved to ", logger.dir()));
+      break;
+    case StopReason::MaxMinutes:
+      logger.log(
+          str("--max_minutes reached after step ", loop.step(), "; saved to ", logger.dir()));
+      break;
+    default:
+      logger.log(str("training finished at step ", loop.step(), "; saved to ", logger.dir()));
+  }
+  const int64_t skipped =
+      dist->all_reduce_sum(at::full({1}, loader->skipped_images(), at::kLong)).item<int64_t>();
+  if (skipped > 0) logger.warn(str(skipped, " unreadable images were skipped"));
+  return reason;
+}
+
+}  // namespace idiff

@@ -1,0 +1,62 @@
+#include "idiff/drivers/sampler_setup.h"
+
+#include "idiff/common/error.h"
+#include "idiff/diffusion/factory.h"
+
+namespace idiff {
+
+SamplerSetup sampler_setup(const SampleConfig& s, const DiffusionConfig& d) {
+  SamplerSetup out;
+  DiffusionConfig full = d;
+  full.timestep_respacing = "";
+  out.params = diffusion_params(full);
+  out.solver.name = !s.sampler.empty() ? s.sampler : s.use_ddim ? "ddim" : "ddpm";
+  out.solver.eta = s.eta;
+  out.solver.order = s.order;
+  out.solver.unipc_variant = s.unipc_variant;
+  out.solver.lower_order_final = s.lower_order_final;
+  IDIFF_REQUIRE(s.eta >= 0, ConfigError, "`eta` must be non-negative, got ", s.eta);
+  IDIFF_REQUIRE(s.final_sigma == "zero" || s.final_sigma == "min", ConfigError,
+                "`final_sigma` must be zero or min, got '", s.final_sigma, "'");
+  IDIFF_REQUIRE(s.dynamic_threshold >= 0 && s.dynamic_threshold <= 1, ConfigError,
+                "`dynamic_threshold` must lie in (0, 1] (0: off), got ", s.dynamic_threshold);
+  out.denoiser.threshold = s.dynamic_threshold > 0 ? Threshold::Dynamic
+                           : s.clip_denoised       ? Threshold::Clip
+                                                   : Threshold::None;
+  if (s.dynamic_threshold > 0) out.denoiser.dynamic_threshold_p = s.dynamic_threshold;
+
+  const NoiseSchedule ns = noise_schedule_of(out.params);
+  const int64_t T = ns.num_timesteps();
+  const int given = !s.steps_file.empty() + (s.steps > 0) + !d.timestep_respacing.empty();
+  IDIFF_REQUIRE(given <= 1, ConfigError,
+                "`steps_file`, `steps` and `timestep_respacing` each choose the steps: give one");
+  IDIFF_REQUIRE(s.steps >= 0, ConfigError, "`steps` must be at least 1 (0: not set), got ",
+                s.steps);
+  IDIFF_REQUIRE(s.steps > 0 || (s.schedule.empty() && s.t_start < 0 && s.final_sigma == "zero"),
+                ConfigError, "`schedule`, `t_start` and `final_sigma` need `steps`");
+  if (!s.steps_file.empty()) {
+    out.schedule = read_steps_file(s.steps_file, T);
+    out.schedule_name = "the steps of " + s.steps_file;
+  } else if (s.steps > 0) {
+    const std::string name = s.schedule.empty() ? "karras" : s.schedule;
+    out.schedule = make_step_schedule(ns, name, s.steps, s.t_start, s.final_sigma == "zero");
+    out.schedule_name = str(name, " from t=", out.schedule.levels.front(),
+                            s.final_sigma == "zero" ? " to sigma 0" : " to t=0");
+  } else {
+    out.schedule = respacing_schedule(T, d.timestep_respacing);
+    out.schedule_name = d.timestep_respacing.empty() ? std::string("every step")
+                                                     : "respacing " + d.timestep_respacing;
+  }
+  return out;
+}
+
+std::unique_ptr<Solver> make_solver(const SamplerSetup& setup, const ModelFn& model) {
+  return make_solver(setup.solver, setup.params, setup.schedule, model, setup.denoiser);
+}
+
+std::string describe(const Solver& solver, const SamplerSetup& setup) {
+  return str(solver.name(), ", ", solver.num_steps(), " steps (", solver.total_model_calls(),
+             " model calls), ", setup.schedule_name);
+}
+
+}  // namespace idiff

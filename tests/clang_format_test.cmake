@@ -1,0 +1,21 @@
+# CTest: every C++ source and header of the project is formatted as .clang-format says.
+#   cmake -DSOURCE_DIR=... -DCLANG_FORMAT=... -P clang_format_test.cmake
+if(NOT CLANG_FORMAT)
+  message(FATAL_ERROR "clang-format was not found: apt-get install clang-format (build.sh setup does)")
+endif()
+set(files "")
+foreach(dir include src tests bench examples fuzz)
+  file(GLOB_RECURSE found ${SOURCE_DIR}/${dir}/*.cpp ${SOURCE_DIR}/${dir}/*.h)
+  list(APPEND files ${found})
+endforeach()
+list(FILTER files EXCLUDE REGEX "/fuzz/corpus/")
+list(LENGTH files n)
+if(n LESS 100)
+  message(FATAL_ERROR "found only ${n} C++ files under ${SOURCE_DIR}")
+endif()
+execute_process(COMMAND ${CLANG_FORMAT} --dry-run --Werror --style=file ${files}
+                RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "files not formatted (run clang-format -i on them):\n${err}")
+endif()
+message(STATUS "${n} files formatted")
