@@ -6,7 +6,6 @@
 #include "idiff/common/strings.h"
 #include "idiff/data/load_data.h"
 #include "idiff/diffusion/factory.h"
-#include "idiff/distributed/rank_agreement.h"
 #include "idiff/drivers/load_model.h"
 #include "idiff/drivers/ranks.h"
 #include "idiff/io/npz.h"
@@ -26,12 +25,8 @@ NllResult run_nll(const SampleJob& job, DistContext* dist) {
                 s.num_samples);
   IDIFF_REQUIRE(s.batch_size >= 1, ConfigError, "`batch_size` must be at least 1, got ",
                 s.batch_size);
-  const Ranks ranks = join_ranks(dist, s.device, s.dist_timeout);
+  const Ranks ranks = join_sampling_ranks(dist, job.model, job.diffusion, s);
   DistContext& ctx = *ranks.ctx;
-  RankSettings settings = model_and_diffusion_settings(job.model, job.diffusion);
-  settings.push_back({"`num_samples`", str(s.num_samples)});
-  settings.push_back({"`batch_size`", str(s.batch_size)});
-  check_ranks_agree(ctx, settings);  // before the first collective
   const c10::Device device = ctx.device();
   Logger logger(ctx.is_main() ? Logger::choose_dir(s.log_dir) : "", !ctx.is_main());
   logger.log("Logging to " + logger.dir());

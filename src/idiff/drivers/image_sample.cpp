@@ -10,7 +10,6 @@
 #include "idiff/data/image_datasets.h"
 #include "idiff/data/image_resize.h"
 #include "idiff/diffusion/sampling/sample_loop.h"
-#include "idiff/distributed/rank_agreement.h"
 #include "idiff/drivers/load_model.h"
 #include "idiff/drivers/ranks.h"
 #include "idiff/drivers/sampler_setup.h"
@@ -67,12 +66,8 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
     IDIFF_REQUIRE(c >= 0 && c < kNumClasses, ConfigError, "`class`: ", c,
                   " is not a class of the model (0..", kNumClasses - 1, ")");
   }
-  const Ranks ranks = join_ranks(dist, s.device, s.dist_timeout);
+  const Ranks ranks = join_sampling_ranks(dist, m, job.diffusion, s);
   DistContext& ctx = *ranks.ctx;
-  RankSettings settings = model_and_diffusion_settings(m, job.diffusion);
-  settings.push_back({"`num_samples`", str(s.num_samples)});
-  settings.push_back({"`batch_size`", str(s.batch_size)});
-  check_ranks_agree(ctx, settings);  // before the first collective
   const c10::Device device = ctx.device();
   const int64_t rank = ctx.rank(), world = ctx.world_size();
   // Only rank 0 writes the log and the outputs.

@@ -1,5 +1,8 @@
 #include "idiff/drivers/ranks.h"
 
+#include "idiff/common/error.h"
+#include "idiff/distributed/rank_agreement.h"
+
 #include <cstdio>
 
 namespace idiff {
@@ -12,6 +15,16 @@ Ranks join_ranks(DistContext* given, const std::string& device_flag, double time
     given = r.owned.get();
   }
   r.ctx = given;
+  return r;
+}
+
+Ranks join_sampling_ranks(DistContext* given, const ModelConfig& model,
+                          const DiffusionConfig& diffusion, const SampleConfig& sample) {
+  Ranks r = join_ranks(given, sample.device, sample.dist_timeout);
+  RankSettings settings = model_and_diffusion_settings(model, diffusion);
+  settings.push_back({"`num_samples`", str(sample.num_samples)});
+  settings.push_back({"`batch_size`", str(sample.batch_size)});
+  check_ranks_agree(*r.ctx, settings);
   return r;
 }
 

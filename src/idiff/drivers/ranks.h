@@ -3,6 +3,7 @@
 // each rank's noise seed.
 #pragma once
 
+#include "idiff/config.h"
 #include "idiff/distributed/dist_context.h"
 
 #include <cstdint>
@@ -18,6 +19,12 @@ struct Ranks {
   DistContext* ctx = nullptr;
 };
 Ranks join_ranks(DistContext* given, const std::string& device_flag, double timeout_seconds);
+
+// join_ranks for a sampling or evaluation run (`sample.device`, `sample.dist_timeout`),
+// then, before the first collective, the check that every rank has the same model,
+// diffusion, num_samples and batch_size.
+Ranks join_sampling_ranks(DistContext* given, const ModelConfig& model,
+                          const DiffusionConfig& diffusion, const SampleConfig& sample);
 
 // The seed of rank r's noise generator: `seed` itself on rank 0, so one process draws what
 // it always drew; a different stream on every other rank.
