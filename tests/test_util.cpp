@@ -32,6 +32,10 @@ ModelConfig model_config_from_flags(const nlohmann::json& f) {
   get("use_scale_shift_norm", m.use_scale_shift_norm);
   get("large_size", m.large_size);
   get("small_size", m.small_size);
+  get("num_head_channels", m.num_head_channels);
+  get("channel_mult", m.channel_mult);
+  get("resblock_updown", m.resblock_updown);
+  get("use_new_attention_order", m.use_new_attention_order);
   return m;
 }
 

@@ -36,6 +36,11 @@ struct ModelConfig {
   bool class_cond = false;
   bool use_checkpoint = false;
   bool use_scale_shift_norm = true;
+  // guided-diffusion's UNet flags (script_util.py model_and_diffusion_defaults there).
+  int64_t num_head_channels = -1;  // > 0: attention heads of this many channels
+  std::string channel_mult = "";   // e.g. "1,2,2"; "": the default for the image size
+  bool resblock_updown = false;
+  bool use_new_attention_order = false;
   // Super-resolution only (sr_model_and_diffusion_defaults): the model works at
   // large_size and is conditioned on an image of small_size.
   int64_t large_size = 256;

@@ -135,6 +135,16 @@ void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& m, DiffusionConfi
       ->group(group);
   f.add("use_scale_shift_norm", m.use_scale_shift_norm, "FiLM-style scale-shift norm")
       ->group(group);
+  const std::string adm = "Model (guided-diffusion)";
+  f.add("num_head_channels", m.num_head_channels, {-1, 16384},
+        "channels per attention head (-1: use num_heads)")
+      ->group(adm);
+  f.add("channel_mult", m.channel_mult, "channel multiplier per level, e.g. 1,2,2 (empty: by size)")
+      ->group(adm);
+  f.add("resblock_updown", m.resblock_updown, "ResBlocks up/downsample between levels")->group(adm);
+  f.add("use_new_attention_order", m.use_new_attention_order,
+        "split q, k and v before the heads (QKVAttention)")
+      ->group(adm);
 
   const std::string dgroup = "Diffusion";
   if (!super_res) {

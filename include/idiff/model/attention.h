@@ -29,7 +29,10 @@ at::Tensor qkv_attention(const at::Tensor& qkv, AttentionImpl impl = AttentionIm
 
 class AttentionBlockImpl : public torch::nn::Module {
  public:
-  AttentionBlockImpl(int64_t channels, int64_t num_heads, bool use_checkpoint);
+  // new_order: guided-diffusion's QKVAttention (q, k, v split before the heads); false: the
+  // reference's order (QKVAttentionLegacy there).
+  AttentionBlockImpl(int64_t channels, int64_t num_heads, bool use_checkpoint,
+                     bool new_order = false);
   at::Tensor forward(const at::Tensor& x);
   int64_t channels() const { return channels_; }
   int64_t num_heads() const { return num_heads_; }
@@ -42,6 +45,7 @@ class AttentionBlockImpl : public torch::nn::Module {
 
   int64_t channels_, num_heads_;
   bool use_checkpoint_;
+  bool new_order_;
   AttentionImpl impl_ = AttentionImpl::Auto;
   GroupNorm32 norm_{nullptr};
   torch::nn::Conv1d qkv_{nullptr}, proj_out_{nullptr};

@@ -6,6 +6,7 @@
 //   scale-shift: h = out_norm(h) * (1 + scale) + shift, then SiLU, dropout, zero conv
 //   otherwise:   h = out_layers(h + e)
 //   return skip_connection(x) + h          identity, 1x1 conv, or 3x3 conv (use_conv)
+// With up/down (guided-diffusion): h = in_conv(resample(SiLU(norm(x)))), x = resample(x).
 #pragma once
 
 #include "idiff/model/gradient_checkpoint.h"
@@ -27,6 +28,10 @@ struct ResBlockOptions {
   bool use_conv = false;     // 3x3 instead of 1x1 conv on the skip path
   bool use_scale_shift_norm = false;
   bool use_checkpoint = false;
+  // guided-diffusion: resample inside the block, between in_layers' SiLU and its conv (h)
+  // and on the skip path (x), nearest x2 / 2x2 average pooling, no parameters.
+  bool up = false;
+  bool down = false;
 };
 
 class ResBlockImpl : public TimestepBlock {
@@ -49,7 +54,9 @@ class ResBlockImpl : public TimestepBlock {
   torch::nn::Linear emb_linear_{nullptr};
   torch::nn::Dropout dropout_{nullptr};
   torch::nn::Conv2d skip_conv_{nullptr};  // null: identity
-  TensorFn checkpointed_;                 // forward_impl, for checkpoint()
+  Upsample h_up_{nullptr}, x_up_{nullptr};
+  Downsample h_down_{nullptr}, x_down_{nullptr};
+  TensorFn checkpointed_;  // forward_impl, for checkpoint()
 };
 TORCH_MODULE(ResBlock);
 

@@ -36,6 +36,10 @@ struct UNetOptions {
   int64_t num_heads = 1;
   int64_t num_heads_upsample = -1;  // -1: num_heads
   bool use_scale_shift_norm = false;
+  // guided-diffusion's additions (ADM):
+  int64_t num_head_channels = -1;        // > 0: heads of this width (num_heads = channels / it)
+  bool resblock_updown = false;          // ResBlocks that up/downsample replace Upsample/Downsample
+  bool use_new_attention_order = false;  // QKVAttention: split q, k, v before the heads
 };
 
 class UNetModelImpl : public torch::nn::Module {

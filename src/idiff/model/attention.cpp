@@ -112,8 +112,12 @@ at::Tensor qkv_attention(const at::Tensor& qkv, AttentionImpl impl) {
   }
 }
 
-AttentionBlockImpl::AttentionBlockImpl(int64_t channels, int64_t num_heads, bool use_checkpoint)
-    : channels_(channels), num_heads_(num_heads), use_checkpoint_(use_checkpoint) {
+AttentionBlockImpl::AttentionBlockImpl(int64_t channels, int64_t num_heads, bool use_checkpoint,
+                                       bool new_order)
+    : channels_(channels),
+      num_heads_(num_heads),
+      use_checkpoint_(use_checkpoint),
+      new_order_(new_order) {
   IDIFF_REQUIRE(num_heads > 0 && channels % num_heads == 0, ConfigError, "attention with ",
                 channels, " channels cannot be split into ", num_heads,
                 " heads (channels must be divisible by `num_heads` / `num_heads_upsample`)");
@@ -135,9 +139,15 @@ at::Tensor AttentionBlockImpl::forward(const at::Tensor& x) {
 at::Tensor AttentionBlockImpl::forward_impl(const at::Tensor& x) {
   const auto shape = x.sizes().vec();
   const int64_t b = shape[0], c = shape[1];
-  at::Tensor flat = x.reshape({b, c, -1});                                 // [B, C, T]
-  at::Tensor qkv = pointwise_conv1d(qkv_, norm_->forward(flat));           // [B, 3C, T]
-  qkv = qkv.reshape({b * num_heads_, -1, qkv.size(2)});                    // [B*H, 3C/H, T]
+  at::Tensor flat = x.reshape({b, c, -1});                        // [B, C, T]
+  at::Tensor qkv = pointwise_conv1d(qkv_, norm_->forward(flat));  // [B, 3C, T]
+  const int64_t t = qkv.size(2);
+  if (new_order_) {
+    // [B, 3, H, C/H, T] -> [B, H, 3, C/H, T]: each head's rows become [q; k; v] as in the
+    // reference's order, so both orders share qkv_attention.
+    qkv = qkv.reshape({b, 3, num_heads_, -1, t}).transpose(1, 2);
+  }
+  qkv = qkv.reshape({b * num_heads_, -1, t});                              // [B*H, 3C/H, T]
   at::Tensor h = qkv_attention(qkv, impl_).reshape({b, -1, qkv.size(2)});  // [B, C, T]
   h = pointwise_conv1d(proj_out_, h);
   return residual_add(flat, h).reshape(shape);

@@ -39,7 +39,17 @@ UNetOptions unet_options(const ModelConfig& c, bool super_res) {
     IDIFF_REQUIRE(size == 64 || size == 256, ConfigError, "`large_size` ", size,
                   " is not supported: super-resolution models are defined for 64 and 256");
   }
-  o.channel_mult = channel_mult_for(size, super_res ? "`large_size`" : "`image_size`");
+  if (c.channel_mult.empty()) {
+    o.channel_mult = channel_mult_for(size, super_res ? "`large_size`" : "`image_size`");
+  } else {
+    o.channel_mult = parse_int_list(c.channel_mult, "`channel_mult`");
+    IDIFF_REQUIRE(!o.channel_mult.empty(), ConfigError, "`channel_mult` '", c.channel_mult,
+                  "' names no level");
+    for (int64_t m : o.channel_mult) {
+      IDIFF_REQUIRE(m >= 1, ConfigError, "`channel_mult`: each level must be at least 1, got ", m,
+                    " in '", c.channel_mult, "'");
+    }
+  }
   IDIFF_REQUIRE(c.num_channels > 0, ConfigError, "`num_channels` must be positive, got ",
                 c.num_channels);
   IDIFF_REQUIRE(c.dropout >= 0.0 && c.dropout < 1.0, ConfigError,
@@ -57,6 +67,11 @@ UNetOptions unet_options(const ModelConfig& c, bool super_res) {
   o.num_heads = c.num_heads;
   o.num_heads_upsample = c.num_heads_upsample;
   o.use_scale_shift_norm = c.use_scale_shift_norm;
+  IDIFF_REQUIRE(c.num_head_channels == -1 || c.num_head_channels > 0, ConfigError,
+                "`num_head_channels` must be positive or -1, got ", c.num_head_channels);
+  o.num_head_channels = c.num_head_channels;
+  o.resblock_updown = c.resblock_updown;
+  o.use_new_attention_order = c.use_new_attention_order;
   IDIFF_REQUIRE(o.num_heads > 0, ConfigError, "`num_heads` must be positive, got ", o.num_heads);
   IDIFF_REQUIRE(o.num_heads_upsample == -1 || o.num_heads_upsample > 0, ConfigError,
                 "`num_heads_upsample` must be positive or -1, got ", o.num_heads_upsample);

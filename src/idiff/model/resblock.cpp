@@ -23,6 +23,13 @@ ResBlockImpl::ResBlockImpl(const ResBlockOptions& options)
   out_layers_ = register_module(
       "out_layers", torch::nn::Sequential(out_norm_, torch::nn::SiLU(), dropout_, out_conv_));
 
+  if (options.up) {
+    h_up_ = register_module("h_upd", Upsample(c, false));
+    x_up_ = register_module("x_upd", Upsample(c, false));
+  } else if (options.down) {
+    h_down_ = register_module("h_upd", Downsample(c, false));
+    x_down_ = register_module("x_upd", Downsample(c, false));
+  }
   if (oc != c) {
     skip_conv_ = register_module("skip_connection",
                                  options.use_conv ? conv2d(c, oc, 3, 1) : conv2d(c, oc, 1));
@@ -39,7 +46,16 @@ at::Tensor ResBlockImpl::forward(const at::Tensor& x, const at::Tensor& emb) {
 }
 
 at::Tensor ResBlockImpl::forward_impl(const at::Tensor& x, const at::Tensor& emb) {
-  at::Tensor h = in_conv_->forward(silu_of_norm(in_norm_->forward(x)));
+  at::Tensor h = silu_of_norm(in_norm_->forward(x));
+  at::Tensor skip = x;
+  if (h_up_) {
+    h = h_up_->forward(h);
+    skip = x_up_->forward(x);
+  } else if (h_down_) {
+    h = h_down_->forward(h);
+    skip = x_down_->forward(x);
+  }
+  h = in_conv_->forward(h);
   // [N, C or 2C] -> [N, C or 2C, 1, 1], cast to the torso's dtype (fp16 training).
   at::Tensor emb_out = emb_linear_->forward(at::silu(emb)).to(h.scalar_type());
   emb_out = emb_out.unsqueeze(-1).unsqueeze(-1);
@@ -51,7 +67,7 @@ at::Tensor ResBlockImpl::forward_impl(const at::Tensor& x, const at::Tensor& emb
     h = out_norm_->forward(h + emb_out);
   }
   h = out_conv_->forward(dropout_->forward(silu_of_norm(h)));
-  return residual_add(skip_conv_ ? skip_conv_->forward(x) : x, h);
+  return residual_add(skip_conv_ ? skip_conv_->forward(skip) : skip, h);
 }
 
 }  // namespace idiff

@@ -28,6 +28,13 @@ std::string describe_block(const TimestepEmbedSequentialImpl& block, int64_t* re
     first = false;
     if (auto* r = dynamic_cast<const ResBlockImpl*>(child.get())) {
       os << "ResBlock " << r->options().channels << "->" << r->out_channels();
+      if (r->options().down) {
+        os << " down";
+        *res /= 2;
+      } else if (r->options().up) {
+        os << " up";
+        *res *= 2;
+      }
     } else if (auto* a = dynamic_cast<const AttentionBlockImpl*>(child.get())) {
       os << "Attention " << a->channels() << " (" << a->num_heads() << " heads)";
     } else if (auto* d = dynamic_cast<const DownsampleImpl*>(child.get())) {

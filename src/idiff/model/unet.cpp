@@ -36,8 +36,10 @@ UNetModelImpl::UNetModelImpl(const UNetOptions& options) : options_(options) {
     label_emb_ = register_module("label_emb", torch::nn::Embedding(o.num_classes, time_embed_dim));
   }
 
-  auto res_block = [&](int64_t in, int64_t out) {
+  auto res_block = [&](int64_t in, int64_t out, bool up = false, bool down = false) {
     ResBlockOptions r;
+    r.up = up;
+    r.down = down;
     r.channels = in;
     r.emb_channels = time_embed_dim;
     r.dropout = o.dropout;
@@ -45,6 +47,16 @@ UNetModelImpl::UNetModelImpl(const UNetOptions& options) : options_(options) {
     r.use_scale_shift_norm = o.use_scale_shift_norm;
     r.use_checkpoint = o.use_checkpoint;
     return ResBlock(r);
+  };
+  // num_head_channels > 0 (guided-diffusion) fixes the head width instead of the count.
+  auto attention = [&](int64_t channels, int64_t heads) {
+    if (o.num_head_channels > 0) {
+      IDIFF_REQUIRE(channels % o.num_head_channels == 0, ConfigError, "attention with ", channels,
+                    " channels cannot be split into heads of `num_head_channels` ",
+                    o.num_head_channels);
+      heads = channels / o.num_head_channels;
+    }
+    return AttentionBlock(channels, heads, o.use_checkpoint, o.use_new_attention_order);
   };
 
   // Down path: a stem conv, then num_res_blocks ResBlocks (+ attention) per level and a
@@ -68,14 +80,18 @@ UNetModelImpl::UNetModelImpl(const UNetOptions& options) : options_(options) {
       s->push_back(res_block(ch, o.channel_mult[level] * mc));
       ch = o.channel_mult[level] * mc;
       if (contains(o.attention_resolutions, ds)) {
-        s->push_back(AttentionBlock(ch, o.num_heads, o.use_checkpoint));
+        s->push_back(attention(ch, o.num_heads));
       }
       add_input(s);
       input_block_chans.push_back(ch);
     }
     if (level != levels - 1) {
       TimestepEmbedSequential s;
-      s->push_back(Downsample(ch, o.conv_resample));
+      if (o.resblock_updown) {
+        s->push_back(res_block(ch, ch, false, true));
+      } else {
+        s->push_back(Downsample(ch, o.conv_resample));
+      }
       add_input(s);
       input_block_chans.push_back(ch);
       ds *= 2;
@@ -84,7 +100,7 @@ UNetModelImpl::UNetModelImpl(const UNetOptions& options) : options_(options) {
 
   middle_block_ = register_module("middle_block", TimestepEmbedSequential());
   middle_block_->push_back(res_block(ch, ch));
-  middle_block_->push_back(AttentionBlock(ch, o.num_heads, o.use_checkpoint));
+  middle_block_->push_back(attention(ch, o.num_heads));
   middle_block_->push_back(res_block(ch, ch));
 
   // Up path: num_res_blocks + 1 ResBlocks per level, each taking the matching skip.
@@ -97,10 +113,14 @@ UNetModelImpl::UNetModelImpl(const UNetOptions& options) : options_(options) {
       s->push_back(res_block(ch + skip, mc * o.channel_mult[level]));
       ch = mc * o.channel_mult[level];
       if (contains(o.attention_resolutions, ds)) {
-        s->push_back(AttentionBlock(ch, options_.num_heads_upsample, o.use_checkpoint));
+        s->push_back(attention(ch, options_.num_heads_upsample));
       }
       if (level > 0 && i == o.num_res_blocks) {
-        s->push_back(Upsample(ch, o.conv_resample));
+        if (o.resblock_updown) {
+          s->push_back(res_block(ch, ch, true, false));
+        } else {
+          s->push_back(Upsample(ch, o.conv_resample));
+        }
         ds /= 2;
       }
       output_blocks_list_->push_back(s);
