@@ -1,21 +1,17 @@
 #include "idiff/distributed/rank_agreement.h"
 
 #include "idiff/common/error.h"
+#include "idiff/common/hash.h"
 
 #include <ATen/ATen.h>
 
 namespace idiff {
 namespace {
 
-// FNV-1a: a stable 64-bit digest of a setting's text (equal texts, equal digests on every
-// machine; a collision would only let a difference through unnoticed).
+// A stable 64-bit digest of a setting's text (equal texts, equal digests on every machine;
+// a collision would only let a difference through unnoticed).
 int64_t digest(const std::string& text) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return static_cast<int64_t>(h);
+  return static_cast<int64_t>(fnv1a64(text));
 }
 
 }  // namespace
