@@ -122,29 +122,37 @@ TEST(IdiffInfo, NestedPtPrintsItsTree) {
 }
 
 TEST(InferConfig, PublishedModelsFromShapesAlone) {
-  const auto configs = test::load_json("published_configs.json");
-  for (auto it = configs.begin(); it != configs.end(); ++it) {
-    const auto& flags = it.value()["flags"];
-    TensorMap sd;  // meta tensors: shapes without memory
-    for (const auto& key : it.value()["keys"]) {
-      sd.insert(key[0].get<std::string>(),
-                at::empty(key[1].get<std::vector<int64_t>>(), at::device(at::kMeta)));
+  // improved-diffusion's released models, then guided-diffusion's (ADM).
+  for (const char* file : {"published_configs.json", "adm_published.json"}) {
+    const auto configs = test::load_json(file);
+    for (auto it = configs.begin(); it != configs.end(); ++it) {
+      if (it.value().value("kind", "unet") == "classifier") continue;
+      const auto& flags = it.value()["flags"];
+      TensorMap sd;  // meta tensors: shapes without memory
+      for (const auto& key : it.value()["keys"]) {
+        sd.insert(key[0].get<std::string>(),
+                  at::empty(key[1].get<std::vector<int64_t>>(), at::device(at::kMeta)));
+      }
+      const InferredModel m = infer_model_config(sd);
+      const ModelConfig want = test::model_config_from_flags(flags);
+      const bool sr = flags.contains("large_size");
+      ASSERT_TRUE(m.is_unet) << it.key();
+      EXPECT_TRUE(m.image_size_known) << it.key();
+      EXPECT_EQ(m.super_res, sr) << it.key();
+      // The 512 upsampler has the 256 one's levels: its size is not in the weights.
+      if (!(sr && want.large_size == 512)) {
+        EXPECT_EQ(sr ? m.config.large_size : m.config.image_size,
+                  sr ? want.large_size : want.image_size)
+            << it.key();
+        EXPECT_EQ(m.config.attention_resolutions, want.attention_resolutions) << it.key();
+      }
+      EXPECT_EQ(m.config.num_channels, want.num_channels) << it.key();
+      EXPECT_EQ(m.config.num_res_blocks, want.num_res_blocks) << it.key();
+      EXPECT_EQ(m.config.learn_sigma, want.learn_sigma) << it.key();
+      EXPECT_EQ(m.config.class_cond, want.class_cond) << it.key();
+      EXPECT_EQ(m.config.use_scale_shift_norm, want.use_scale_shift_norm) << it.key();
+      EXPECT_EQ(m.config.resblock_updown, want.resblock_updown) << it.key();
     }
-    const InferredModel m = infer_model_config(sd);
-    const ModelConfig want = test::model_config_from_flags(flags);
-    const bool sr = flags.contains("large_size");
-    ASSERT_TRUE(m.is_unet) << it.key();
-    EXPECT_TRUE(m.image_size_known) << it.key();
-    EXPECT_EQ(m.super_res, sr) << it.key();
-    EXPECT_EQ(sr ? m.config.large_size : m.config.image_size,
-              sr ? want.large_size : want.image_size)
-        << it.key();
-    EXPECT_EQ(m.config.num_channels, want.num_channels) << it.key();
-    EXPECT_EQ(m.config.num_res_blocks, want.num_res_blocks) << it.key();
-    EXPECT_EQ(m.config.learn_sigma, want.learn_sigma) << it.key();
-    EXPECT_EQ(m.config.class_cond, want.class_cond) << it.key();
-    EXPECT_EQ(m.config.use_scale_shift_norm, want.use_scale_shift_norm) << it.key();
-    EXPECT_EQ(m.config.attention_resolutions, want.attention_resolutions) << it.key();
   }
 }
 

@@ -1,7 +1,11 @@
 #include "test_util.h"
 
+#include "idiff/common/hash.h"
+
 #include <sys/wait.h>
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -37,6 +41,50 @@ ModelConfig model_config_from_flags(const nlohmann::json& f) {
   get("resblock_updown", m.resblock_updown);
   get("use_new_attention_order", m.use_new_attention_order);
   return m;
+}
+
+ClassifierConfig classifier_config_from_flags(const nlohmann::json& f) {
+  ClassifierConfig c;
+  auto get = [&](const char* k, auto& field) {
+    if (f.contains(k)) field = f[k].get<std::decay_t<decltype(field)>>();
+  };
+  get("classifier_use_fp16", c.classifier_use_fp16);
+  get("classifier_width", c.classifier_width);
+  get("classifier_depth", c.classifier_depth);
+  get("classifier_attention_resolutions", c.classifier_attention_resolutions);
+  get("classifier_use_scale_shift_norm", c.classifier_use_scale_shift_norm);
+  get("classifier_resblock_updown", c.classifier_resblock_updown);
+  get("classifier_pool", c.classifier_pool);
+  return c;
+}
+
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  uint64_t z = x + 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+void set_formula_weights(torch::nn::Module& model, uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  for (auto& item : model.named_parameters()) {
+    at::Tensor& p = item.value();
+    const int64_t n = p.numel(), s0 = p.dim() > 0 ? p.size(0) : 1;
+    const double scale = 0.5 / std::sqrt(std::max(1.0, static_cast<double>(n) / s0));
+    const uint64_t base = fnv1a64(item.key()) ^ seed;
+    at::Tensor w = at::empty({n}, at::kFloat);
+    float* out = w.data_ptr<float>();
+    for (int64_t i = 0; i < n; ++i) {
+      const double u = static_cast<double>(splitmix64(base + static_cast<uint64_t>(i)) >> 11) /
+                       9007199254740992.0;  // 2^53
+      out[i] = static_cast<float>(scale * (2 * u - 1) + 0.01);
+    }
+    p.copy_(w.view(p.sizes()));
+  }
 }
 
 DiffusionConfig diffusion_config_from_flags(const nlohmann::json& f) {

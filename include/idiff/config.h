@@ -47,6 +47,18 @@ struct ModelConfig {
   int64_t small_size = 64;
 };
 
+// guided-diffusion's noisy-image classifier (its script_util.py classifier_defaults()); the
+// image size and channels are the model's (--image_size, --image_channels).
+struct ClassifierConfig {
+  bool classifier_use_fp16 = false;
+  int64_t classifier_width = 128;
+  int64_t classifier_depth = 2;
+  std::string classifier_attention_resolutions = "32,16,8";
+  bool classifier_use_scale_shift_norm = true;
+  bool classifier_resblock_updown = true;
+  std::string classifier_pool = "attention";
+};
+
 // The Gaussian diffusion process. learn_sigma mirrors ModelConfig::learn_sigma (one flag
 // sets both, as in the reference's create_model_and_diffusion).
 struct DiffusionConfig {

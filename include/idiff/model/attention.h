@@ -27,6 +27,11 @@ AttentionImpl parse_attention_impl(const std::string& name, const std::string& f
 // (the reference's order): each head's rows of the qkv projection are [q; k; v].
 at::Tensor qkv_attention(const at::Tensor& qkv, AttentionImpl impl = AttentionImpl::Einsum);
 
+// qkv: [B, 3C, T] -> [B, C, T] over `heads` heads. new_order: guided-diffusion's
+// QKVAttention (q, k, v split before the heads); false: the reference's order.
+at::Tensor multi_head_attention(const at::Tensor& qkv, int64_t heads, bool new_order,
+                                AttentionImpl impl = AttentionImpl::Auto);
+
 class AttentionBlockImpl : public torch::nn::Module {
  public:
   // new_order: guided-diffusion's QKVAttention (q, k, v split before the heads); false: the

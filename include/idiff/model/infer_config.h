@@ -20,7 +20,7 @@ struct InferredModel {
   bool super_res = false;         // SuperResModel (twice the image channels in)
   bool image_size_known = false;  // channel_mult is one of the reference's
   ModelConfig config;             // inferred fields set; the others keep their defaults
-  std::vector<int64_t> channel_mult;
+  std::vector<double> channel_mult;
   int64_t num_classes = 0;
   std::string flags;               // paste-able: "--image_size 32 --num_channels 128 ..."
   std::vector<std::string> notes;  // what could not be inferred, and why

@@ -29,7 +29,8 @@ struct UNetOptions {
   int64_t num_res_blocks = 2;
   std::vector<int64_t> attention_resolutions;  // downsample rates (1, 2, 4, ...)
   double dropout = 0.0;
-  std::vector<int64_t> channel_mult = {1, 2, 4, 8};
+  // Channels of each level: int(mult * model_channels) (0.5 at 512x512 in guided-diffusion).
+  std::vector<double> channel_mult = {1, 2, 4, 8};
   bool conv_resample = true;
   int64_t num_classes = 0;  // 0: not class-conditional
   bool use_checkpoint = false;
@@ -41,6 +42,11 @@ struct UNetOptions {
   bool resblock_updown = false;          // ResBlocks that up/downsample replace Upsample/Downsample
   bool use_new_attention_order = false;  // QKVAttention: split q, k, v before the heads
 };
+
+// A level's channels as guided-diffusion computes them: int(mult * model_channels).
+inline int64_t level_channels(double mult, int64_t model_channels) {
+  return static_cast<int64_t>(mult * static_cast<double>(model_channels));
+}
 
 class UNetModelImpl : public torch::nn::Module {
  public:

@@ -112,6 +112,19 @@ at::Tensor qkv_attention(const at::Tensor& qkv, AttentionImpl impl) {
   }
 }
 
+at::Tensor multi_head_attention(const at::Tensor& qkv, int64_t heads, bool new_order,
+                                AttentionImpl impl) {
+  const int64_t b = qkv.size(0), t = qkv.size(2);
+  at::Tensor rows = qkv;
+  if (new_order) {
+    // [B, 3, H, C/H, T] -> [B, H, 3, C/H, T]: each head's rows become [q; k; v] as in the
+    // reference's order, so both orders share qkv_attention.
+    rows = rows.reshape({b, 3, heads, -1, t}).transpose(1, 2);
+  }
+  rows = rows.reshape({b * heads, -1, t});               // [B*H, 3C/H, T]
+  return qkv_attention(rows, impl).reshape({b, -1, t});  // [B, C, T]
+}
+
 AttentionBlockImpl::AttentionBlockImpl(int64_t channels, int64_t num_heads, bool use_checkpoint,
                                        bool new_order)
     : channels_(channels),
@@ -139,16 +152,9 @@ at::Tensor AttentionBlockImpl::forward(const at::Tensor& x) {
 at::Tensor AttentionBlockImpl::forward_impl(const at::Tensor& x) {
   const auto shape = x.sizes().vec();
   const int64_t b = shape[0], c = shape[1];
-  at::Tensor flat = x.reshape({b, c, -1});                        // [B, C, T]
-  at::Tensor qkv = pointwise_conv1d(qkv_, norm_->forward(flat));  // [B, 3C, T]
-  const int64_t t = qkv.size(2);
-  if (new_order_) {
-    // [B, 3, H, C/H, T] -> [B, H, 3, C/H, T]: each head's rows become [q; k; v] as in the
-    // reference's order, so both orders share qkv_attention.
-    qkv = qkv.reshape({b, 3, num_heads_, -1, t}).transpose(1, 2);
-  }
-  qkv = qkv.reshape({b * num_heads_, -1, t});                              // [B*H, 3C/H, T]
-  at::Tensor h = qkv_attention(qkv, impl_).reshape({b, -1, qkv.size(2)});  // [B, C, T]
+  at::Tensor flat = x.reshape({b, c, -1});                                  // [B, C, T]
+  at::Tensor qkv = pointwise_conv1d(qkv_, norm_->forward(flat));            // [B, 3C, T]
+  at::Tensor h = multi_head_attention(qkv, num_heads_, new_order_, impl_);  // [B, C, T]
   h = pointwise_conv1d(proj_out_, h);
   return residual_add(flat, h).reshape(shape);
 }

@@ -5,27 +5,40 @@
 
 namespace idiff {
 
-std::vector<int64_t> channel_mult_for(int64_t image_size, const std::string& flag) {
+std::vector<double> channel_mult_for(int64_t image_size, const std::string& flag) {
   switch (image_size) {
     case 32:
       return {1, 2, 2, 2};
     case 64:
       return {1, 2, 3, 4};
+    case 128:  // guided-diffusion
+      return {1, 1, 2, 3, 4};
     case 256:
       return {1, 1, 2, 2, 4, 4};
+    case 512:  // guided-diffusion
+      return {0.5, 1, 1, 2, 2, 4, 4};
     default:
       throw ConfigError(str(flag, " ", image_size,
-                            " is not supported: the reference defines channel_mult only for "
-                            "image sizes 32, 64 and 256"));
+                            " has no default channel_mult (image sizes 32, 64, 128, 256 and 512 "
+                            "have one); give `channel_mult`"));
   }
 }
 
-std::vector<int64_t> attention_downsample_rates(const std::string& resolutions,
-                                                int64_t image_size) {
+std::vector<double> parse_channel_mult(const std::string& text) {
+  std::vector<double> mult = parse_double_list(text, "`channel_mult`");
+  IDIFF_REQUIRE(!mult.empty(), ConfigError, "`channel_mult` '", text, "' names no level");
+  for (double m : mult) {
+    IDIFF_REQUIRE(m > 0, ConfigError, "`channel_mult`: each level must be positive, got ", m,
+                  " in '", text, "'");
+  }
+  return mult;
+}
+
+std::vector<int64_t> attention_downsample_rates(const std::string& resolutions, int64_t image_size,
+                                                const std::string& flag) {
   std::vector<int64_t> rates;
-  for (int64_t res : parse_int_list(resolutions, "`attention_resolutions`")) {
-    IDIFF_REQUIRE(res > 0, ConfigError,
-                  "`attention_resolutions`: resolutions must be positive, got ", res, " in '",
+  for (int64_t res : parse_int_list(resolutions, flag)) {
+    IDIFF_REQUIRE(res > 0, ConfigError, flag, ": resolutions must be positive, got ", res, " in '",
                   resolutions, "'");
     rates.push_back(image_size / res);
   }
@@ -35,20 +48,17 @@ std::vector<int64_t> attention_downsample_rates(const std::string& resolutions,
 UNetOptions unet_options(const ModelConfig& c, bool super_res) {
   const int64_t size = super_res ? c.large_size : c.image_size;
   UNetOptions o;
-  if (super_res) {
-    IDIFF_REQUIRE(size == 64 || size == 256, ConfigError, "`large_size` ", size,
-                  " is not supported: super-resolution models are defined for 64 and 256");
-  }
-  if (c.channel_mult.empty()) {
-    o.channel_mult = channel_mult_for(size, super_res ? "`large_size`" : "`image_size`");
+  if (!c.channel_mult.empty()) {
+    o.channel_mult = parse_channel_mult(c.channel_mult);
+  } else if (super_res) {
+    // sr_create_model's: 64 and 256 as the UNet's, and guided-diffusion's 512 upsampler
+    // keeps 256's levels.
+    IDIFF_REQUIRE(size == 64 || size == 256 || size == 512, ConfigError, "`large_size` ", size,
+                  " has no default channel_mult (super-resolution models are defined for 64, "
+                  "256 and 512); give `channel_mult`");
+    o.channel_mult = channel_mult_for(size == 512 ? 256 : size, "`large_size`");
   } else {
-    o.channel_mult = parse_int_list(c.channel_mult, "`channel_mult`");
-    IDIFF_REQUIRE(!o.channel_mult.empty(), ConfigError, "`channel_mult` '", c.channel_mult,
-                  "' names no level");
-    for (int64_t m : o.channel_mult) {
-      IDIFF_REQUIRE(m >= 1, ConfigError, "`channel_mult`: each level must be at least 1, got ", m,
-                    " in '", c.channel_mult, "'");
-    }
+    o.channel_mult = channel_mult_for(size, "`image_size`");
   }
   IDIFF_REQUIRE(c.num_channels > 0, ConfigError, "`num_channels` must be positive, got ",
                 c.num_channels);
@@ -86,6 +96,27 @@ UNetModel sr_create_model(const ModelConfig& config) {
   std::shared_ptr<UNetModelImpl> impl =
       std::make_shared<SuperResModelImpl>(unet_options(config, /*super_res=*/true));
   return UNetModel(std::move(impl));
+}
+
+EncoderUNetModel create_classifier(const ClassifierConfig& c, int64_t image_size,
+                                   int64_t image_channels) {
+  IDIFF_REQUIRE(c.classifier_width > 0, ConfigError, "`classifier_width` must be positive, got ",
+                c.classifier_width);
+  EncoderUNetOptions e;
+  e.image_size = image_size;
+  e.pool = c.classifier_pool;
+  UNetOptions& o = e.unet;
+  o.channel_mult = channel_mult_for(image_size);
+  o.in_channels = image_channels;
+  o.model_channels = c.classifier_width;
+  o.out_channels = kNumClasses;
+  o.num_res_blocks = c.classifier_depth;
+  o.attention_resolutions = attention_downsample_rates(
+      c.classifier_attention_resolutions, image_size, "`classifier_attention_resolutions`");
+  o.num_head_channels = 64;
+  o.use_scale_shift_norm = c.classifier_use_scale_shift_norm;
+  o.resblock_updown = c.classifier_resblock_updown;
+  return EncoderUNetModel(e);
 }
 
 }  // namespace idiff

@@ -16,9 +16,10 @@ std::string yes_no(bool b) {
   return b ? "True" : "False";
 }
 
-std::string join(const std::vector<int64_t>& v) {
+template <typename T>
+std::string join(const std::vector<T>& v) {
   std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  for (size_t i = 0; i < v.size(); ++i) s += str(i ? "," : "", v[i]);
   return s;
 }
 
@@ -38,10 +39,11 @@ struct InputBlock {
 
 InferredModel infer_model_config(const TensorMap& sd) {
   InferredModel m;
-  const int64_t mc = dim_of(sd, "input_blocks.0.0.weight", 0);
+  // model_channels: the time embedding's input (the stem has int(channel_mult[0] * it)).
+  const int64_t mc = dim_of(sd, "time_embed.0.weight", 1);
   const int64_t in_ch = dim_of(sd, "input_blocks.0.0.weight", 1);
   const int64_t out_ch = dim_of(sd, "out.2.weight", 0);
-  if (mc <= 0 || out_ch <= 0 || !sd.contains("time_embed.0.weight")) return m;
+  if (mc <= 0 || out_ch <= 0 || in_ch <= 0) return m;
   m.is_unet = true;
   ModelConfig& c = m.config;
   c.num_channels = mc;
@@ -81,11 +83,24 @@ InferredModel infer_model_config(const TensorMap& sd) {
     blocks[k];  // a block without parameters is an average-pool Downsample
   }
   const int64_t last = blocks.empty() ? 0 : blocks.rbegin()->first;
+  // resblock_updown (guided-diffusion): the up path's resampling is a ResBlock after the
+  // first child (its plain Upsample has conv.weight), so each level's last down block is a
+  // ResBlock too; the level count comes from the up path.
+  int64_t up_blocks = 0;
+  for (int64_t k = 0;; ++k) {
+    const std::string b = "output_blocks." + std::to_string(k) + ".";
+    if (!sd.contains(b + "0.in_layers.2.weight")) break;
+    if (sd.contains(b + "1.in_layers.2.weight") || sd.contains(b + "2.in_layers.2.weight"))
+      ++up_blocks;
+  }
+  c.resblock_updown = up_blocks > 0;
+  const int64_t per_level = (last + 1) / (up_blocks + 1);  // num_res_blocks + 1
   std::vector<std::vector<InputBlock>> levels(1);
   for (int64_t k = 1; k <= last; ++k) {
     const std::string b = prefix + std::to_string(k) + ".";
     InputBlock blk;
-    blk.res = sd.contains(b + "0.in_layers.2.weight");
+    blk.res = sd.contains(b + "0.in_layers.2.weight") &&
+              !(c.resblock_updown && per_level > 0 && k % per_level == 0);
     if (blk.res) {
       blk.out_channels = dim_of(sd, b + "0.out_layers.3.weight", 0);
       blk.attention = sd.contains(b + "1.qkv.weight");
@@ -103,8 +118,7 @@ InferredModel infer_model_config(const TensorMap& sd) {
       regular = false;
       break;
     }
-    m.channel_mult.push_back(l.front().out_channels / mc);
-    if (l.front().out_channels % mc != 0) regular = false;
+    m.channel_mult.push_back(static_cast<double>(l.front().out_channels) / mc);
     for (const auto& blk : l) {
       if (blk.attention) attention_ds.insert(int64_t{1} << level);
     }
@@ -117,10 +131,15 @@ InferredModel infer_model_config(const TensorMap& sd) {
 
   // The image size is the one whose channel_mult this is.
   int64_t size = 0;
-  for (int64_t candidate : {32, 64, 256}) {
+  for (int64_t candidate : {32, 64, 128, 256, 512}) {
     if (channel_mult_for(candidate) == m.channel_mult) size = candidate;
   }
   m.image_size_known = size > 0 && regular;
+  if (m.image_size_known && m.super_res && size == 256) {
+    m.notes.push_back(
+        "guided-diffusion's 512x512 upsampler has these levels too: with `--large_size 512` "
+        "the attention resolutions double");
+  }
   std::vector<int64_t> resolutions;
   for (auto it = attention_ds.rbegin(); it != attention_ds.rend(); ++it) {
     resolutions.push_back(m.image_size_known ? size / *it : *it);
@@ -132,7 +151,7 @@ InferredModel infer_model_config(const TensorMap& sd) {
   } else {
     m.notes.push_back(
         str("channel_mult (", join(m.channel_mult),
-            ") is not one the reference uses for an image size (32, 64, 256); attention "
+            ") is not one the references use for an image size (32, 64, 128, 256, 512); attention "
             "sits at downsample rates ",
             join(resolutions)));
   }
@@ -141,13 +160,17 @@ InferredModel infer_model_config(const TensorMap& sd) {
   if (m.image_size_known) f += str(m.super_res ? "--large_size " : "--image_size ", size, " ");
   f += str("--num_channels ", mc, " --num_res_blocks ", c.num_res_blocks, " --learn_sigma ",
            yes_no(c.learn_sigma), " --class_cond ", yes_no(c.class_cond));
-  if (m.image_size_known) f += str(" --attention_resolutions ", c.attention_resolutions);
+  if (m.image_size_known)
+    f += str(" --attention_resolutions ", c.attention_resolutions);
+  else
+    f += str(" --channel_mult ", join(m.channel_mult));
   f += str(" --use_scale_shift_norm ", yes_no(c.use_scale_shift_norm));
+  if (c.resblock_updown) f += " --resblock_updown True";
   if (channels != 3) f += str(" --image_channels ", channels);
   m.flags = f;
   m.notes.push_back(
-      str("num_heads, num_heads_upsample, dropout and use_checkpoint are not stored in "
-          "the weights",
+      str("num_heads, num_heads_upsample, num_head_channels, use_new_attention_order, dropout "
+          "and use_checkpoint are not stored in the weights",
           m.super_res ? ", nor is small_size" : ""));
   return m;
 }

@@ -1,5 +1,7 @@
 #include "idiff/model/unet.h"
 
+#include "idiff/model/unet_parts.h"
+
 #include "idiff/common/autocast.h"
 
 #include "idiff/common/error.h"
@@ -17,6 +19,84 @@ bool contains(const std::vector<int64_t>& v, int64_t x) {
 }
 
 }  // namespace
+
+ResBlock make_res_block(const UNetOptions& o, int64_t in, int64_t out, bool up, bool down) {
+  ResBlockOptions r;
+  r.up = up;
+  r.down = down;
+  r.channels = in;
+  r.emb_channels = o.model_channels * 4;
+  r.dropout = o.dropout;
+  r.out_channels = out;
+  r.use_scale_shift_norm = o.use_scale_shift_norm;
+  r.use_checkpoint = o.use_checkpoint;
+  return ResBlock(r);
+}
+
+AttentionBlock make_attention(const UNetOptions& o, int64_t channels, int64_t heads) {
+  if (o.num_head_channels > 0) {
+    IDIFF_REQUIRE(channels % o.num_head_channels == 0, ConfigError, "attention with ", channels,
+                  " channels cannot be split into heads of `num_head_channels` ",
+                  o.num_head_channels);
+    heads = channels / o.num_head_channels;
+  }
+  return AttentionBlock(channels, heads, o.use_checkpoint, o.use_new_attention_order);
+}
+
+DownPath make_down_path(const UNetOptions& o) {
+  const int64_t mc = o.model_channels;
+  DownPath p;
+  int64_t ch = level_channels(o.channel_mult.front(), mc), ds = 1;
+  {
+    TimestepEmbedSequential stem;
+    stem->push_back(conv2d(o.in_channels, ch, 3, 1));
+    p.blocks.push_back(stem);
+  }
+  p.block_channels = {ch};
+  const auto levels = static_cast<int64_t>(o.channel_mult.size());
+  for (int64_t level = 0; level < levels; ++level) {
+    for (int64_t i = 0; i < o.num_res_blocks; ++i) {
+      TimestepEmbedSequential s;
+      s->push_back(make_res_block(o, ch, level_channels(o.channel_mult[level], mc)));
+      ch = level_channels(o.channel_mult[level], mc);
+      if (contains(o.attention_resolutions, ds)) s->push_back(make_attention(o, ch, o.num_heads));
+      p.blocks.push_back(s);
+      p.block_channels.push_back(ch);
+    }
+    if (level != levels - 1) {
+      TimestepEmbedSequential s;
+      if (o.resblock_updown) {
+        s->push_back(make_res_block(o, ch, ch, false, true));
+      } else {
+        s->push_back(Downsample(ch, o.conv_resample));
+      }
+      p.blocks.push_back(s);
+      p.block_channels.push_back(ch);
+      ds *= 2;
+    }
+  }
+  p.channels = ch;
+  p.downsample_rate = ds;
+  return p;
+}
+
+void convert_convolutions(torch::nn::Module& module, at::ScalarType dtype) {
+  torch::NoGradGuard no_grad;
+  for (auto& sub : module.modules(/*include_self=*/true)) {
+    const bool is_conv = dynamic_cast<torch::nn::Conv1dImpl*>(sub.get()) != nullptr ||
+                         dynamic_cast<torch::nn::Conv2dImpl*>(sub.get()) != nullptr;
+    if (!is_conv) continue;
+    for (auto& p : sub->parameters(/*recurse=*/false)) p.set_data(p.data().to(dtype));
+  }
+}
+
+TimestepEmbedSequential make_middle_block(const UNetOptions& o, int64_t channels) {
+  TimestepEmbedSequential m;
+  m->push_back(make_res_block(o, channels, channels));
+  m->push_back(make_attention(o, channels, o.num_heads));
+  m->push_back(make_res_block(o, channels, channels));
+  return m;
+}
 
 UNetModelImpl::UNetModelImpl(const UNetOptions& options) : options_(options) {
   const UNetOptions& o = options_;
@@ -36,72 +116,18 @@ UNetModelImpl::UNetModelImpl(const UNetOptions& options) : options_(options) {
     label_emb_ = register_module("label_emb", torch::nn::Embedding(o.num_classes, time_embed_dim));
   }
 
-  auto res_block = [&](int64_t in, int64_t out, bool up = false, bool down = false) {
-    ResBlockOptions r;
-    r.up = up;
-    r.down = down;
-    r.channels = in;
-    r.emb_channels = time_embed_dim;
-    r.dropout = o.dropout;
-    r.out_channels = out;
-    r.use_scale_shift_norm = o.use_scale_shift_norm;
-    r.use_checkpoint = o.use_checkpoint;
-    return ResBlock(r);
-  };
-  // num_head_channels > 0 (guided-diffusion) fixes the head width instead of the count.
-  auto attention = [&](int64_t channels, int64_t heads) {
-    if (o.num_head_channels > 0) {
-      IDIFF_REQUIRE(channels % o.num_head_channels == 0, ConfigError, "attention with ", channels,
-                    " channels cannot be split into heads of `num_head_channels` ",
-                    o.num_head_channels);
-      heads = channels / o.num_head_channels;
-    }
-    return AttentionBlock(channels, heads, o.use_checkpoint, o.use_new_attention_order);
-  };
-
   // Down path: a stem conv, then num_res_blocks ResBlocks (+ attention) per level and a
-  // Downsample between levels. input_block_chans records each output for the skips.
+  // Downsample between levels; the block channels are the skips of the up path.
+  DownPath down = make_down_path(o);
   input_blocks_list_ = register_module("input_blocks", torch::nn::ModuleList());
-  auto add_input = [&](TimestepEmbedSequential s) {
-    input_blocks_list_->push_back(s);
-    input_blocks_.push_back(s);
-  };
-  {
-    TimestepEmbedSequential stem;
-    stem->push_back(conv2d(o.in_channels, mc, 3, 1));
-    add_input(stem);
+  for (auto& block : down.blocks) {
+    input_blocks_list_->push_back(block);
+    input_blocks_.push_back(block);
   }
-  std::vector<int64_t> input_block_chans = {mc};
-  int64_t ch = mc, ds = 1;
+  std::vector<int64_t> input_block_chans = down.block_channels;
+  int64_t ch = down.channels, ds = down.downsample_rate;
   const auto levels = static_cast<int64_t>(o.channel_mult.size());
-  for (int64_t level = 0; level < levels; ++level) {
-    for (int64_t i = 0; i < o.num_res_blocks; ++i) {
-      TimestepEmbedSequential s;
-      s->push_back(res_block(ch, o.channel_mult[level] * mc));
-      ch = o.channel_mult[level] * mc;
-      if (contains(o.attention_resolutions, ds)) {
-        s->push_back(attention(ch, o.num_heads));
-      }
-      add_input(s);
-      input_block_chans.push_back(ch);
-    }
-    if (level != levels - 1) {
-      TimestepEmbedSequential s;
-      if (o.resblock_updown) {
-        s->push_back(res_block(ch, ch, false, true));
-      } else {
-        s->push_back(Downsample(ch, o.conv_resample));
-      }
-      add_input(s);
-      input_block_chans.push_back(ch);
-      ds *= 2;
-    }
-  }
-
-  middle_block_ = register_module("middle_block", TimestepEmbedSequential());
-  middle_block_->push_back(res_block(ch, ch));
-  middle_block_->push_back(attention(ch, o.num_heads));
-  middle_block_->push_back(res_block(ch, ch));
+  middle_block_ = register_module("middle_block", make_middle_block(o, ch));
 
   // Up path: num_res_blocks + 1 ResBlocks per level, each taking the matching skip.
   output_blocks_list_ = register_module("output_blocks", torch::nn::ModuleList());
@@ -110,14 +136,14 @@ UNetModelImpl::UNetModelImpl(const UNetOptions& options) : options_(options) {
       TimestepEmbedSequential s;
       const int64_t skip = input_block_chans.back();
       input_block_chans.pop_back();
-      s->push_back(res_block(ch + skip, mc * o.channel_mult[level]));
-      ch = mc * o.channel_mult[level];
+      s->push_back(make_res_block(o, ch + skip, level_channels(o.channel_mult[level], mc)));
+      ch = level_channels(o.channel_mult[level], mc);
       if (contains(o.attention_resolutions, ds)) {
-        s->push_back(attention(ch, options_.num_heads_upsample));
+        s->push_back(make_attention(o, ch, options_.num_heads_upsample));
       }
       if (level > 0 && i == o.num_res_blocks) {
         if (o.resblock_updown) {
-          s->push_back(res_block(ch, ch, true, false));
+          s->push_back(make_res_block(o, ch, ch, true, false));
         } else {
           s->push_back(Upsample(ch, o.conv_resample));
         }
@@ -129,7 +155,7 @@ UNetModelImpl::UNetModelImpl(const UNetOptions& options) : options_(options) {
   }
 
   out_norm_ = normalization(ch);
-  out_conv_ = zero_module(conv2d(mc, o.out_channels, 3, 1));
+  out_conv_ = zero_module(conv2d(ch, o.out_channels, 3, 1));
   out_ = register_module("out", torch::nn::Sequential(out_norm_, torch::nn::SiLU(), out_conv_));
 }
 
@@ -190,18 +216,9 @@ at::Tensor UNetModelImpl::forward_kwargs(const at::Tensor& x, const at::Tensor& 
 }
 
 void UNetModelImpl::convert_torso(at::ScalarType dtype) {
-  torch::NoGradGuard no_grad;
-  auto convert = [&](torch::nn::Module& m) {
-    for (auto& sub : m.modules(/*include_self=*/true)) {
-      const bool is_conv = dynamic_cast<torch::nn::Conv1dImpl*>(sub.get()) != nullptr ||
-                           dynamic_cast<torch::nn::Conv2dImpl*>(sub.get()) != nullptr;
-      if (!is_conv) continue;
-      for (auto& p : sub->parameters(/*recurse=*/false)) p.set_data(p.data().to(dtype));
-    }
-  };
-  convert(*input_blocks_list_);
-  convert(*middle_block_);
-  convert(*output_blocks_list_);
+  convert_convolutions(*input_blocks_list_, dtype);
+  convert_convolutions(*middle_block_, dtype);
+  convert_convolutions(*output_blocks_list_, dtype);
 }
 
 at::ScalarType UNetModelImpl::inner_dtype() const {
