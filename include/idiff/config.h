@@ -41,6 +41,13 @@ struct ModelConfig {
   std::string channel_mult = "";   // e.g. "1,2,2"; "": the default for the image size
   bool resblock_updown = false;
   bool use_new_attention_order = false;
+  // Sampling: the torso runs in float16 (guided-diffusion's use_fp16; the file holds float32
+  // weights, converted at load). Training has its own --use_fp16 (TrainConfig).
+  bool use_fp16 = false;
+  // Classifier-free guidance (Ho & Salimans 2022), idiff's addition: > 0 gives the class
+  // embedding a null label (row kNumClasses) that training uses for this share of the
+  // images, so that sampling can guide with --guidance_scale.
+  double class_dropout_prob = 0.0;
   // Super-resolution only (sr_model_and_diffusion_defaults): the model works at
   // large_size and is conditioned on an image of small_size.
   int64_t large_size = 256;
@@ -138,6 +145,10 @@ struct SampleConfig {
   double dynamic_threshold = 0;   // > 0: dynamic thresholding at this quantile instead of clipping
   std::string init_image = "";    // SDEdit: start from this image noised to --t_start
   bool save_float = false;        // also write samples_float.safetensors (float32, [-1, 1])
+  // Guidance (guided-diffusion's classifier_sample.py; Ho & Salimans 2022).
+  std::string classifier_path = "";  // a noisy-image classifier: classifier guidance
+  double classifier_scale = 1.0;     // its gradient's scale
+  double guidance_scale = 1.0;       // classifier-free: uncond + s (cond - uncond); 1: off
 };
 
 // `idiff tune-steps`: the search for a model's step schedule (diffusion/sampling/tune_steps.h).

@@ -49,6 +49,18 @@ void setup(CLI::App& sub, Mode mode) {
     if (mode == Mode::Sample) {
       f.add("class", s.classes, "class labels to sample, e.g. 3 or 3,7 (cycled; default: random)")
           ->group(a);
+      const std::string gg = "Guidance";
+      f.add("classifier_path", s.classifier_path,
+            "classifier guidance with this noisy-image classifier (guided-diffusion's)")
+          ->group(gg);
+      f.add("classifier_scale", s.classifier_scale, {0.0, kNoMax},
+            "scale of the classifier's gradient")
+          ->group(gg);
+      f.add("guidance_scale", s.guidance_scale, {0.0, kNoMax},
+            "classifier-free guidance: uncond + s (cond - uncond) (1: off; needs a model "
+            "trained with --class_dropout_prob)")
+          ->group(gg);
+      add_classifier_flags(f, job->classifier);
     }
     f.add("save_pngs", s.save_pngs, "also write one PNG per sample")->group(a);
     f.add("cuda_graph", s.cuda_graph,
@@ -72,6 +84,9 @@ void setup(CLI::App& sub, Mode mode) {
         "multi-process runs: seconds to wait for the other ranks before giving up")
       ->group(a);
   add_model_and_diffusion_flags(sub, job->model, job->diffusion, job->super_res);
+  f.add("use_fp16", job->model.use_fp16,
+        "run the model's torso in float16 (guided-diffusion's; float32 weights are converted)")
+      ->group("Model (guided-diffusion)");
   sub.callback([job, mode] {
     // Allocator reuse on the CPU; not cuDNN autotuning, whose choice of algorithm may
     // differ between runs (a seed gives the same samples on a device).

@@ -145,6 +145,9 @@ void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& m, DiffusionConfi
   f.add("use_new_attention_order", m.use_new_attention_order,
         "split q, k and v before the heads (QKVAttention)")
       ->group(adm);
+  f.add("class_dropout_prob", m.class_dropout_prob, {0.0, 0.999999},
+        "classifier-free guidance: a null label, given to this share of the training images")
+      ->group("Model (idiff additions)");
 
   const std::string dgroup = "Diffusion";
   if (!super_res) {
@@ -217,6 +220,27 @@ void add_max_image_pixels_flag(CLI::App& app, int64_t& field) {
       .add("max_image_pixels", field, {1, int64_t{1} << 40},
            "refuse images with more pixels than this before decoding (a decompression bomb guard)")
       ->group("idiff additions");
+}
+
+void add_classifier_flags(Flags& f, ClassifierConfig& c) {
+  const std::string g = "Classifier (guided-diffusion)";
+  f.add("classifier_width", c.classifier_width, {1, 16384}, "base channels of the classifier")
+      ->group(g);
+  f.add("classifier_depth", c.classifier_depth, {1, 100}, "residual blocks per resolution")
+      ->group(g);
+  f.add("classifier_attention_resolutions", c.classifier_attention_resolutions,
+        "resolutions with attention, e.g. 32,16,8")
+      ->group(g);
+  f.add("classifier_use_scale_shift_norm", c.classifier_use_scale_shift_norm,
+        "FiLM-style scale-shift norm")
+      ->group(g);
+  f.add("classifier_resblock_updown", c.classifier_resblock_updown,
+        "ResBlocks downsample between levels")
+      ->group(g);
+  f.add("classifier_pool", c.classifier_pool, "adaptive, attention, spatial or spatial_v2")
+      ->group(g);
+  f.add("classifier_use_fp16", c.classifier_use_fp16, "run the classifier's torso in float16")
+      ->group(g);
 }
 
 void add_sampler_flags(Flags& f, SampleConfig& s) {

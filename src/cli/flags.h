@@ -62,6 +62,8 @@ constexpr RealRange kDistTimeoutRange{0.001, kNoMax};
 void add_max_image_pixels_flag(CLI::App& app, int64_t& field);
 
 // The sampling engine's flags (--sampler, --steps, --schedule, ...), for sample and tune-steps.
+// guided-diffusion's classifier flags (classifier_defaults()).
+void add_classifier_flags(Flags& f, ClassifierConfig& c);
 void add_sampler_flags(Flags& f, SampleConfig& s);
 
 }  // namespace idiff::cli

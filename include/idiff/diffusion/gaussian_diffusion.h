@@ -192,13 +192,16 @@ class GaussianDiffusion {
   // One step of either sampler with its N(0, I) draw given ([N, C, ...], drawn by the caller
   // where the step would draw it) and t unchecked: no host synchronisation, so the step can
   // be captured in a CUDA graph (sampling/sample_loop.h). t must hold valid timesteps.
+  // cond_fn: classifier guidance as guided-diffusion's p_sample (condition_mean) and
+  // ddim_sample (condition_score).
   SampleOutput p_sample_from_noise(const ModelFn& model, const at::Tensor& x, const at::Tensor& t,
                                    const at::Tensor& noise, bool clip_denoised = true,
-                                   const DenoisedFn& denoised_fn = {}) const;
+                                   const DenoisedFn& denoised_fn = {},
+                                   const CondFn& cond_fn = {}) const;
   SampleOutput ddim_sample_from_noise(const ModelFn& model, const at::Tensor& x,
                                       const at::Tensor& t, const at::Tensor& noise,
                                       bool clip_denoised = true, const DenoisedFn& denoised_fn = {},
-                                      double eta = 0.0) const;
+                                      double eta = 0.0, const CondFn& cond_fn = {}) const;
 
  protected:
   // A process over betas standing for the given steps of a longer one (SpacedDiffusion).
@@ -261,10 +264,12 @@ class GaussianDiffusion {
   // Steps whose noise comes from noise_fn, called after the model.
   SampleOutput p_sample_step(const ModelFn& model, const at::Tensor& x, const at::Tensor& t,
                              bool clip_denoised, const DenoisedFn& denoised_fn,
-                             const std::function<at::Tensor()>& noise_fn) const;
+                             const std::function<at::Tensor()>& noise_fn,
+                             const CondFn& cond_fn = {}) const;
   SampleOutput ddim_step(const ModelFn& model, const at::Tensor& x, const at::Tensor& t,
                          bool clip_denoised, const DenoisedFn& denoised_fn, double eta,
-                         const std::function<at::Tensor()>& noise_fn) const;
+                         const std::function<at::Tensor()>& noise_fn,
+                         const CondFn& cond_fn = {}) const;
 
   DiffusionSchedule schedule_;
   ModelMeanType mean_type_;

@@ -20,4 +20,11 @@ using ModelFn = std::function<at::Tensor(const at::Tensor& x, const at::Tensor& 
 // Applied to every x_0 prediction before clipping (the reference's denoised_fn).
 using DenoisedFn = std::function<at::Tensor(const at::Tensor& x_start)>;
 
+// Classifier guidance (guided-diffusion's cond_fn): the gradient with respect to x of the
+// scaled log-probability of the wanted classes, at the network's timesteps t (mapped as a
+// ModelFn's are). Returns [N, C, ...] like x. Ancestral steps add variance x gradient to
+// the mean (condition_mean); deterministic ones move epsilon by -sigma x gradient
+// (condition_score).
+using CondFn = std::function<at::Tensor(const at::Tensor& x, const at::Tensor& t)>;
+
 }  // namespace idiff

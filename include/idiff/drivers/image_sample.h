@@ -23,6 +23,7 @@ struct SampleJob {
   ModelConfig model;
   DiffusionConfig diffusion;
   SampleConfig sample;
+  ClassifierConfig classifier;  // with sample.classifier_path: classifier guidance
   bool super_res = false;
 };
 

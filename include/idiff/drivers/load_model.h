@@ -3,6 +3,7 @@
 #pragma once
 
 #include "idiff/config.h"
+#include "idiff/model/encoder_unet.h"
 #include "idiff/model/unet.h"
 
 #include <c10/core/Device.h>
@@ -13,8 +14,16 @@ namespace idiff {
 
 // Builds the model the flags describe and loads `path` (.pt or .safetensors, model or EMA
 // file) into it, in eval mode on `device`. When the file does not fit the flags the error
-// lists the mismatched keys and the flags the checkpoint implies.
+// lists the mismatched keys and the flags the checkpoint implies. config.use_fp16: the
+// torso is converted to float16 after loading (guided-diffusion's use_fp16).
 UNetModel load_model(const ModelConfig& config, bool super_res, const std::string& path,
                      c10::Device device);
+
+// The noisy-image classifier the flags describe for image_size, loaded from `path`
+// (guided-diffusion's *_classifier.pt), in eval mode on `device`, its torso in float16
+// with classifier_use_fp16. Errors as load_model's.
+EncoderUNetModel load_classifier(const ClassifierConfig& config, int64_t image_size,
+                                 int64_t image_channels, const std::string& path,
+                                 c10::Device device);
 
 }  // namespace idiff

@@ -33,6 +33,7 @@ struct UNetOptions {
   std::vector<double> channel_mult = {1, 2, 4, 8};
   bool conv_resample = true;
   int64_t num_classes = 0;  // 0: not class-conditional
+  bool null_label = false;  // one more embedding row, label num_classes: "no class" (CFG)
   bool use_checkpoint = false;
   int64_t num_heads = 1;
   int64_t num_heads_upsample = -1;  // -1: num_heads
@@ -53,7 +54,8 @@ class UNetModelImpl : public torch::nn::Module {
   explicit UNetModelImpl(const UNetOptions& options);
 
   // x: [N, in_channels, H, W]; timesteps: [N] (float or integer, as the diffusion feeds
-  // them); y: [N] int64 labels, required exactly when the model is class-conditional.
+  // them); y: [N] int64 labels, required exactly when the model is class-conditional
+  // (num_classes: the null label, when the model has one).
   // Returns [N, out_channels, H, W] in x's dtype.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& timesteps,
                      const at::Tensor& y = at::Tensor());

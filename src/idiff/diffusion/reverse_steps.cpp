@@ -25,9 +25,13 @@ at::Tensor nonzero_mask(const at::Tensor& t, const at::Tensor& x) {
 SampleOutput GaussianDiffusion::p_sample_step(const ModelFn& model, const at::Tensor& x,
                                               const at::Tensor& t, bool clip_denoised,
                                               const DenoisedFn& denoised_fn,
-                                              const std::function<at::Tensor()>& noise_fn) const {
-  const PMeanVariance out = p_mean_variance_unchecked(model, x, t, clip_denoised, denoised_fn);
+                                              const std::function<at::Tensor()>& noise_fn,
+                                              const CondFn& cond_fn) const {
+  PMeanVariance out = p_mean_variance_unchecked(model, x, t, clip_denoised, denoised_fn);
   const at::Tensor noise = noise_fn();  // drawn after the model call, as in the reference
+  // guided-diffusion's condition_mean: the mean moves by the variance times the gradient
+  // (Dhariwal & Nichol 2021, Algorithm 1).
+  if (cond_fn) out.mean = out.mean + out.variance * cond_fn(x, model_timesteps(t));
   // x_{t-1} = mu + sigma z (Ho et al. Algorithm 2, line 4).
   return {out.mean + nonzero_mask(t, x) * at::exp(0.5 * out.log_variance) * noise, out.pred_xstart};
 }
@@ -35,8 +39,10 @@ SampleOutput GaussianDiffusion::p_sample_step(const ModelFn& model, const at::Te
 SampleOutput GaussianDiffusion::p_sample_from_noise(const ModelFn& model, const at::Tensor& x,
                                                     const at::Tensor& t, const at::Tensor& noise,
                                                     bool clip_denoised,
-                                                    const DenoisedFn& denoised_fn) const {
-  return p_sample_step(model, x, t, clip_denoised, denoised_fn, [&] { return noise; });
+                                                    const DenoisedFn& denoised_fn,
+                                                    const CondFn& cond_fn) const {
+  return p_sample_step(
+      model, x, t, clip_denoised, denoised_fn, [&] { return noise; }, cond_fn);
 }
 
 SampleOutput GaussianDiffusion::p_sample_unchecked(
@@ -57,9 +63,10 @@ SampleOutput GaussianDiffusion::p_sample(const ModelFn& model, const at::Tensor&
 SampleOutput GaussianDiffusion::ddim_sample_from_noise(const ModelFn& model, const at::Tensor& x,
                                                        const at::Tensor& t, const at::Tensor& noise,
                                                        bool clip_denoised,
-                                                       const DenoisedFn& denoised_fn,
-                                                       double eta) const {
-  return ddim_step(model, x, t, clip_denoised, denoised_fn, eta, [&] { return noise; });
+                                                       const DenoisedFn& denoised_fn, double eta,
+                                                       const CondFn& cond_fn) const {
+  return ddim_step(
+      model, x, t, clip_denoised, denoised_fn, eta, [&] { return noise; }, cond_fn);
 }
 
 SampleOutput GaussianDiffusion::ddim_sample_unchecked(
@@ -73,11 +80,18 @@ SampleOutput GaussianDiffusion::ddim_sample_unchecked(
 SampleOutput GaussianDiffusion::ddim_step(const ModelFn& model, const at::Tensor& x,
                                           const at::Tensor& t, bool clip_denoised,
                                           const DenoisedFn& denoised_fn, double eta,
-                                          const std::function<at::Tensor()>& noise_fn) const {
-  const PMeanVariance out = p_mean_variance_unchecked(model, x, t, clip_denoised, denoised_fn);
+                                          const std::function<at::Tensor()>& noise_fn,
+                                          const CondFn& cond_fn) const {
+  PMeanVariance out = p_mean_variance_unchecked(model, x, t, clip_denoised, denoised_fn);
   // Re-derive epsilon from x_0 whatever the model predicts (x_0 may have been clipped).
-  const at::Tensor eps = predict_eps_from_xstart(x, t, out.pred_xstart);
+  at::Tensor eps = predict_eps_from_xstart(x, t, out.pred_xstart);
   const at::Tensor alpha_bar = extract(kAlphasCumprod, t, x);
+  if (cond_fn) {
+    // guided-diffusion's condition_score (Song et al. 2021's score shift): epsilon moves by
+    // -sqrt(1 - alpha_bar) x gradient and x_0 follows, unclipped.
+    eps = eps - at::sqrt(1 - alpha_bar) * cond_fn(x, model_timesteps(t));
+    out.pred_xstart = predict_xstart_from_eps(x, t, eps);
+  }
   const at::Tensor alpha_bar_prev = extract(kAlphasCumprodPrev, t, x);
   // Song et al. eq. 16: sigma_t = eta sqrt((1 - a_{t-1}) / (1 - a_t)) sqrt(1 - a_t / a_{t-1}).
   const at::Tensor sigma = eta * at::sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) *

@@ -10,6 +10,7 @@
 #include "idiff/data/image_datasets.h"
 #include "idiff/data/image_resize.h"
 #include "idiff/diffusion/sampling/sample_loop.h"
+#include "idiff/drivers/guidance.h"
 #include "idiff/drivers/load_model.h"
 #include "idiff/drivers/ranks.h"
 #include "idiff/drivers/sampler_setup.h"
@@ -60,8 +61,21 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
   check_sample_config(s);
   const ModelConfig& m = job.model;
   const std::vector<int64_t> classes = parse_int_list(s.classes, "`class`");
-  IDIFF_REQUIRE(classes.empty() || m.class_cond, ConfigError, "`class` ", s.classes,
-                " needs a class-conditional model (`class_cond` True)");
+  const bool classifier_guided = !s.classifier_path.empty();
+  const bool free_guided = s.guidance_scale != 1.0;
+  IDIFF_REQUIRE(classes.empty() || m.class_cond || classifier_guided, ConfigError, "`class` ",
+                s.classes,
+                " needs a class-conditional model (`class_cond` True) or a classifier "
+                "(`classifier_path`)");
+  IDIFF_REQUIRE(classifier_guided || s.classifier_scale == 1.0, ConfigError,
+                "`classifier_scale` needs a classifier (`classifier_path`)");
+  IDIFF_REQUIRE(
+      !free_guided || (m.class_cond && m.class_dropout_prob > 0), ConfigError,
+      "`guidance_scale` (classifier-free guidance) needs a class-conditional model "
+      "trained with a null label (`class_cond` True, `class_dropout_prob` > 0)",
+      m.class_cond ? "" : "; an unconditional model is guided by a classifier (`classifier_path`)");
+  IDIFF_REQUIRE(!(classifier_guided && job.super_res), ConfigError,
+                "`classifier_path`: classifier guidance is for `idiff sample`");
   for (int64_t c : classes) {
     IDIFF_REQUIRE(c >= 0 && c < kNumClasses, ConfigError, "`class`: ", c,
                   " is not a class of the model (0..", kNumClasses - 1, ")");
@@ -80,7 +94,13 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
   if (job.super_res) base = read_base_samples(s.base_samples, m);
   logger.log("loading " + s.model_path + "...");
   UNetModel model = load_model(m, job.super_res, s.model_path, device);
-  const SamplerSetup setup = sampler_setup(s, job.diffusion);
+  EncoderUNetModel classifier{nullptr};
+  if (classifier_guided) {
+    logger.log("loading classifier " + s.classifier_path + "...");
+    classifier =
+        load_classifier(job.classifier, m.image_size, m.image_channels, s.classifier_path, device);
+  }
+  SamplerSetup setup = sampler_setup(s, job.diffusion);
   const NoiseLevel first_level =
       noise_schedule_of(setup.params).level(setup.schedule.levels.front());
   const int64_t size = job.super_res ? m.large_size : m.image_size;
@@ -108,12 +128,14 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
   // Rounds as the reference's: each rank samples up to --batch_size images per round and
   // all of them are gathered in rank order, so sample i of the output is global index i
   // (round, then rank, then position). The last round is cut to exactly --num_samples.
-  const bool with_labels = job.super_res ? base.labels.defined() : m.class_cond;
+  const bool with_labels =
+      job.super_res ? base.labels.defined() : m.class_cond || classifier_guided;
   const int64_t per_round = s.batch_size * world;
   const int64_t rounds = (s.num_samples + per_round - 1) / per_round;
   std::vector<at::Tensor> images, labels, floats;
   LoopOptions loop;
-  loop.cuda_graph = s.cuda_graph;
+  // The classifier's gradient is computed eagerly (autograd is not captured).
+  loop.cuda_graph = s.cuda_graph && !classifier_guided;
   ProgressBar bar("sampling", setup.schedule.num_steps(),
                   ctx.is_main() && ProgressBar::stderr_is_terminal());
   {
@@ -122,6 +144,9 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
         str("sampling ", s.num_samples, " images with ", describe(*probe, setup),
             init.defined() ? str(", from ", s.init_image, " noised to t=", first_level.t) : "",
             world > 1 ? str(" on ", world, " ranks") : "", "..."));
+    if (classifier_guided)
+      logger.log(str("classifier guidance: ", s.classifier_path, ", scale ", s.classifier_scale));
+    if (free_guided) logger.log(str("classifier-free guidance: scale ", s.guidance_scale));
   }
   for (int64_t round = 0; round < rounds; ++round) {
     // Global index of this rank's first sample of the round, and how many it makes.
@@ -137,7 +162,7 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
         const at::Tensor index = at::tensor(idx, at::kLong);
         kw.low_res = base.images.index_select(0, index).to(device);
         if (base.labels.defined()) kw.y = base.labels.index_select(0, index).to(device);
-      } else if (m.class_cond) {
+      } else if (with_labels) {
         if (classes.empty()) {
           kw.y = at::randint(0, kNumClasses, {n}, gen, at::kLong);
         } else {
@@ -149,10 +174,17 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
         }
         kw.y = kw.y.to(device);
       }
+      // The labels for the output; the model sees them when it is class-conditional (an
+      // unconditional model guided by a classifier does not).
+      const at::Tensor labels = kw.y;
+      if (!job.super_res && !m.class_cond) kw.y = at::Tensor();
       c10::InferenceMode inference;
-      ModelFn fn = [&model, &kw](const at::Tensor& x, const at::Tensor& t) {
-        return model->forward_kwargs(x, t, kw);
-      };
+      ModelFn fn = free_guided ? classifier_free_model_fn(model, kw, s.guidance_scale)
+                               : [&model, &kw](const at::Tensor& x, const at::Tensor& t) {
+                                   return model->forward_kwargs(x, t, kw);
+                                 };
+      setup.denoiser.cond_fn =
+          classifier_guided ? classifier_cond_fn(classifier, labels, s.classifier_scale) : CondFn();
       SampleOptions opts;
       opts.clip_denoised = s.clip_denoised;
       opts.generator = gen;
@@ -174,7 +206,7 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
                     " hold NaN or infinity (model ", s.model_path, "); not writing them");
       x8 = samples_to_uint8(x);
       if (s.save_float) xf = x.to(at::kFloat).cpu();
-      if (kw.y.defined()) y = kw.y.cpu();
+      if (labels.defined()) y = labels.cpu();
     }
     if (ctx.is_distributed()) {
       for (auto& part : ctx.all_gather(x8)) images.push_back(part);

@@ -7,6 +7,7 @@
 #include "idiff/diffusion/factory.h"
 #include "idiff/distributed/dist_context.h"
 #include "idiff/distributed/rank_agreement.h"
+#include "idiff/drivers/ranks.h"
 #include "idiff/drivers/super_res.h"
 #include "idiff/io/atomic_file.h"
 #include "idiff/model/factory.h"
@@ -14,6 +15,7 @@
 #include "idiff/model/summary.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 namespace idiff {
 
@@ -116,11 +118,21 @@ StopReason run_training(const TrainJob& job) {
 
   const int64_t small = job.model.small_size;
   const bool super_res = job.super_res;
-  BatchFn data = [loader, super_res, small](int64_t) {
+  const double drop = job.model.class_dropout_prob;
+  const uint64_t drop_seed = rank_seed(tc.seed ^ 0x5ca1ab1eull, dist->rank());
+  BatchFn data = [loader, super_res, small, drop, drop_seed](int64_t step) {
     Batch b = loader->next();
     TrainBatch out;
     out.images = b.images;
     out.kwargs.y = b.labels;
+    if (drop > 0 && b.labels.defined()) {
+      // Classifier-free guidance: this share of the labels becomes the null label
+      // (kNumClasses), drawn from the seed and the step so that a resumed run draws the same.
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(
+          drop_seed + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(step + 1));
+      const at::Tensor dropped = at::rand({b.labels.size(0)}, gen) < drop;
+      out.kwargs.y = at::where(dropped, at::full_like(b.labels, kNumClasses), b.labels);
+    }
     if (super_res) out.kwargs.low_res = low_res_copy(b.images, small);
     return out;
   };

@@ -25,8 +25,26 @@ UNetModel load_model(const ModelConfig& config, bool super_res, const std::strin
     throw FileError(str(e.what(), hint.empty() ? "" : "; the checkpoint looks like: " + hint));
   }
   model->to(device);
+  if (config.use_fp16) model->convert_to_fp16();
   model->eval();
   return model;
+}
+
+EncoderUNetModel load_classifier(const ClassifierConfig& config, int64_t image_size,
+                                 int64_t image_channels, const std::string& path,
+                                 c10::Device device) {
+  EncoderUNetModel classifier = create_classifier(config, image_size, image_channels);
+  const TensorMap sd = load_tensor_file(path);
+  try {
+    load_state_dict(*classifier, sd, path);
+  } catch (const FileError& e) {
+    throw FileError(str(e.what(), " (a classifier for `image_size` ", image_size,
+                        " with these `classifier_*` flags was expected)"));
+  }
+  classifier->to(device);
+  if (config.classifier_use_fp16) classifier->convert_to_fp16();
+  classifier->eval();
+  return classifier;
 }
 
 }  // namespace idiff

@@ -73,6 +73,11 @@ UNetOptions unet_options(const ModelConfig& c, bool super_res) {
   o.attention_resolutions = attention_downsample_rates(c.attention_resolutions, size);
   o.dropout = c.dropout;
   o.num_classes = c.class_cond ? kNumClasses : 0;
+  IDIFF_REQUIRE(c.class_dropout_prob >= 0 && c.class_dropout_prob < 1, ConfigError,
+                "`class_dropout_prob` must lie in [0, 1), got ", c.class_dropout_prob);
+  IDIFF_REQUIRE(c.class_dropout_prob == 0 || c.class_cond, ConfigError,
+                "`class_dropout_prob` needs a class-conditional model (`class_cond` True)");
+  o.null_label = c.class_dropout_prob > 0;
   o.use_checkpoint = c.use_checkpoint;
   o.num_heads = c.num_heads;
   o.num_heads_upsample = c.num_heads_upsample;

@@ -113,7 +113,8 @@ UNetModelImpl::UNetModelImpl(const UNetOptions& options) : options_(options) {
   time_embed_ = register_module(
       "time_embed", torch::nn::Sequential(time_linear1_, torch::nn::SiLU(), time_linear2_));
   if (o.num_classes > 0) {
-    label_emb_ = register_module("label_emb", torch::nn::Embedding(o.num_classes, time_embed_dim));
+    label_emb_ = register_module(
+        "label_emb", torch::nn::Embedding(o.num_classes + (o.null_label ? 1 : 0), time_embed_dim));
   }
 
   // Down path: a stem conv, then num_res_blocks ResBlocks (+ attention) per level and a

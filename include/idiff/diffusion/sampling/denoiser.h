@@ -25,6 +25,9 @@ struct DenoiserOptions {
   Threshold threshold = Threshold::Clip;
   double dynamic_threshold_p = 0.995;
   DenoisedFn denoised_fn;  // optional, applied before thresholding (the reference's)
+  // Optional classifier guidance, applied after thresholding as guided-diffusion's
+  // condition_score: epsilon - sigma g, i.e. x_0 + sigma^2 / alpha g (unclipped).
+  CondFn cond_fn;
 };
 
 class Denoiser {
@@ -39,6 +42,8 @@ class Denoiser {
   const DenoiserOptions& options() const { return options_; }
 
  private:
+  at::Tensor threshold(const at::Tensor& x0) const;
+
   ModelFn model_;
   DenoiserOptions options_;
 };

@@ -41,6 +41,7 @@ struct SampleOptions {
   at::Tensor noise;           // x_T to start from; undefined: drawn from N(0, I)
   bool clip_denoised = true;  // the reference loops: clip x_0 predictions to [-1, 1]
   DenoisedFn denoised_fn;     // the reference loops: applied to x_0 before clipping
+  CondFn cond_fn;             // the reference loops: classifier guidance (guided-diffusion's)
   StepCallback progress;      // optional, called after every step (progress bars)
   // Every random draw (x_T, per-step noise) comes from this generator; none: the global
   // default generator of the device. A CPU generator also works for CUDA samples: the

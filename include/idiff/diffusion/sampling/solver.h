@@ -81,10 +81,11 @@ std::unique_ptr<Solver> make_solver(const SolverOptions& options, const Diffusio
                                     const DenoiserOptions& denoiser);
 
 // The reference's own samplers over the steps of `diffusion` (already respaced or not):
-// p_sample (ddim = false) or ddim_sample with eta, every step.
+// p_sample (ddim = false) or ddim_sample with eta, every step, guided by cond_fn if given.
 std::unique_ptr<Solver> make_reference_solver(const GaussianDiffusion& diffusion,
                                               const ModelFn& model, bool ddim, double eta,
-                                              bool clip_denoised, const DenoisedFn& denoised_fn);
+                                              bool clip_denoised, const DenoisedFn& denoised_fn,
+                                              const CondFn& cond_fn = {});
 
 // The continuous schedule of a full process.
 NoiseSchedule noise_schedule_of(const DiffusionParams& params);

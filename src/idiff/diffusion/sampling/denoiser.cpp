@@ -26,6 +26,16 @@ at::Tensor Denoiser::operator()(const at::Tensor& x, const at::Tensor& t_model,
   // x_0 = (x_t - sigma_t eps) / alpha_t (Ho et al. eq. 4 solved for x_0).
   at::Tensor x0 = options_.predict_xstart ? out : (x - sigma * out) / alpha;
   if (options_.denoised_fn) x0 = options_.denoised_fn(x0);
+  x0 = threshold(x0);
+  if (options_.cond_fn) {
+    // eps' = eps - sigma g  <=>  x_0' = (x - sigma eps') / alpha = x_0 + sigma^2 / alpha g.
+    x0 = x0 + sigma * sigma / alpha * options_.cond_fn(x, t_model.to(t_type).expand({n}));
+  }
+  return x0;
+}
+
+at::Tensor Denoiser::threshold(const at::Tensor& x0) const {
+  const int64_t n = x0.size(0);
   switch (options_.threshold) {
     case Threshold::None:
       return x0;
@@ -34,7 +44,7 @@ at::Tensor Denoiser::operator()(const at::Tensor& x, const at::Tensor& t_model,
     case Threshold::Dynamic: {
       const at::Tensor s =
           at::quantile(x0.abs().reshape({n, -1}), options_.dynamic_threshold_p, 1).clamp_min(1.0);
-      std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+      std::vector<int64_t> shape(static_cast<size_t>(x0.dim()), 1);
       shape[0] = n;
       const at::Tensor sv = s.view(shape);
       return at::minimum(at::maximum(x0, -sv), sv) / sv;

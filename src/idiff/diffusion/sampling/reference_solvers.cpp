@@ -17,14 +17,15 @@ namespace {
 class ReferenceSolver : public Solver {
  public:
   ReferenceSolver(const GaussianDiffusion& diffusion, ModelFn model, bool ddim, double eta,
-                  bool clip_denoised, DenoisedFn denoised_fn)
+                  bool clip_denoised, DenoisedFn denoised_fn, CondFn cond_fn)
       : Solver(levels_of(diffusion)),
         diffusion_(diffusion),
         model_(std::move(model)),
         ddim_(ddim),
         eta_(eta),
         clip_(clip_denoised),
-        denoised_fn_(std::move(denoised_fn)) {
+        denoised_fn_(std::move(denoised_fn)),
+        cond_fn_(std::move(cond_fn)) {
     IDIFF_REQUIRE(eta >= 0.0, ConfigError, "DDIM eta must be >= 0, got ", eta);
   }
 
@@ -39,8 +40,10 @@ class ReferenceSolver : public Solver {
   SampleOutput step(const at::Tensor& x, const at::Tensor& row, const at::Tensor& noise,
                     int64_t) override {
     const at::Tensor t = row[0].to(at::kLong).expand({x.size(0)});
-    return ddim_ ? diffusion_.ddim_sample_from_noise(model_, x, t, noise, clip_, denoised_fn_, eta_)
-                 : diffusion_.p_sample_from_noise(model_, x, t, noise, clip_, denoised_fn_);
+    return ddim_
+               ? diffusion_.ddim_sample_from_noise(model_, x, t, noise, clip_, denoised_fn_, eta_,
+                                                   cond_fn_)
+               : diffusion_.p_sample_from_noise(model_, x, t, noise, clip_, denoised_fn_, cond_fn_);
   }
 
  private:
@@ -60,14 +63,17 @@ class ReferenceSolver : public Solver {
   double eta_;
   bool clip_;
   DenoisedFn denoised_fn_;
+  CondFn cond_fn_;
 };
 
 }  // namespace
 
 std::unique_ptr<Solver> make_reference_solver(const GaussianDiffusion& diffusion,
                                               const ModelFn& model, bool ddim, double eta,
-                                              bool clip_denoised, const DenoisedFn& denoised_fn) {
-  return std::make_unique<ReferenceSolver>(diffusion, model, ddim, eta, clip_denoised, denoised_fn);
+                                              bool clip_denoised, const DenoisedFn& denoised_fn,
+                                              const CondFn& cond_fn) {
+  return std::make_unique<ReferenceSolver>(diffusion, model, ddim, eta, clip_denoised, denoised_fn,
+                                           cond_fn);
 }
 
 }  // namespace idiff

@@ -188,7 +188,7 @@ at::Tensor p_sample_loop(const GaussianDiffusion& diffusion, const ModelFn& mode
                          at::IntArrayRef shape, const SampleOptions& options,
                          const StepCallback& on_step, const LoopOptions& loop) {
   const auto solver = make_reference_solver(diffusion, model, false, 0.0, options.clip_denoised,
-                                            options.denoised_fn);
+                                            options.denoised_fn, options.cond_fn);
   return run_sampler(*solver, initial_noise(shape, options), options, loop, on_step);
 }
 
@@ -196,7 +196,7 @@ at::Tensor ddim_sample_loop(const GaussianDiffusion& diffusion, const ModelFn& m
                             at::IntArrayRef shape, const SampleOptions& options, double eta,
                             const StepCallback& on_step, const LoopOptions& loop) {
   const auto solver = make_reference_solver(diffusion, model, true, eta, options.clip_denoised,
-                                            options.denoised_fn);
+                                            options.denoised_fn, options.cond_fn);
   return run_sampler(*solver, initial_noise(shape, options), options, loop, on_step);
 }
 

@@ -44,7 +44,8 @@ std::unique_ptr<Solver> make_solver(const SolverOptions& o, const DiffusionParam
       kept.insert(static_cast<int64_t>(schedule.levels[i]));
     }
     return make_reference_solver(SpacedDiffusion(kept, params), model, o.name == "ddim", o.eta,
-                                 denoiser.threshold == Threshold::Clip, denoiser.denoised_fn);
+                                 denoiser.threshold == Threshold::Clip, denoiser.denoised_fn,
+                                 denoiser.cond_fn);
   }
   IDIFF_REQUIRE(params.model_mean_type != ModelMeanType::PreviousX, ConfigError, "`sampler` ",
                 o.name, " needs a model that predicts epsilon or x_0, not x_{t-1}");
