@@ -4,6 +4,7 @@
 #include "test_util.h"
 
 #include "idiff/model/factory.h"
+#include "idiff/model/infer_config.h"
 #include "idiff/model/state_dict.h"
 
 #include <ATen/ATen.h>
@@ -91,6 +92,36 @@ TEST(AdmClassifier, EveryPoolGivesLogitsThatDependOnTheInput) {
     const at::Tensor out = model->forward(x, t);
     EXPECT_EQ(out.sizes().vec(), (std::vector<int64_t>{2, kNumClasses})) << pool;
     EXPECT_GT(test::rel_error(model->forward(x.flip({0}), t), out), 1e-2) << pool;
+  }
+}
+
+TEST(AdmClassifier, FlagsFromShapesAlone) {
+  const auto published = test::load_json("adm_published.json");
+  nlohmann::json entries = nlohmann::json::object();
+  for (const auto& [name, entry] : published.items()) {
+    if (entry["kind"] == "classifier") entries[name] = entry;
+  }
+  entries["adm_cls_tiny"] = test::load_json("adm_cls_tiny.json");
+  for (const auto& [name, entry] : entries.items()) {
+    TensorMap sd;  // meta tensors: shapes without memory
+    for (const auto& key : entry["keys"]) {
+      sd.insert(key[0].get<std::string>(),
+                at::empty(key[1].get<std::vector<int64_t>>(), at::device(at::kMeta)));
+    }
+    const InferredClassifier got = infer_classifier_config(sd);
+    const ClassifierConfig want = test::classifier_config_from_flags(entry["flags"]);
+    ASSERT_TRUE(got.is_classifier) << name;
+    EXPECT_EQ(got.image_size, entry["flags"]["image_size"].get<int64_t>()) << name;
+    EXPECT_EQ(got.num_classes, kNumClasses) << name;
+    EXPECT_EQ(got.config.classifier_width, want.classifier_width) << name;
+    EXPECT_EQ(got.config.classifier_depth, want.classifier_depth) << name;
+    EXPECT_EQ(got.config.classifier_attention_resolutions, want.classifier_attention_resolutions)
+        << name;
+    EXPECT_EQ(got.config.classifier_use_scale_shift_norm, want.classifier_use_scale_shift_norm)
+        << name;
+    EXPECT_EQ(got.config.classifier_resblock_updown, want.classifier_resblock_updown) << name;
+    EXPECT_EQ(got.config.classifier_pool, want.classifier_pool) << name;
+    EXPECT_FALSE(infer_model_config(sd).is_unet) << name;
   }
 }
 

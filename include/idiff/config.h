@@ -78,6 +78,10 @@ struct DiffusionConfig {
   bool predict_xstart = false;
   bool rescale_timesteps = true;
   bool rescale_learned_sigmas = true;
+  // Whose defaults the two above started from: "improved-diffusion" (True, the reference's)
+  // or "guided-diffusion" (False; its checkpoints do not record them). For the logs, which
+  // say it; the command line sets the two fields from it (--defaults).
+  std::string defaults = "improved-diffusion";
 };
 
 // The training loop (reference: scripts/image_train.py create_argparser and

@@ -50,7 +50,16 @@ void print_model(const InfoArgs& a) {
 void print_inferred(const TensorMap& sd) {
   const InferredModel m = infer_model_config(sd);
   if (!m.is_unet) {
-    std::cout << "not a UNet state dict (no input_blocks.0.0.weight / out.2.weight / time_embed)\n";
+    const InferredClassifier c = infer_classifier_config(sd);
+    if (c.is_classifier) {
+      std::cout << "EncoderUNetModel (guided-diffusion's noisy-image classifier), "
+                << c.config.classifier_pool << " pool\n";
+      if (!c.flags.empty()) std::cout << "flags: " << c.flags << "\n";
+      for (const auto& note : c.notes) std::cout << "note: " << note << "\n";
+      return;
+    }
+    std::cout << "not a UNet or classifier state dict (no input_blocks.0.0.weight / out.2.weight "
+                 "/ time_embed)\n";
     return;
   }
   std::cout << (m.super_res ? "SuperResModel" : "UNetModel") << ", channel_mult ";

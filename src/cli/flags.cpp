@@ -161,10 +161,26 @@ void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& m, DiffusionConfi
   f.add("use_kl", d.use_kl, "train on the variational bound")->group(dgroup);
   f.add("predict_xstart", d.predict_xstart, "the model predicts x_0 instead of the noise")
       ->group(dgroup);
-  f.add("rescale_timesteps", d.rescale_timesteps, "feed the model t scaled to [0, 1000)")
+  CLI::Option* rescale_t =
+      f.add("rescale_timesteps", d.rescale_timesteps, "feed the model t scaled to [0, 1000)")
+          ->group(dgroup);
+  CLI::Option* rescale_s =
+      f.add("rescale_learned_sigmas", d.rescale_learned_sigmas, "hybrid loss (rescaled MSE + VLB)")
+          ->group(dgroup);
+  f.add("defaults", d.defaults,
+        "improved-diffusion (rescale_timesteps and rescale_learned_sigmas True) or "
+        "guided-diffusion (both False, for its checkpoints); explicit flags win")
       ->group(dgroup);
-  f.add("rescale_learned_sigmas", d.rescale_learned_sigmas, "hybrid loss (rescaled MSE + VLB)")
-      ->group(dgroup);
+  // After parsing, so that --defaults may come anywhere and explicit flags win.
+  app.parse_complete_callback([&d, rescale_t, rescale_s] {
+    IDIFF_REQUIRE(d.defaults == "improved-diffusion" || d.defaults == "guided-diffusion",
+                  ConfigError, "`defaults` must be improved-diffusion or guided-diffusion, got '",
+                  d.defaults, "'");
+    if (d.defaults == "guided-diffusion") {
+      if (rescale_t->count() == 0) d.rescale_timesteps = false;
+      if (rescale_s->count() == 0) d.rescale_learned_sigmas = false;
+    }
+  });
 }
 
 void add_train_flags(CLI::App& app, TrainConfig& t) {

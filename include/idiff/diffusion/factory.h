@@ -19,4 +19,8 @@ DiffusionParams diffusion_params(const DiffusionConfig& config);
 // timestep_respacing is empty). Bad settings are ConfigErrors naming the flag.
 SpacedDiffusion create_gaussian_diffusion(const DiffusionConfig& config);
 
+// For the logs: "rescale_timesteps False, rescale_learned_sigmas False (guided-diffusion's
+// defaults)", or "(set by flags)" when they are not the defaults named.
+std::string describe_defaults(const DiffusionConfig& config);
+
 }  // namespace idiff

@@ -28,4 +28,18 @@ struct InferredModel {
 
 InferredModel infer_model_config(const TensorMap& state_dict);
 
+// The same for guided-diffusion's noisy-image classifier (EncoderUNetModel): width, depth,
+// pool, scale-shift norm, resblock_updown, the image size (the one whose channel_mult
+// matches) and where attention sits. classifier_use_fp16 leaves no trace.
+struct InferredClassifier {
+  bool is_classifier = false;
+  ClassifierConfig config;
+  int64_t image_size = 0;  // 0: not found
+  int64_t num_classes = 0;
+  std::string flags;
+  std::vector<std::string> notes;
+};
+
+InferredClassifier infer_classifier_config(const TensorMap& state_dict);
+
 }  // namespace idiff

@@ -35,4 +35,13 @@ SpacedDiffusion create_gaussian_diffusion(const DiffusionConfig& config) {
   return SpacedDiffusion(use_timesteps, params);
 }
 
+std::string describe_defaults(const DiffusionConfig& c) {
+  const bool guided = c.defaults == "guided-diffusion";
+  const bool as_named = c.rescale_timesteps == !guided && c.rescale_learned_sigmas == !guided;
+  auto b = [](bool v) { return v ? "True" : "False"; };
+  return str("rescale_timesteps ", b(c.rescale_timesteps), ", rescale_learned_sigmas ",
+             b(c.rescale_learned_sigmas),
+             as_named ? str(" (", c.defaults, "'s defaults)") : std::string(" (set by flags)"));
+}
+
 }  // namespace idiff

@@ -31,6 +31,7 @@ NllResult run_nll(const SampleJob& job, DistContext* dist) {
   Logger logger(ctx.is_main() ? Logger::choose_dir(s.log_dir) : "", !ctx.is_main());
   logger.log("Logging to " + logger.dir());
   if (ctx.is_distributed()) logger.log("distributed: " + ctx.describe());
+  logger.log("diffusion: " + describe_defaults(job.diffusion));
   UNetModel model = load_model(job.model, false, s.model_path, device);
   const GaussianDiffusion diffusion = create_gaussian_diffusion(job.diffusion);
 

@@ -9,6 +9,7 @@
 #include "idiff/data/data_loader.h"
 #include "idiff/data/image_datasets.h"
 #include "idiff/data/image_resize.h"
+#include "idiff/diffusion/factory.h"
 #include "idiff/diffusion/sampling/sample_loop.h"
 #include "idiff/drivers/guidance.h"
 #include "idiff/drivers/load_model.h"
@@ -93,6 +94,7 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
   BaseSamples base;
   if (job.super_res) base = read_base_samples(s.base_samples, m);
   logger.log("loading " + s.model_path + "...");
+  logger.log("diffusion: " + describe_defaults(job.diffusion));
   UNetModel model = load_model(m, job.super_res, s.model_path, device);
   EncoderUNetModel classifier{nullptr};
   if (classifier_guided) {

@@ -73,6 +73,7 @@ StopReason run_training(const TrainJob& job) {
   }
 
   logger.log("creating model and diffusion...");
+  logger.log("diffusion: " + describe_defaults(job.diffusion));
   UNetModel model{nullptr};
   {
     ScopedSeed seed(tc.seed, c10::kCPU);  // the initial weights (rank 0's reach every rank)

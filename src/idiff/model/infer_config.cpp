@@ -61,7 +61,13 @@ InferredModel infer_model_config(const TensorMap& sd) {
                           ", or ", 2 * channels, " with learned sigma"));
   m.num_classes = dim_of(sd, "label_emb.weight", 0);
   c.class_cond = m.num_classes > 0;
-  if (c.class_cond && m.num_classes != kNumClasses) {
+  if (c.class_cond && m.num_classes == kNumClasses + 1) {
+    m.num_classes = kNumClasses;
+    c.class_dropout_prob = 0.1;
+    m.notes.push_back(
+        "label_emb has the null label's row (classifier-free guidance): any "
+        "--class_dropout_prob > 0 builds it (the share used in training is not stored)");
+  } else if (c.class_cond && m.num_classes != kNumClasses) {
     m.notes.push_back(
         str("label_emb has ", m.num_classes, " classes; --class_cond True builds ", kNumClasses));
   }
@@ -165,13 +171,18 @@ InferredModel infer_model_config(const TensorMap& sd) {
   else
     f += str(" --channel_mult ", join(m.channel_mult));
   f += str(" --use_scale_shift_norm ", yes_no(c.use_scale_shift_norm));
-  if (c.resblock_updown) f += " --resblock_updown True";
+  if (c.resblock_updown) f += " --resblock_updown True --defaults guided-diffusion";
+  if (c.class_dropout_prob > 0) f += " --class_dropout_prob 0.1";
   if (channels != 3) f += str(" --image_channels ", channels);
   m.flags = f;
   m.notes.push_back(
       str("num_heads, num_heads_upsample, num_head_channels, use_new_attention_order, dropout "
           "and use_checkpoint are not stored in the weights",
           m.super_res ? ", nor is small_size" : ""));
+  m.notes.push_back(
+      "rescale_timesteps and rescale_learned_sigmas are not stored either: improved-diffusion's "
+      "checkpoints want its defaults (True), guided-diffusion's --defaults guided-diffusion "
+      "(False)");
   return m;
 }
 

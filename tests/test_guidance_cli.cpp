@@ -1,0 +1,188 @@
+// Guidance from the command line: `idiff train --class_dropout_prob` then `idiff sample
+// --guidance_scale`, `idiff sample --classifier_path` with a guided-diffusion classifier,
+// and the flags' errors.
+#include "test_train_util.h"
+
+#include "idiff/io/npz.h"
+#include "idiff/io/tensor_file.h"
+#include "idiff/model/factory.h"
+#include "idiff/model/state_dict.h"
+
+#include <ATen/ATen.h>
+
+namespace idiff {
+namespace {
+
+using test::TempDir;
+
+// One line on stderr, naming `what`, and a non-zero exit (no crash).
+void expect_error(const test::RunResult& r, const std::string& what) {
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.exit_code, 134) << r.err;
+  EXPECT_NE(r.err.find(what), std::string::npos) << r.err;
+}
+
+TEST(GuidanceCli, TrainWithANullLabelThenSampleWithClassifierFreeGuidance) {
+  TempDir data, run, out;
+  test::write_shape_folder(data.path(), 4);
+  const auto model = test::cat_args(
+      test::tiny_flags(),
+      std::vector<std::string>{"--class_cond", "True", "--class_dropout_prob", "0.2"});
+  auto r = test::run_idiff(
+      test::cat_args(std::vector<std::string>{"train", "--data_dir", data.path(), "--batch_size",
+                                              "2", "--max_steps", "2", "--save_interval", "2",
+                                              "--log_dir", run.path(), "--device", "cpu"},
+                     model));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const TensorMap sd = load_tensor_file(run.file("model000002.pt"));
+  EXPECT_EQ(sd.at("label_emb.weight").size(0), kNumClasses + 1);  // the null label's row
+  r = test::run_idiff(test::cat_args(std::vector<std::string>{"sample",
+                                                              "--model_path",
+                                                              run.file("model000002.pt"),
+                                                              "--num_samples",
+                                                              "2",
+                                                              "--batch_size",
+                                                              "2",
+                                                              "--class",
+                                                              "1",
+                                                              "--guidance_scale",
+                                                              "3",
+                                                              "--sampler",
+                                                              "dpmpp_2m",
+                                                              "--steps",
+                                                              "3",
+                                                              "--log_dir",
+                                                              out.path(),
+                                                              "--device",
+                                                              "cpu",
+                                                              "--grid_size",
+                                                              "0"},
+                                     model));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("classifier-free guidance: scale 3"), std::string::npos) << r.out;
+  const auto npz = read_npz(out.file("samples_2x32x32x3.npz"));
+  EXPECT_TRUE(at::equal(npz.at("arr_1"), at::tensor({1, 1}, at::kLong)));
+
+  // The same file without the null label's flag, and guidance on a model without one.
+  r = test::run_idiff(test::cat_args(
+      std::vector<std::string>{"sample", "--model_path", run.file("model000002.pt"),
+                               "--num_samples", "1", "--log_dir", out.path(), "--device", "cpu"},
+      test::tiny_flags(), std::vector<std::string>{"--class_cond", "True"}));
+  expect_error(r, "label_emb.weight");
+  r = test::run_idiff(
+      test::cat_args(std::vector<std::string>{"sample", "--model_path", run.file("model000002.pt"),
+                                              "--num_samples", "1", "--guidance_scale", "2",
+                                              "--log_dir", out.path(), "--device", "cpu"},
+                     test::tiny_flags()));
+  expect_error(r, "--guidance_scale");
+  r = test::run_idiff(
+      test::cat_args(std::vector<std::string>{"train", "--data_dir", data.path(), "--max_steps",
+                                              "1", "--class_dropout_prob", "0.1", "--log_dir",
+                                              run.path(), "--device", "cpu"},
+                     test::tiny_flags()));
+  expect_error(r, "--class_dropout_prob");
+}
+
+TEST(GuidanceCli, SampleWithAGuidedDiffusionClassifier) {
+  TempDir dir, out;
+  // guided-diffusion's small models (formula weights) as files.
+  const auto flags = test::load_json("adm_tiny.json")["flags"];
+  UNetModel model = create_model(test::model_config_from_flags(flags));
+  test::set_formula_weights(*model, 21);
+  save_tensor_file(dir.file("model.pt"), state_dict(*model));
+  const auto cls_flags = test::load_json("adm_cls_tiny.json")["flags"];
+  EncoderUNetModel classifier =
+      create_classifier(test::classifier_config_from_flags(cls_flags), 64);
+  test::set_formula_weights(*classifier, 22);
+  save_tensor_file(dir.file("classifier.pt"), state_dict(*classifier));
+
+  const std::vector<std::string> model_flags = {"--image_size",
+                                                "64",
+                                                "--num_channels",
+                                                "32",
+                                                "--num_res_blocks",
+                                                "1",
+                                                "--num_head_channels",
+                                                "16",
+                                                "--attention_resolutions",
+                                                "16,8",
+                                                "--channel_mult",
+                                                "1,2,2",
+                                                "--class_cond",
+                                                "True",
+                                                "--resblock_updown",
+                                                "True",
+                                                "--use_new_attention_order",
+                                                "True",
+                                                "--learn_sigma",
+                                                "True",
+                                                "--noise_schedule",
+                                                "cosine",
+                                                "--defaults",
+                                                "guided-diffusion",
+                                                "--timestep_respacing",
+                                                "2"};
+  const std::vector<std::string> cls = {"--classifier_width",
+                                        "64",
+                                        "--classifier_depth",
+                                        "1",
+                                        "--classifier_attention_resolutions",
+                                        "16,8"};
+  const std::vector<std::string> run = {
+      "sample", "--model_path", dir.file("model.pt"), "--num_samples", "2",   "--batch_size",
+      "2",      "--log_dir",    out.path(),           "--device",      "cpu", "--grid_size",
+      "0"};
+  auto r = test::run_idiff(
+      test::cat_args(run, model_flags, cls,
+                     std::vector<std::string>{"--classifier_path", dir.file("classifier.pt"),
+                                              "--classifier_scale", "2", "--class", "7"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("classifier guidance: " + dir.file("classifier.pt") + ", scale 2"),
+            std::string::npos)
+      << r.out;
+  EXPECT_TRUE(at::equal(read_npz(out.file("samples_2x64x64x3.npz")).at("arr_1"),
+                        at::tensor({7, 7}, at::kLong)));
+  EXPECT_NE(r.out.find("rescale_timesteps False, rescale_learned_sigmas False "
+                       "(guided-diffusion's defaults)"),
+            std::string::npos)
+      << r.out;
+
+  // idiff info gives the flags of both files.
+  r = test::run_idiff({"info", dir.file("classifier.pt")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("flags: --image_size 64 --classifier_width 64 --classifier_depth 1 "
+                       "--classifier_attention_resolutions 16,8 "
+                       "--classifier_use_scale_shift_norm True --classifier_resblock_updown True "
+                       "--classifier_pool attention"),
+            std::string::npos)
+      << r.out;
+  r = test::run_idiff({"info", dir.file("model.pt")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("--resblock_updown True --defaults guided-diffusion"), std::string::npos)
+      << r.out;
+
+  // A classifier of other flags, a missing one, a scale without one.
+  r = test::run_idiff(test::cat_args(
+      run, model_flags, std::vector<std::string>{"--classifier_path", dir.file("classifier.pt")}));
+  expect_error(r, dir.file("classifier.pt"));
+  EXPECT_NE(r.err.find("`classifier_*`"), std::string::npos) << r.err;
+  r = test::run_idiff(test::cat_args(
+      run, model_flags, cls, std::vector<std::string>{"--classifier_path", dir.file("none.pt")}));
+  expect_error(r, dir.file("none.pt"));
+  r = test::run_idiff(
+      test::cat_args(run, model_flags, std::vector<std::string>{"--classifier_scale", "3"}));
+  expect_error(r, "--classifier_scale");
+  r = test::run_idiff(
+      test::cat_args(run, model_flags, std::vector<std::string>{"--defaults", "adm"}));
+  expect_error(r, "--defaults");
+  // Explicit flags win over --defaults, and the log says so.
+  r = test::run_idiff(
+      test::cat_args(run, model_flags, std::vector<std::string>{"--rescale_timesteps", "True"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("rescale_timesteps True, rescale_learned_sigmas False (set by flags)"),
+            std::string::npos)
+      << r.out;
+}
+
+}  // namespace
+}  // namespace idiff
