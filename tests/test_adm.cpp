@@ -4,6 +4,8 @@
 // random-weight model's output).
 #include "test_util.h"
 
+#include "idiff/drivers/load_model.h"
+#include "idiff/io/tensor_file.h"
 #include "idiff/model/factory.h"
 #include "idiff/model/state_dict.h"
 
@@ -55,6 +57,34 @@ TEST(AdmUNet, PublishedModelsHaveGuidedDiffusionsKeysAndParameterCounts) {
     ++checked;
   }
   EXPECT_EQ(checked, 8);  // 512x512's channel_mult 0.5 and the 128 -> 512 upsampler included
+}
+
+// --use_fp16 as guided-diffusion's: float32 weights in the file, the torso converted at
+// load; --use_bf16 likewise to bfloat16. The outputs stay close to float32's.
+TEST(AdmUNet, Fp16AndBf16TorsosAreConvertedAtLoad) {
+  test::TempDir dir;
+  const auto meta = test::load_json("adm_tiny.json");
+  ModelConfig m = test::model_config_from_flags(meta["flags"]);
+  UNetModel model = create_model(m);
+  test::set_formula_weights(*model, 21);
+  save_tensor_file(dir.file("model.pt"), state_dict(*model));
+  const TensorMap io = test::load_fixture("adm_tiny.io.safetensors");
+  for (const auto& [dtype, tolerance] :
+       {std::pair{at::kHalf, 5e-3}, std::pair{at::kBFloat16, 3e-2}}) {
+    m.use_fp16 = dtype == at::kHalf;
+    m.use_bf16 = dtype == at::kBFloat16;
+    UNetModel low = load_model(m, false, dir.file("model.pt"), c10::Device("cpu"));
+    EXPECT_EQ(low->inner_dtype(), dtype);
+    torch::NoGradGuard no_grad;
+    const at::Tensor out = low->forward(io.at("x"), io.at("t"), io.at("y"));
+    EXPECT_EQ(out.scalar_type(), at::kFloat);
+    EXPECT_CLOSE(out, io.at("out"), tolerance);
+  }
+  m.use_fp16 = true;
+  EXPECT_NE(test::error_of([&] {
+              load_model(m, false, dir.file("model.pt"), c10::Device("cpu"));
+            }).find("`use_fp16` and `use_bf16`"),
+            std::string::npos);
 }
 
 TEST(AdmSuperRes, TinyModelEqualsGuidedDiffusion) {

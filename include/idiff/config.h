@@ -44,6 +44,7 @@ struct ModelConfig {
   // Sampling: the torso runs in float16 (guided-diffusion's use_fp16; the file holds float32
   // weights, converted at load). Training has its own --use_fp16 (TrainConfig).
   bool use_fp16 = false;
+  bool use_bf16 = false;  // idiff's alternative: bfloat16 (CUDA; the CPU runs it slowly)
   // Classifier-free guidance (Ho & Salimans 2022), idiff's addition: > 0 gives the class
   // embedding a null label (row kNumClasses) that training uses for this share of the
   // images, so that sampling can guide with --guidance_scale.

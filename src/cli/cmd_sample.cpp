@@ -87,6 +87,9 @@ void setup(CLI::App& sub, Mode mode) {
   f.add("use_fp16", job->model.use_fp16,
         "run the model's torso in float16 (guided-diffusion's; float32 weights are converted)")
       ->group("Model (guided-diffusion)");
+  f.add("use_bf16", job->model.use_bf16,
+        "run the model's torso in bfloat16 (idiff's alternative to --use_fp16 on CUDA)")
+      ->group("Model (idiff additions)");
   sub.callback([job, mode] {
     // Allocator reuse on the CPU; not cuDNN autotuning, whose choice of algorithm may
     // differ between runs (a seed gives the same samples on a device).

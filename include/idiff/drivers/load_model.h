@@ -15,7 +15,8 @@ namespace idiff {
 // Builds the model the flags describe and loads `path` (.pt or .safetensors, model or EMA
 // file) into it, in eval mode on `device`. When the file does not fit the flags the error
 // lists the mismatched keys and the flags the checkpoint implies. config.use_fp16: the
-// torso is converted to float16 after loading (guided-diffusion's use_fp16).
+// torso is converted to float16 after loading (guided-diffusion's use_fp16); use_bf16: to
+// bfloat16.
 UNetModel load_model(const ModelConfig& config, bool super_res, const std::string& path,
                      c10::Device device);
 

@@ -76,6 +76,8 @@ class UNetModelImpl : public torch::nn::Module {
   // norms, embeddings and the output head stay float32.
   void convert_to_fp16();
   void convert_to_fp32();
+  // The same to any floating dtype (bfloat16: idiff's alternative to float16 on CUDA).
+  void convert_torso(at::ScalarType dtype);
   // How every attention block of this model computes (AttentionImpl; Auto by default).
   void set_attention_impl(AttentionImpl impl);
 
@@ -83,8 +85,6 @@ class UNetModelImpl : public torch::nn::Module {
   at::Tensor forward_checked(const at::Tensor& x, const at::Tensor& timesteps, const at::Tensor& y);
 
  private:
-  void convert_torso(at::ScalarType dtype);
-
   UNetOptions options_;
   torch::nn::Sequential time_embed_{nullptr};
   torch::nn::Linear time_linear1_{nullptr}, time_linear2_{nullptr};

@@ -11,6 +11,8 @@ namespace idiff {
 
 UNetModel load_model(const ModelConfig& config, bool super_res, const std::string& path,
                      c10::Device device) {
+  IDIFF_REQUIRE(!(config.use_fp16 && config.use_bf16), ConfigError,
+                "`use_fp16` and `use_bf16` each choose the torso's precision: give one");
   UNetModel model = super_res ? sr_create_model(config) : create_model(config);
   const TensorMap sd = load_tensor_file(path);
   try {
@@ -25,7 +27,8 @@ UNetModel load_model(const ModelConfig& config, bool super_res, const std::strin
     throw FileError(str(e.what(), hint.empty() ? "" : "; the checkpoint looks like: " + hint));
   }
   model->to(device);
-  if (config.use_fp16) model->convert_to_fp16();
+  if (config.use_fp16) model->convert_torso(at::kHalf);
+  if (config.use_bf16) model->convert_torso(at::kBFloat16);
   model->eval();
   return model;
 }
