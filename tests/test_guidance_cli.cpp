@@ -10,6 +10,8 @@
 
 #include <ATen/ATen.h>
 
+#include <filesystem>
+
 namespace idiff {
 namespace {
 
@@ -65,8 +67,9 @@ TEST(GuidanceCli, TrainWithANullLabelThenSampleWithClassifierFreeGuidance) {
 
   // The same file without the null label's flag, and guidance on a model without one.
   r = test::run_idiff(test::cat_args(
-      std::vector<std::string>{"sample", "--model_path", run.file("model000002.pt"),
-                               "--num_samples", "1", "--log_dir", out.path(), "--device", "cpu"},
+      std::vector<std::string>{"sample"}, test::fixture_flags("unet_tiny"),
+      std::vector<std::string>{"--model_path", run.file("model000002.pt"), "--num_samples", "1",
+                               "--log_dir", out.path(), "--device", "cpu"},
       test::tiny_flags(), std::vector<std::string>{"--class_cond", "True"}));
   expect_error(r, "label_emb.weight");
   r = test::run_idiff(
@@ -182,6 +185,107 @@ TEST(GuidanceCli, SampleWithAGuidedDiffusionClassifier) {
   EXPECT_NE(r.out.find("rescale_timesteps True, rescale_learned_sigmas False (set by flags)"),
             std::string::npos)
       << r.out;
+}
+
+}  // namespace
+}  // namespace idiff
+
+namespace idiff {
+namespace {
+
+std::vector<std::string> classifier_train_args(const std::string& data, const std::string& log,
+                                               std::vector<std::string> extra) {
+  return test::cat_args(std::vector<std::string>{"classifier-train",
+                                                 "--data_dir",
+                                                 data,
+                                                 "--val_data_dir",
+                                                 data,
+                                                 "--image_size",
+                                                 "32",
+                                                 "--classifier_width",
+                                                 "32",
+                                                 "--classifier_depth",
+                                                 "1",
+                                                 "--classifier_attention_resolutions",
+                                                 "8",
+                                                 "--batch_size",
+                                                 "4",
+                                                 "--iterations",
+                                                 "4",
+                                                 "--save_interval",
+                                                 "2",
+                                                 "--log_interval",
+                                                 "1",
+                                                 "--eval_interval",
+                                                 "2",
+                                                 "--log_dir",
+                                                 log,
+                                                 "--device",
+                                                 "cpu",
+                                                 "--seed",
+                                                 "3"},
+                        extra);
+}
+
+TEST(ClassifierTrainCli, TrainsLogsValidatesResumesExactlyAndGuidesSampling) {
+  TempDir data, straight, resumed, out;
+  test::write_shape_folder(data.path(), 8);
+  auto r = test::run_idiff(classifier_train_args(data.path(), straight.path(), {}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* key : {"train_loss", "train_acc@1", "train_acc@5", "val_loss", "val_acc@1"}) {
+    EXPECT_NE(r.out.find(key), std::string::npos) << key << "\n" << r.out;
+  }
+  for (const char* file : {"model000002.pt", "opt000002.pt", "model000004.pt", "opt000004.pt"}) {
+    EXPECT_TRUE(std::filesystem::exists(straight.file(file))) << file;
+  }
+  // Resuming from step 2 ends where the straight run did.
+  r = test::run_idiff(classifier_train_args(
+      data.path(), resumed.path(), {"--resume_checkpoint", straight.file("model000002.pt")}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const TensorMap a = load_tensor_file(straight.file("model000004.pt"));
+  const TensorMap b = load_tensor_file(resumed.file("model000004.pt"));
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [key, t] : a) EXPECT_TRUE(at::equal(t, b.at(key))) << key;
+
+  // The trained classifier guides `idiff sample`, and idiff info reads its flags.
+  r = test::run_idiff(
+      test::cat_args(std::vector<std::string>{"sample"}, test::fixture_flags("unet_tiny"),
+                     std::vector<std::string>{"--model_path",
+                                              test::data_path("unet_tiny.weights.safetensors"),
+                                              "--num_samples",
+                                              "2",
+                                              "--batch_size",
+                                              "2",
+                                              "--timestep_respacing",
+                                              "3",
+                                              "--classifier_path",
+                                              straight.file("model000004.pt"),
+                                              "--classifier_width",
+                                              "32",
+                                              "--classifier_depth",
+                                              "1",
+                                              "--classifier_attention_resolutions",
+                                              "8",
+                                              "--log_dir",
+                                              out.path(),
+                                              "--device",
+                                              "cpu",
+                                              "--grid_size",
+                                              "0"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(read_npz(out.file("samples_2x32x32x3.npz")).contains("arr_1"));
+  r = test::run_idiff({"info", straight.file("model000004.pt")});
+  EXPECT_NE(r.out.find("--image_size 32 --classifier_width 32 --classifier_depth 1 "
+                       "--classifier_attention_resolutions 8"),
+            std::string::npos)
+      << r.out;
+
+  // Bad inputs: a missing folder, a bad pool.
+  expect_error(test::run_idiff(classifier_train_args(data.file("none"), out.path(), {})),
+               data.file("none"));
+  expect_error(
+      test::run_idiff(classifier_train_args(data.path(), out.path(), {"--classifier_pool", "max"})),
+      "--classifier_pool");
 }
 
 }  // namespace

@@ -156,6 +156,31 @@ struct SampleConfig {
   double guidance_scale = 1.0;       // classifier-free: uncond + s (cond - uncond); 1: off
 };
 
+// `idiff classifier-train` (guided-diffusion's scripts/classifier_train.py). Fields after
+// the reference's are idiff's additions.
+struct ClassifierTrainConfig {
+  std::string data_dir = "";
+  std::string val_data_dir = "";
+  bool noised = true;  // train on x_t at sampled timesteps (else clean images at t = 0)
+  int64_t iterations = 150000;
+  double lr = 3e-4;
+  double weight_decay = 0.0;
+  bool anneal_lr = false;
+  int64_t batch_size = 4;
+  int64_t microbatch = -1;
+  std::string schedule_sampler = "uniform";
+  std::string resume_checkpoint = "";
+  int64_t log_interval = 10;
+  int64_t eval_interval = 5;
+  int64_t save_interval = 10000;
+  // Additions.
+  std::string log_dir = "";
+  uint64_t seed = 0;
+  std::string device = "auto";
+  int64_t num_workers = 2;
+  int64_t max_image_pixels = kDefaultMaxImagePixels;
+};
+
 // `idiff tune-steps`: the search for a model's step schedule (diffusion/sampling/tune_steps.h).
 struct TuneConfig {
   std::string reference_sampler = "dpmpp_3m";  // the fine solution the schedule is fitted to

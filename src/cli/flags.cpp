@@ -148,7 +148,11 @@ void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& m, DiffusionConfi
   f.add("class_dropout_prob", m.class_dropout_prob, {0.0, 0.999999},
         "classifier-free guidance: a null label, given to this share of the training images")
       ->group("Model (idiff additions)");
+  add_diffusion_flags(app, d, super_res);
+}
 
+void add_diffusion_flags(CLI::App& app, DiffusionConfig& d, bool super_res) {
+  Flags f(app);
   const std::string dgroup = "Diffusion";
   if (!super_res) {
     f.add("sigma_small", d.sigma_small, "fixed small variance (else fixed large)")->group(dgroup);

@@ -47,6 +47,10 @@ class Flags {
 void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& model, DiffusionConfig& diffusion,
                                    bool super_res = false);
 
+// The diffusion flags alone (diffusion_steps ... rescale_learned_sigmas, --defaults), for
+// commands without a UNet (classifier-train).
+void add_diffusion_flags(CLI::App& app, DiffusionConfig& diffusion, bool super_res = false);
+
 // The training flags of scripts/image_train.py (data_dir ... fp16_scale_growth) and
 // idiff's additions (log_dir, max_steps, max_minutes, seed, device, precision, ...).
 void add_train_flags(CLI::App& app, TrainConfig& train);

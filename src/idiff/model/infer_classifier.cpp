@@ -62,7 +62,7 @@ InferredClassifier infer_classifier_config(const TensorMap& sd) {
   // The image size whose levels fit: (depth + 1) blocks per level but the last, ResBlocks of
   // int(mult * width) channels, a downsampling block (a ResBlock with resblock_updown) at
   // the end of every level but the last.
-  for (int64_t size : {64, 128, 256, 512}) {
+  for (int64_t size : {32, 64, 128, 256, 512}) {
     const std::vector<double> mult = channel_mult_for(size);
     const auto levels = static_cast<int64_t>(mult.size());
     const auto n = static_cast<int64_t>(blocks.size());

@@ -43,7 +43,8 @@ InferredModel infer_model_config(const TensorMap& sd) {
   const int64_t mc = dim_of(sd, "time_embed.0.weight", 1);
   const int64_t in_ch = dim_of(sd, "input_blocks.0.0.weight", 1);
   const int64_t out_ch = dim_of(sd, "out.2.weight", 0);
-  if (mc <= 0 || out_ch <= 0 || in_ch <= 0) return m;
+  if (mc <= 0 || out_ch <= 0 || in_ch <= 0 || !sd.contains("output_blocks.0.0.in_layers.2.weight"))
+    return m;  // not a UNet (a classifier has no up path)
   m.is_unet = true;
   ModelConfig& c = m.config;
   c.num_channels = mc;
