@@ -86,6 +86,35 @@ TEST(GuidanceCli, TrainWithANullLabelThenSampleWithClassifierFreeGuidance) {
   expect_error(r, "--class_dropout_prob");
 }
 
+// guided-diffusion's README flags for each released file paste unchanged: the command
+// gets as far as opening the (here absent) checkpoint.
+TEST(GuidanceCli, TheReleasedFilesFlagsPasteUnchanged) {
+  const auto published = test::load_json("adm_published.json");
+  for (const auto& [name, entry] : published.items()) {
+    if (entry["kind"] == "classifier") continue;
+    std::vector<std::string> args = {entry["kind"] == "super_res" ? "super-res-sample" : "sample"};
+    for (const auto& [flag, value] : entry["flags"].items()) {
+      args.push_back("--" + flag);
+      args.push_back(value.is_boolean()  ? (value.get<bool>() ? "True" : "False")
+                     : value.is_string() ? value.get<std::string>()
+                                         : value.dump());
+    }
+    const std::string missing = "/nonexistent/" + name + ".pt";
+    args = test::cat_args(
+        args, std::vector<std::string>{"--model_path", missing, "--defaults", "guided-diffusion",
+                                       "--device", "cpu", "--timestep_respacing", "250"});
+    if (entry["kind"] == "super_res") {
+      args = test::cat_args(args, std::vector<std::string>{"--base_samples", missing});
+    } else {
+      args = test::cat_args(args, std::vector<std::string>{"--classifier_path", missing,
+                                                           "--classifier_scale", "1.0"});
+    }
+    const auto r = test::run_idiff(args);
+    EXPECT_EQ(r.exit_code, 1) << name << ": " << r.err;
+    EXPECT_NE(r.err.find("/nonexistent/" + name + ".pt"), std::string::npos) << r.err;
+  }
+}
+
 TEST(GuidanceCli, SampleWithAGuidedDiffusionClassifier) {
   TempDir dir, out;
   // guided-diffusion's small models (formula weights) as files.
@@ -187,44 +216,40 @@ TEST(GuidanceCli, SampleWithAGuidedDiffusionClassifier) {
       << r.out;
 }
 
-}  // namespace
-}  // namespace idiff
-
-namespace idiff {
-namespace {
+// A small classifier for 32x32 images (heads of 64 channels at 8x8).
+const std::vector<std::string> kSmallClassifier = {"--classifier_width",
+                                                   "32",
+                                                   "--classifier_depth",
+                                                   "1",
+                                                   "--classifier_attention_resolutions",
+                                                   "8"};
 
 std::vector<std::string> classifier_train_args(const std::string& data, const std::string& log,
-                                               std::vector<std::string> extra) {
-  return test::cat_args(std::vector<std::string>{"classifier-train",
-                                                 "--data_dir",
-                                                 data,
-                                                 "--val_data_dir",
-                                                 data,
-                                                 "--image_size",
-                                                 "32",
-                                                 "--classifier_width",
-                                                 "32",
-                                                 "--classifier_depth",
-                                                 "1",
-                                                 "--classifier_attention_resolutions",
-                                                 "8",
-                                                 "--batch_size",
-                                                 "4",
-                                                 "--iterations",
-                                                 "4",
-                                                 "--save_interval",
-                                                 "2",
-                                                 "--log_interval",
-                                                 "1",
-                                                 "--eval_interval",
-                                                 "2",
-                                                 "--log_dir",
-                                                 log,
-                                                 "--device",
-                                                 "cpu",
-                                                 "--seed",
-                                                 "3"},
-                        extra);
+                                               const std::vector<std::string>& extra) {
+  const std::vector<std::string> run = {"classifier-train",
+                                        "--data_dir",
+                                        data,
+                                        "--val_data_dir",
+                                        data,
+                                        "--image_size",
+                                        "32",
+                                        "--batch_size",
+                                        "4",
+                                        "--iterations",
+                                        "4",
+                                        "--save_interval",
+                                        "2",
+                                        "--log_interval",
+                                        "1",
+                                        "--eval_interval",
+                                        "2",
+                                        "--log_dir",
+                                        log,
+                                        "--device",
+                                        "cpu",
+                                        "--seed",
+                                        "3"};
+  return test::cat_args(run, kSmallClassifier, extra);
 }
 
 TEST(ClassifierTrainCli, TrainsLogsValidatesResumesExactlyAndGuidesSampling) {
@@ -248,30 +273,24 @@ TEST(ClassifierTrainCli, TrainsLogsValidatesResumesExactlyAndGuidesSampling) {
   for (const auto& [key, t] : a) EXPECT_TRUE(at::equal(t, b.at(key))) << key;
 
   // The trained classifier guides `idiff sample`, and idiff info reads its flags.
-  r = test::run_idiff(
-      test::cat_args(std::vector<std::string>{"sample"}, test::fixture_flags("unet_tiny"),
-                     std::vector<std::string>{"--model_path",
-                                              test::data_path("unet_tiny.weights.safetensors"),
-                                              "--num_samples",
-                                              "2",
-                                              "--batch_size",
-                                              "2",
-                                              "--timestep_respacing",
-                                              "3",
-                                              "--classifier_path",
-                                              straight.file("model000004.pt"),
-                                              "--classifier_width",
-                                              "32",
-                                              "--classifier_depth",
-                                              "1",
-                                              "--classifier_attention_resolutions",
-                                              "8",
-                                              "--log_dir",
-                                              out.path(),
-                                              "--device",
-                                              "cpu",
-                                              "--grid_size",
-                                              "0"}));
+  const std::vector<std::string> sample = {"--model_path",
+                                           test::data_path("unet_tiny.weights.safetensors"),
+                                           "--num_samples",
+                                           "2",
+                                           "--batch_size",
+                                           "2",
+                                           "--timestep_respacing",
+                                           "3",
+                                           "--classifier_path",
+                                           straight.file("model000004.pt"),
+                                           "--log_dir",
+                                           out.path(),
+                                           "--device",
+                                           "cpu",
+                                           "--grid_size",
+                                           "0"};
+  r = test::run_idiff(test::cat_args(std::vector<std::string>{"sample"},
+                                     test::fixture_flags("unet_tiny"), sample, kSmallClassifier));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(read_npz(out.file("samples_2x32x32x3.npz")).contains("arr_1"));
   r = test::run_idiff({"info", straight.file("model000004.pt")});

@@ -228,7 +228,8 @@ TEST(UNetErrors, UnsupportedImageSize) {
   cfg.image_size = 48;
   const std::string msg = error_of([&] { create_model(cfg); });
   EXPECT_NE(msg.find("`image_size` 48"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("32, 64 and 256"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("32, 64, 128, 256 and 512"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("give `channel_mult`"), std::string::npos) << msg;
 }
 
 TEST(UNetErrors, ChannelsNotDivisibleByHeads) {

@@ -144,6 +144,7 @@ void setup(CLI::App& sub) {
   Flags f(sub);
   f.add("large_size", a->model.large_size, kImageSideRange, "super-resolution output size");
   f.add("small_size", a->model.small_size, kImageSideRange, "super-resolution input size");
+  f.add("use_fp16", a->model.use_fp16, "accepted for guided-diffusion's flags (no effect here)");
   sub.callback([a] {
     if (a->checkpoint.empty()) {
       print_model(*a);

@@ -13,8 +13,8 @@ UNetModel load_model(const ModelConfig& config, bool super_res, const std::strin
                      c10::Device device) {
   IDIFF_REQUIRE(!(config.use_fp16 && config.use_bf16), ConfigError,
                 "`use_fp16` and `use_bf16` each choose the torso's precision: give one");
+  const TensorMap sd = load_tensor_file(path);  // a bad file fails before the model is built
   UNetModel model = super_res ? sr_create_model(config) : create_model(config);
-  const TensorMap sd = load_tensor_file(path);
   try {
     load_state_dict(*model, sd, path);
   } catch (const FileError& e) {
@@ -36,8 +36,8 @@ UNetModel load_model(const ModelConfig& config, bool super_res, const std::strin
 EncoderUNetModel load_classifier(const ClassifierConfig& config, int64_t image_size,
                                  int64_t image_channels, const std::string& path,
                                  c10::Device device) {
-  EncoderUNetModel classifier = create_classifier(config, image_size, image_channels);
   const TensorMap sd = load_tensor_file(path);
+  EncoderUNetModel classifier = create_classifier(config, image_size, image_channels);
   try {
     load_state_dict(*classifier, sd, path);
   } catch (const FileError& e) {
