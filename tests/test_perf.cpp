@@ -195,6 +195,14 @@ TEST(FlopCount, SmallUNetCountedByHand) {
   EXPECT_DOUBLE_EQ(f.attention, 4 * attn_mm);
   EXPECT_DOUBLE_EQ(f.conv + f.linear, conv_linear);
   EXPECT_DOUBLE_EQ(training_step_flops(*model, 16, 16, 8), 3 * 8 * f.total());
+  // guided-diffusion's resblock_updown: ResBlocks at the resampled size replace the
+  // resampling convolutions.
+  o.resblock_updown = true;
+  UNetModel adm(o);
+  conv_linear += res(32, 32, h, w) - conv(32, 32, 3, h, w);
+  conv_linear += res(64, 64, H, W) - conv(64, 64, 3, H, W);
+  const FlopCount g = count_forward_flops(*adm, 16, 16);
+  EXPECT_DOUBLE_EQ(g.conv + g.linear, conv_linear);
 }
 
 TEST(FlopCount, PublishedCifar10Model) {

@@ -42,7 +42,7 @@ void count_linear(const torch::nn::LinearImpl& linear, FlopCount& f) {
   f.linear += 2.0 * linear.options.in_features() * linear.options.out_features();
 }
 
-// Every Conv2d and Linear inside `m` (a ResBlock: all convolutions keep the size).
+// Every Conv2d and Linear inside `m`, at one size.
 void count_all_same_size(const torch::nn::Module& m, Size size, FlopCount& f) {
   for (const auto& sub : m.modules(/*include_self=*/false)) {
     if (const auto* conv = dynamic_cast<const torch::nn::Conv2dImpl*>(sub.get())) {
@@ -58,9 +58,14 @@ Size count_block(const torch::nn::Module& m, Size size, FlopCount& f) {
   if (const auto* conv = dynamic_cast<const torch::nn::Conv2dImpl*>(&m)) {
     return count_conv2d(*conv, size, f);
   }
-  if (dynamic_cast<const ResBlockImpl*>(&m) != nullptr) {
-    count_all_same_size(m, size, f);
-    return size;
+  if (const auto* res = dynamic_cast<const ResBlockImpl*>(&m)) {
+    // guided-diffusion's up/down ResBlocks resample before their first convolution, so
+    // every convolution runs at the output size.
+    const Size out = res->options().down ? Size{size.h / 2, size.w / 2}
+                     : res->options().up ? Size{size.h * 2, size.w * 2}
+                                         : size;
+    count_all_same_size(m, out, f);
+    return out;
   }
   if (const auto* attn = dynamic_cast<const AttentionBlockImpl*>(&m)) {
     const int64_t t = size.h * size.w;
