@@ -24,6 +24,9 @@ Ranks join_sampling_ranks(DistContext* given, const ModelConfig& model,
   RankSettings settings = model_and_diffusion_settings(model, diffusion);
   settings.push_back({"`num_samples`", str(sample.num_samples)});
   settings.push_back({"`batch_size`", str(sample.batch_size)});
+  settings.push_back({"`classifier_path`", sample.classifier_path});
+  settings.push_back({"`classifier_scale`", str(sample.classifier_scale)});
+  settings.push_back({"`guidance_scale`", str(sample.guidance_scale)});
   check_ranks_agree(*r.ctx, settings);
   return r;
 }
