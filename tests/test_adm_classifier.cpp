@@ -43,6 +43,11 @@ TEST(AdmClassifier, TinyClassifierEqualsGuidedDiffusion) {
   // matches too.
   const at::Tensor diff = out[0] - out[1], ref_diff = io.at("out")[0] - io.at("out")[1];
   EXPECT_CLOSE(diff, ref_diff, 5e-3);  // 5e-4 measured: the difference is 6e-4 of the logits
+  // classifier_use_fp16: the torso in float16, the logits float32 and close.
+  model->convert_to_fp16();
+  const at::Tensor half = model->forward(io.at("x"), io.at("t"));
+  EXPECT_EQ(half.scalar_type(), at::kFloat);
+  EXPECT_CLOSE(half, io.at("out"), 1e-3);
 }
 
 TEST(AdmClassifier, PublishedClassifiersHaveGuidedDiffusionsKeysAndParameterCounts) {

@@ -1,12 +1,14 @@
 // Guidance: classifier guidance against guided-diffusion's classifier-guided trajectory
-// (tests/data/adm_tiny.guided.safetensors), the classifier-free combination in closed form,
-// the sampling engine's condition_score against the reference's, and a small model trained
-// here whose guided samples show the asked class more often than unguided ones.
+// (tests/data/adm_tiny.guided.safetensors), its gradient against finite differences, the
+// sampling engine's condition_score against the reference's; the classifier-free
+// combination in closed form and its label dropout; and a small model trained here whose
+// guided samples show the asked class more often than unguided ones.
 #include "test_util.h"
 
 #include "idiff/diffusion/factory.h"
 #include "idiff/diffusion/sampling/sample_loop.h"
 #include "idiff/drivers/guidance.h"
+#include "idiff/drivers/image_train.h"
 #include "idiff/drivers/sampler_setup.h"
 #include "idiff/model/factory.h"
 
@@ -183,6 +185,17 @@ TEST(ClassifierGuidance, EngineSolversGuideAsTheReferenceDdim) {
   const at::Tensor ddim = sample("ddim", 30.0), euler = sample("euler", 30.0);
   EXPECT_CLOSE(euler, ddim, 1e-4);
   EXPECT_GT(test::rel_error(sample("ddim", 0.0), ddim), 1e-3);
+}
+
+TEST(ClassifierFreeGuidance, TrainingDropsTheAskedShareOfLabelsReproducibly) {
+  const at::Tensor labels = at::arange(4000, at::kLong) % 7;
+  const at::Tensor dropped = drop_class_labels(labels, 0.25, 9, 3);
+  const at::Tensor is_null = dropped == kNumClasses;
+  EXPECT_NEAR(is_null.to(at::kDouble).mean().item<double>(), 0.25, 0.03);
+  EXPECT_TRUE(at::equal(dropped.masked_select(is_null.logical_not()),
+                        labels.masked_select(is_null.logical_not())));
+  EXPECT_TRUE(at::equal(drop_class_labels(labels, 0.25, 9, 3), dropped));   // a resumed run
+  EXPECT_FALSE(at::equal(drop_class_labels(labels, 0.25, 9, 4), dropped));  // the next step
 }
 
 // Two classes of 8x8 grey images that differ in where the light is: class 0 bright on the

@@ -20,4 +20,9 @@ struct TrainJob {
 
 StopReason run_training(const TrainJob& job);
 
+// Classifier-free guidance's label dropout: each label becomes the null label kNumClasses
+// with probability p, drawn from (seed, step) alone, so a resumed run draws what a straight
+// one did. labels: [N] int64 on the CPU.
+at::Tensor drop_class_labels(const at::Tensor& labels, double p, uint64_t seed, int64_t step);
+
 }  // namespace idiff

@@ -152,6 +152,11 @@ ClassifierTrainResult run_classifier_training(const ClassifierTrainJob& job) {
   model->to(device);
   model->train();
   logger.log(str("parameters: ", with_commas(parameter_count(*model))));
+  if (job.classifier.classifier_use_fp16) {
+    logger.log(
+        "classifier_use_fp16: training runs in float32 here (the files are float32 "
+        "either way; sampling converts the torso)");
+  }
   ClassifierTrainer trainer(job, logger, device);
 
   logger.log("creating data loader...");

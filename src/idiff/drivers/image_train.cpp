@@ -126,14 +126,8 @@ StopReason run_training(const TrainJob& job) {
     TrainBatch out;
     out.images = b.images;
     out.kwargs.y = b.labels;
-    if (drop > 0 && b.labels.defined()) {
-      // Classifier-free guidance: this share of the labels becomes the null label
-      // (kNumClasses), drawn from the seed and the step so that a resumed run draws the same.
-      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(
-          drop_seed + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(step + 1));
-      const at::Tensor dropped = at::rand({b.labels.size(0)}, gen) < drop;
-      out.kwargs.y = at::where(dropped, at::full_like(b.labels, kNumClasses), b.labels);
-    }
+    if (drop > 0 && b.labels.defined())
+      out.kwargs.y = drop_class_labels(b.labels, drop, drop_seed, step);
     if (super_res) out.kwargs.low_res = low_res_copy(b.images, small);
     return out;
   };
@@ -159,6 +153,13 @@ StopReason run_training(const TrainJob& job) {
       dist->all_reduce_sum(at::full({1}, loader->skipped_images(), at::kLong)).item<int64_t>();
   if (skipped > 0) logger.warn(str(skipped, " unreadable images were skipped"));
   return reason;
+}
+
+at::Tensor drop_class_labels(const at::Tensor& labels, double p, uint64_t seed, int64_t step) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(
+      seed + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(step + 1));
+  const at::Tensor dropped = at::rand({labels.size(0)}, gen) < p;
+  return at::where(dropped, at::full_like(labels, kNumClasses), labels);
 }
 
 }  // namespace idiff
