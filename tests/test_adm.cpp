@@ -2,7 +2,7 @@
 // use_new_attention_order and explicit channel_mult, against guided-diffusion's numbers
 // (tests/data/adm_*: its published checkpoints' keys and parameter counts, and a small
 // random-weight model's output).
-#include "test_util.h"
+#include "test_adm_util.h"
 
 #include "idiff/drivers/load_model.h"
 #include "idiff/io/tensor_file.h"
@@ -17,7 +17,7 @@ namespace {
 
 TEST(AdmUNet, TinyModelEqualsGuidedDiffusion) {
   const auto meta = test::load_json("adm_tiny.json");
-  UNetModel model = create_model(test::model_config_from_flags(meta["flags"]));
+  UNetModel model = test::adm_tiny_model();
   EXPECT_EQ(parameter_count(*model), meta["params"].get<int64_t>());
   const auto params = model->named_parameters();
   ASSERT_EQ(params.size(), meta["keys"].size());
@@ -28,8 +28,6 @@ TEST(AdmUNet, TinyModelEqualsGuidedDiffusion) {
         << item.key();
     ++i;
   }
-  test::set_formula_weights(*model, 21);
-  model->eval();
   const TensorMap io = test::load_fixture("adm_tiny.io.safetensors");
   torch::NoGradGuard no_grad;
   const at::Tensor out = model->forward(io.at("x"), io.at("t"), io.at("y"));
@@ -62,27 +60,11 @@ TEST(AdmUNet, PublishedModelsHaveGuidedDiffusionsKeysAndParameterCounts) {
 // --use_fp16 as guided-diffusion's: float32 weights in the file, the torso converted at
 // load; --use_bf16 likewise to bfloat16. The outputs stay close to float32's.
 TEST(AdmUNet, Fp16AndBf16TorsosAreConvertedAtLoad) {
-  test::TempDir dir;
-  const auto meta = test::load_json("adm_tiny.json");
-  ModelConfig m = test::model_config_from_flags(meta["flags"]);
-  UNetModel model = create_model(m);
-  test::set_formula_weights(*model, 21);
-  save_tensor_file(dir.file("model.pt"), state_dict(*model));
-  const TensorMap io = test::load_fixture("adm_tiny.io.safetensors");
-  for (const auto& [dtype, tolerance] :
-       {std::pair{at::kHalf, 5e-3}, std::pair{at::kBFloat16, 3e-2}}) {
-    m.use_fp16 = dtype == at::kHalf;
-    m.use_bf16 = dtype == at::kBFloat16;
-    UNetModel low = load_model(m, false, dir.file("model.pt"), c10::Device("cpu"));
-    EXPECT_EQ(low->inner_dtype(), dtype);
-    torch::NoGradGuard no_grad;
-    const at::Tensor out = low->forward(io.at("x"), io.at("t"), io.at("y"));
-    EXPECT_EQ(out.scalar_type(), at::kFloat);
-    EXPECT_CLOSE(out, io.at("out"), tolerance);
-  }
-  m.use_fp16 = true;
+  test::expect_low_precision_torsos_match(c10::Device("cpu"));
+  ModelConfig m = test::model_config_from_flags(test::load_json("adm_tiny.json")["flags"]);
+  m.use_fp16 = m.use_bf16 = true;
   EXPECT_NE(test::error_of([&] {
-              load_model(m, false, dir.file("model.pt"), c10::Device("cpu"));
+              load_model(m, false, "unused.pt", c10::Device("cpu"));
             }).find("`use_fp16` and `use_bf16`"),
             std::string::npos);
 }

@@ -1,7 +1,7 @@
 // guided-diffusion's noisy-image classifier (EncoderUNetModel) against guided-diffusion's
 // numbers: a small random-weight classifier's logits (tests/data/adm_cls_tiny.*) and the
 // released classifiers' keys and parameter counts; every pooling head.
-#include "test_util.h"
+#include "test_adm_util.h"
 
 #include "idiff/model/factory.h"
 #include "idiff/model/infer_config.h"
@@ -29,11 +29,8 @@ void expect_keys(const torch::nn::Module& model, const nlohmann::json& entry,
 
 TEST(AdmClassifier, TinyClassifierEqualsGuidedDiffusion) {
   const auto meta = test::load_json("adm_cls_tiny.json");
-  EncoderUNetModel model = create_classifier(test::classifier_config_from_flags(meta["flags"]),
-                                             meta["flags"]["image_size"].get<int64_t>());
+  EncoderUNetModel model = test::adm_tiny_classifier();
   expect_keys(*model, meta, "adm_cls_tiny");
-  test::set_formula_weights(*model, 22);
-  model->eval();
   const TensorMap io = test::load_fixture("adm_cls_tiny.io.safetensors");
   torch::NoGradGuard no_grad;
   const at::Tensor out = model->forward(io.at("x"), io.at("t"));
@@ -85,7 +82,8 @@ TEST(AdmClassifier, EveryPoolGivesLogitsThatDependOnTheInput) {
     const TensorMap sd = state_dict(*model);
     for (const auto& key : keys) EXPECT_TRUE(sd.contains(key)) << pool << " " << key;
     // PyTorch's initialisation, with random values where the reference zeroes a layer
-    // (zero_module), so that the head sees the image.
+    // (zero_module), so that the head sees the image (N(0, 0.05^2) everywhere, as
+    // test::randomize_parameters gives, washes the input out of this deep a network).
     {
       torch::NoGradGuard no_grad;
       for (auto& p : model->parameters()) {

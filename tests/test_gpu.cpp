@@ -1,6 +1,6 @@
 // Tests of the CUDA paths, ctest label `gpu`: each runs on a CUDA device and is skipped
 // where there is none (ctest -L gpu on the GPU machine; bench/gpu_bench.sh runs them).
-#include "test_util.h"
+#include "test_adm_util.h"
 
 #include "idiff/diffusion/factory.h"
 #include "idiff/diffusion/sampling/sample_loop.h"
@@ -59,24 +59,7 @@ TEST(GpuSampling, CudaGraphLoopRunsEverySolver) {
 // output stays close to guided-diffusion's float32 numbers.
 TEST(GpuAdm, Fp16AndBf16TorsosMatchGuidedDiffusion) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  const c10::Device cuda(c10::kCUDA, 0);
-  test::TempDir dir;
-  const auto meta = test::load_json("adm_tiny.json");
-  ModelConfig m = test::model_config_from_flags(meta["flags"]);
-  UNetModel model = create_model(m);
-  test::set_formula_weights(*model, 21);
-  save_tensor_file(dir.file("model.pt"), state_dict(*model));
-  const TensorMap io = test::load_fixture("adm_tiny.io.safetensors");
-  for (const auto& [dtype, tolerance] :
-       {std::pair{at::kFloat, 1e-4}, std::pair{at::kHalf, 5e-3}, std::pair{at::kBFloat16, 3e-2}}) {
-    m.use_fp16 = dtype == at::kHalf;
-    m.use_bf16 = dtype == at::kBFloat16;
-    UNetModel low = load_model(m, false, dir.file("model.pt"), cuda);
-    torch::NoGradGuard no_grad;
-    const at::Tensor out =
-        low->forward(io.at("x").to(cuda), io.at("t").to(cuda), io.at("y").to(cuda)).cpu();
-    EXPECT_CLOSE(out, io.at("out"), tolerance) << c10::toString(dtype);
-  }
+  test::expect_low_precision_torsos_match(c10::Device(c10::kCUDA, 0));
 }
 
 // Classifier guidance on CUDA (eager: the gradient is not captured) follows guided-diffusion's
@@ -84,36 +67,19 @@ TEST(GpuAdm, Fp16AndBf16TorsosMatchGuidedDiffusion) {
 TEST(GpuGuidance, ClassifierAndClassifierFreeGuidanceRunOnCuda) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   const c10::Device cuda(c10::kCUDA, 0);
-  const auto flags = test::load_json("adm_tiny.json")["flags"];
-  UNetModel model = create_model(test::model_config_from_flags(flags));
-  test::set_formula_weights(*model, 21);
+  UNetModel model = test::adm_tiny_model();
   model->to(cuda);
-  model->eval();
-  const auto cls_flags = test::load_json("adm_cls_tiny.json")["flags"];
-  EncoderUNetModel classifier =
-      create_classifier(test::classifier_config_from_flags(cls_flags), 64);
-  test::set_formula_weights(*classifier, 22);
+  EncoderUNetModel classifier = test::adm_tiny_classifier();
   classifier->to(cuda);
-  classifier->eval();
-  DiffusionConfig d = test::diffusion_config_from_flags(flags);
-  d.timestep_respacing = "10";
-  const SpacedDiffusion diffusion = create_gaussian_diffusion(d);
   const TensorMap io = test::load_fixture("adm_tiny.guided.safetensors");
   const at::Tensor y = io.at("y").to(cuda);
   const ModelFn fn = [&](const at::Tensor& x, const at::Tensor& t) {
     return model->forward(x, t, y);
   };
   c10::InferenceMode inference;
-  const auto solver = make_reference_solver(
-      diffusion, fn, false, 0.0, true, {},
-      classifier_cond_fn(classifier, y, io.at("classifier_scale").item<double>()));
-  const at::Tensor rows = solver->coefficients();
-  at::Tensor x = io.at("x_T").to(cuda);
-  for (int64_t i = 0; i < rows.size(0); ++i) {
-    x = solver->step(x, rows[i].to(cuda, x.scalar_type()), io.at("step_noise")[i].to(cuda), 0)
-            .sample;
-  }
-  EXPECT_CLOSE(x.cpu(), io.at("sample"), 1e-3);
+  const at::Tensor x = test::adm_guided_trajectory(
+      fn, classifier_cond_fn(classifier, y, io.at("classifier_scale").item<double>()), io, cuda);
+  EXPECT_CLOSE(x, io.at("sample"), 1e-3);
 
   // Classifier-free guidance of a model with a null label, eager and graphed.
   UNetOptions o;

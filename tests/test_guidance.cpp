@@ -3,7 +3,7 @@
 // sampling engine's condition_score against the reference's; the classifier-free
 // combination in closed form and its label dropout; and a small model trained here whose
 // guided samples show the asked class more often than unguided ones.
-#include "test_util.h"
+#include "test_adm_util.h"
 
 #include "idiff/diffusion/factory.h"
 #include "idiff/diffusion/sampling/sample_loop.h"
@@ -20,43 +20,18 @@
 namespace idiff {
 namespace {
 
-// The 10 steps of classifier_sample.py's ancestral loop with the fixture's noise.
-at::Tensor guided_trajectory(const GaussianDiffusion& diffusion, const ModelFn& model,
-                             const CondFn& cond_fn, const TensorMap& io) {
-  const auto solver = make_reference_solver(diffusion, model, /*ddim=*/false, 0.0,
-                                            /*clip_denoised=*/true, {}, cond_fn);
-  const at::Tensor rows = solver->coefficients();
-  EXPECT_EQ(rows.size(0), io.at("step_noise").size(0));
-  at::Tensor x = io.at("x_T");
-  for (int64_t i = 0; i < rows.size(0); ++i) {
-    x = solver->step(x, rows[i].to(x.scalar_type()), io.at("step_noise")[i], 0).sample;
-  }
-  return x;
-}
-
 TEST(ClassifierGuidance, TrajectoryEqualsGuidedDiffusion) {
-  const auto flags = test::load_json("adm_tiny.json")["flags"];
-  UNetModel model = create_model(test::model_config_from_flags(flags));
-  test::set_formula_weights(*model, 21);
-  model->eval();
-  const auto cls_flags = test::load_json("adm_cls_tiny.json")["flags"];
-  EncoderUNetModel classifier = create_classifier(test::classifier_config_from_flags(cls_flags),
-                                                  cls_flags["image_size"].get<int64_t>());
-  test::set_formula_weights(*classifier, 22);
-  classifier->eval();
-  DiffusionConfig d = test::diffusion_config_from_flags(flags);
-  d.timestep_respacing = "10";
-  const SpacedDiffusion diffusion = create_gaussian_diffusion(d);
-
+  UNetModel model = test::adm_tiny_model();
+  EncoderUNetModel classifier = test::adm_tiny_classifier();
   const TensorMap io = test::load_fixture("adm_tiny.guided.safetensors");
   const at::Tensor y = io.at("y");
   const ModelFn fn = [&](const at::Tensor& x, const at::Tensor& t) {
     return model->forward(x, t, y);
   };
   torch::NoGradGuard no_grad;  // as the sampling loops run; the guidance turns gradients on
-  const at::Tensor guided = guided_trajectory(
-      diffusion, fn, classifier_cond_fn(classifier, y, io.at("classifier_scale").item<double>()),
-      io);
+  const at::Tensor guided = test::adm_guided_trajectory(
+      fn, classifier_cond_fn(classifier, y, io.at("classifier_scale").item<double>()), io,
+      c10::Device("cpu"));
   EXPECT_CLOSE(guided, io.at("sample"), 1e-4);
   // The formula's classifier is nearly constant (its logits vary by 6e-4 between images),
   // so here the guidance moves the samples by 1.5e-6 only, below float32's resolution of
@@ -112,19 +87,10 @@ UNetModel small_model(bool null_label, bool learn_sigma, int64_t channels = 3) {
   return UNetModel(o);
 }
 
-// PyTorch's initialisation, with random values where the reference zeroes a layer, so that
-// the output depends on the input and the labels.
-void randomise_zero_layers(torch::nn::Module& m) {
-  torch::NoGradGuard no_grad;
-  for (auto& p : m.parameters()) {
-    if (p.abs().max().item<double>() == 0) p.normal_(0, 0.05);
-  }
-}
-
 TEST(ClassifierFreeGuidance, CombinesConditionalAndNullLabelPredictions) {
   at::manual_seed(11);
   UNetModel model = small_model(/*null_label=*/true, /*learn_sigma=*/true);
-  randomise_zero_layers(*model);
+  test::randomize_parameters(model->parameters());
   model->eval();
   torch::NoGradGuard no_grad;
   const at::Tensor x = at::randn({2, 3, 16, 16}), t = at::tensor({3.0f, 700.0f});
@@ -151,7 +117,7 @@ TEST(ClassifierFreeGuidance, CombinesConditionalAndNullLabelPredictions) {
 TEST(ClassifierGuidance, EngineSolversGuideAsTheReferenceDdim) {
   at::manual_seed(12);
   UNetModel model = small_model(false, true);
-  randomise_zero_layers(*model);
+  test::randomize_parameters(model->parameters());
   model->eval();
   EncoderUNetOptions e;
   e.unet.model_channels = 32;
@@ -160,7 +126,7 @@ TEST(ClassifierGuidance, EngineSolversGuideAsTheReferenceDdim) {
   e.unet.out_channels = 4;
   e.image_size = 16;
   EncoderUNetModel classifier(e);
-  randomise_zero_layers(*classifier);
+  test::randomize_parameters(classifier->parameters());
   classifier->eval();
   ModelKwargs kw;
   kw.y = at::tensor({1, 2}, at::kLong);

@@ -1,6 +1,7 @@
 // Guidance from the command line: `idiff train --class_dropout_prob` then `idiff sample
 // --guidance_scale`, `idiff sample --classifier_path` with a guided-diffusion classifier,
 // and the flags' errors.
+#include "test_adm_util.h"
 #include "test_train_util.h"
 
 #include "idiff/io/npz.h"
@@ -118,15 +119,8 @@ TEST(GuidanceCli, TheReleasedFilesFlagsPasteUnchanged) {
 TEST(GuidanceCli, SampleWithAGuidedDiffusionClassifier) {
   TempDir dir, out;
   // guided-diffusion's small models (formula weights) as files.
-  const auto flags = test::load_json("adm_tiny.json")["flags"];
-  UNetModel model = create_model(test::model_config_from_flags(flags));
-  test::set_formula_weights(*model, 21);
-  save_tensor_file(dir.file("model.pt"), state_dict(*model));
-  const auto cls_flags = test::load_json("adm_cls_tiny.json")["flags"];
-  EncoderUNetModel classifier =
-      create_classifier(test::classifier_config_from_flags(cls_flags), 64);
-  test::set_formula_weights(*classifier, 22);
-  save_tensor_file(dir.file("classifier.pt"), state_dict(*classifier));
+  save_tensor_file(dir.file("model.pt"), state_dict(*test::adm_tiny_model()));
+  save_tensor_file(dir.file("classifier.pt"), state_dict(*test::adm_tiny_classifier()));
 
   const std::vector<std::string> model_flags = {"--image_size",
                                                 "64",
