@@ -16,9 +16,9 @@
 
 #include <map>
 
-namespace idiff {
-namespace {
+namespace idiff::test {
 
+// The launcher's variables as read from `vars` instead of the process environment.
 EnvLookup fake_env(std::map<std::string, std::string> vars) {
   return [vars](const std::string& name) -> std::optional<std::string> {
     const auto it = vars.find(name);
@@ -26,6 +26,58 @@ EnvLookup fake_env(std::map<std::string, std::string> vars) {
     return it->second;
   };
 }
+
+void check_world_size_one(const c10::Device& device, const std::string& backend) {
+  SCOPED_TRACE(device.str());
+  const DistEnv env = read_dist_env(fake_env({{"RANK", "0"}, {"WORLD_SIZE", "1"}}));
+  auto ctx = DistContext::from_env(env, device, 10.0);
+  EXPECT_TRUE(ctx->is_distributed());
+  EXPECT_EQ(ctx->backend_name(), backend);
+  EXPECT_CONTAINS(ctx->describe(), backend + " on " + device.str() + ", timeout 10 s");
+  ctx->set_bucket_bytes(64);
+  const auto on = at::TensorOptions(device);
+  std::vector<at::Tensor> ts{at::randn({5, 7}, on), at::randn({3}, on.dtype(at::kDouble)),
+                             at::randn({40}, on), at::randn({6}, at::kCPU)};
+  std::vector<at::Tensor> before;
+  for (const auto& t : ts) before.push_back(t.clone());
+  ctx->all_reduce_mean(ts);
+  ctx->broadcast(ts);
+  for (size_t i = 0; i < ts.size(); ++i) {
+    EXPECT_EQ(ts[i].device(), before[i].device());
+    EXPECT_TRUE(ts[i].equal(before[i])) << i;
+  }
+  const auto g = ctx->all_gather(ts[0]);
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_TRUE(g[0].equal(before[0]));
+  EXPECT_TRUE(ctx->all_reduce_sum(ts[2]).equal(before[2]));
+  const at::Tensor cpu_sum = ctx->all_reduce_sum(ts[3]);  // a CPU tensor, whatever the backend
+  EXPECT_TRUE(cpu_sum.is_cpu());
+  EXPECT_TRUE(cpu_sum.equal(before[3]));
+  const auto scalars = ctx->all_gather(at::scalar_tensor(2.5, on));
+  ASSERT_EQ(scalars.size(), 1u);
+  EXPECT_EQ(scalars[0].dim(), 0);
+  EXPECT_EQ(scalars[0].item<double>(), 2.5);
+  ctx->barrier();
+
+  // Parameters that require grad go through (autograd is off inside).
+  at::Tensor w = at::randn({4, 4}, on).set_requires_grad(true);
+  sync_params(*ctx, {w});
+  (w * w).sum().backward();
+  const at::Tensor grad = w.grad().clone();
+  at::Tensor unused = at::randn({2}, on).set_requires_grad(true);
+  average_gradients(*ctx, {w, unused});
+  EXPECT_TRUE(w.grad().equal(grad));
+  ASSERT_TRUE(unused.grad().defined());
+  EXPECT_TRUE(unused.grad().equal(at::zeros({2}, on)));
+}
+
+}  // namespace idiff::test
+
+namespace idiff {
+namespace {
+
+using test::check_world_size_one;
+using test::fake_env;
 
 // The ConfigError message of reading these variables ("" when none is thrown).
 std::string env_error(std::map<std::string, std::string> vars) {
@@ -228,52 +280,6 @@ TEST(DistContext, TimeoutMustBePositive) {
       EXPECT_CONTAINS(std::string(e.what()), "`dist_timeout`");
     }
   }
-}
-
-// WORLD_SIZE=1 under a launcher: a real group of one rank, same code as many. On the
-// CPU always (Gloo), and on the GPU too where there is one (NCCL in a CUDA build).
-void check_world_size_one(const c10::Device& device, const std::string& backend) {
-  SCOPED_TRACE(device.str());
-  const DistEnv env = read_dist_env(fake_env({{"RANK", "0"}, {"WORLD_SIZE", "1"}}));
-  auto ctx = DistContext::from_env(env, device, 10.0);
-  EXPECT_TRUE(ctx->is_distributed());
-  EXPECT_EQ(ctx->backend_name(), backend);
-  EXPECT_CONTAINS(ctx->describe(), backend + " on " + device.str() + ", timeout 10 s");
-  ctx->set_bucket_bytes(64);
-  const auto on = at::TensorOptions(device);
-  std::vector<at::Tensor> ts{at::randn({5, 7}, on), at::randn({3}, on.dtype(at::kDouble)),
-                             at::randn({40}, on), at::randn({6}, at::kCPU)};
-  std::vector<at::Tensor> before;
-  for (const auto& t : ts) before.push_back(t.clone());
-  ctx->all_reduce_mean(ts);
-  ctx->broadcast(ts);
-  for (size_t i = 0; i < ts.size(); ++i) {
-    EXPECT_EQ(ts[i].device(), before[i].device());
-    EXPECT_TRUE(ts[i].equal(before[i])) << i;
-  }
-  const auto g = ctx->all_gather(ts[0]);
-  ASSERT_EQ(g.size(), 1u);
-  EXPECT_TRUE(g[0].equal(before[0]));
-  EXPECT_TRUE(ctx->all_reduce_sum(ts[2]).equal(before[2]));
-  const at::Tensor cpu_sum = ctx->all_reduce_sum(ts[3]);  // a CPU tensor, whatever the backend
-  EXPECT_TRUE(cpu_sum.is_cpu());
-  EXPECT_TRUE(cpu_sum.equal(before[3]));
-  const auto scalars = ctx->all_gather(at::scalar_tensor(2.5, on));
-  ASSERT_EQ(scalars.size(), 1u);
-  EXPECT_EQ(scalars[0].dim(), 0);
-  EXPECT_EQ(scalars[0].item<double>(), 2.5);
-  ctx->barrier();
-
-  // Parameters that require grad go through (autograd is off inside).
-  at::Tensor w = at::randn({4, 4}, on).set_requires_grad(true);
-  sync_params(*ctx, {w});
-  (w * w).sum().backward();
-  const at::Tensor grad = w.grad().clone();
-  at::Tensor unused = at::randn({2}, on).set_requires_grad(true);
-  average_gradients(*ctx, {w, unused});
-  EXPECT_TRUE(w.grad().equal(grad));
-  ASSERT_TRUE(unused.grad().defined());
-  EXPECT_TRUE(unused.grad().equal(at::zeros({2}, on)));
 }
 
 TEST(DistContext, WorldSizeOneRunsARealGroup) {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <c10/core/Device.h>
 #include <sys/types.h>
 
 #include <map>
@@ -89,6 +90,12 @@ LaunchedRanks start_workers(const std::string& scenario, int world, const std::s
 // Programs as ranks: rank r runs argvs[r] (argv[0] a path) with rank_env.
 LaunchedRanks start_ranks(const std::vector<std::vector<std::string>>& argvs,
                           const std::string& dir);
+
+// WORLD_SIZE=1 under a launcher: a real group of one rank on `device` with `backend`
+// ("gloo", "nccl"), same code as many: every collective returns its input, parameters and
+// gradients pass through (test_dist.cpp; the CPU suite runs it with Gloo, the gpu label
+// with NCCL).
+void check_world_size_one(const c10::Device& device, const std::string& backend);
 
 // The worker scenarios of test_dist_train.cpp ("trainloop", "trainloop-fp16"): TrainLoop
 // data-parallel on `ctx`; returns the exit code.

@@ -4,6 +4,7 @@
 // reference's per-tensor update, the FLOP counter against a count by hand, and the
 // CUDA-graph sampler's loop (static buffers, noise drawn before the step) against the
 // eager loops on the CPU.
+#include "test_fast_paths.h"
 #include "test_util.h"
 
 #include "idiff/common/error.h"
@@ -24,14 +25,8 @@ namespace {
 using test::load_fixture;
 using test::load_json;
 
-// Output and input gradient of qkv_attention for a fixed upstream gradient.
-std::pair<at::Tensor, at::Tensor> attention_and_grad(const at::Tensor& qkv, AttentionImpl impl,
-                                                     const at::Tensor& grad_out) {
-  at::Tensor x = qkv.detach().clone().requires_grad_(true);
-  at::Tensor out = qkv_attention(x, impl);
-  out.backward(grad_out);
-  return {out.detach(), x.grad()};
-}
+using test::attention_and_grad;
+using test::run_adamw;
 
 TEST(FastAttention, EveryFormulationMatchesTheEinsumWithGradients) {
   // [BH, 3ch, T]: T = 64 in float64 is 32 KiB per head, so the CPU path runs in chunks of
@@ -102,29 +97,6 @@ TEST(InPlaceSilu, InferenceEqualsTheRecordedForward) {
   EXPECT_TRUE(at::equal(recorded.detach(), inference));
 }
 
-std::vector<at::Tensor> make_params() {
-  return {at::randn({37}), at::randn({8, 4, 3, 3}), at::randn({5, 7})};
-}
-
-// Runs `steps` AdamW updates with the same gradients and returns the parameters.
-std::vector<at::Tensor> run_adamw(AdamWOptions::Impl impl, int steps) {
-  at::manual_seed(3);
-  std::vector<at::Tensor> params = make_params();
-  for (auto& p : params) p.requires_grad_(true);
-  AdamWOptions o;
-  o.lr = 1e-2;
-  o.weight_decay = 0.05;
-  o.impl = impl;
-  AdamW opt(params, o);
-  at::Generator gen = at::detail::createCPUGenerator(11);
-  for (int s = 0; s < steps; ++s) {
-    for (auto& p : params) p.mutable_grad() = at::randn(p.sizes(), gen);
-    opt.step();
-  }
-  for (const auto& st : opt.state()) EXPECT_EQ(st.step.item<float>(), static_cast<float>(steps));
-  return params;
-}
-
 TEST(FusedAdamW, EqualsTheSingleTensorUpdateAndLibTorchs) {
   const int steps = 25;
   const auto single = run_adamw(AdamWOptions::Impl::Single, steps);
@@ -132,7 +104,7 @@ TEST(FusedAdamW, EqualsTheSingleTensorUpdateAndLibTorchs) {
   const auto automatic = run_adamw(AdamWOptions::Impl::Auto, steps);
   // LibTorch's torch::optim::AdamW (its own per-parameter loop) on the same gradients.
   at::manual_seed(3);
-  std::vector<at::Tensor> params = make_params();
+  std::vector<at::Tensor> params = {at::randn({37}), at::randn({8, 4, 3, 3}), at::randn({5, 7})};
   for (auto& p : params) p.requires_grad_(true);
   torch::optim::AdamW torch_opt(params, torch::optim::AdamWOptions(1e-2).weight_decay(0.05));
   at::Generator gen = at::detail::createCPUGenerator(11);

@@ -115,11 +115,7 @@ TEST(SampleCli, SamplesFileHasTheReferenceLayoutForNumpy) {
 
 // ---- nll -------------------------------------------------------------------------------
 
-double bpd_of(const std::string& out) {
-  const auto pos = out.rfind("bits/dim over ");
-  EXPECT_NE(pos, std::string::npos) << out;
-  return std::stod(out.substr(out.find(": ", pos) + 2));
-}
+using test::bpd_of;
 
 TEST(NllCli, TrainingLowersBitsPerDim) {
   TempDir data, trained, untrained, eval_a, eval_b;

@@ -263,16 +263,6 @@ TEST(TrainErrors, ImpossibleSettingsAreClearErrors) {
 // ---- through the command line ----------------------------------------------------------
 
 // The loss column of a progress.csv.
-std::vector<double> losses_of(const std::string& csv) {
-  std::ifstream in(csv);
-  std::string header, line;
-  std::getline(in, header);
-  const auto cols = split(header, ',');
-  const auto col = std::find(cols.begin(), cols.end(), "loss") - cols.begin();
-  std::vector<double> out;
-  while (std::getline(in, line)) out.push_back(std::stod(split(line, ',').at(col)));
-  return out;
-}
 
 void expect_loss_falls(const std::string& data_dir) {
   TempDir dir;
@@ -281,7 +271,7 @@ void expect_loss_falls(const std::string& data_dir) {
        "2e-3", "--max_steps", "30", "--log_interval", "5", "--device", "cpu", "--num_workers", "1"},
       test::tiny_flags()));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto losses = losses_of(dir.file("progress.csv"));
+  const auto losses = test::progress_column(dir.file("progress.csv"), "loss");
   ASSERT_GE(losses.size(), 6u);
   EXPECT_LT(losses.back(), 0.7 * losses.front())
       << "first " << losses.front() << " last " << losses.back();

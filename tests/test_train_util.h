@@ -1,14 +1,17 @@
 // Helpers of the training and sampling tests: a tiny model configuration that trains in
-// a fraction of a second per step on the CPU, and a small generated image folder.
+// a fraction of a second per step on the CPU, a small generated image folder, and reading
+// progress.csv and the bits/dim that `idiff nll` prints.
 #pragma once
 
 #include "test_data_util.h"
 #include "test_util.h"
 
+#include "idiff/common/strings.h"
 #include "idiff/config.h"
 
+#include <algorithm>
 #include <cmath>
-
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -58,6 +61,29 @@ inline void write_shape_folder(const std::string& dir, int n = 12) {
     std::snprintf(name, sizeof(name), "/%s_%02d.png", ring ? "ring" : "disc", i);
     write_png(dir + name, im);
   }
+}
+
+// The values of `column` in a progress.csv, one per logged row (NaN where a row has none).
+inline std::vector<double> progress_column(const std::string& csv, const std::string& column) {
+  std::ifstream in(csv);
+  std::string header, line;
+  std::getline(in, header);
+  const auto cols = split(header, ',');
+  const auto col = static_cast<size_t>(std::find(cols.begin(), cols.end(), column) - cols.begin());
+  std::vector<double> out;
+  while (std::getline(in, line)) {
+    const auto vals = split(line, ',');
+    out.push_back(col < vals.size() && !vals[col].empty() ? std::stod(vals[col]) : std::nan(""));
+  }
+  return out;
+}
+
+// The bits/dim that `idiff nll` printed last.
+inline double bpd_of(const std::string& out) {
+  const auto pos = out.rfind("bits/dim over ");
+  EXPECT_NE(pos, std::string::npos) << out;
+  if (pos == std::string::npos) return std::nan("");
+  return std::stod(out.substr(out.find(": ", pos) + 2));
 }
 
 template <typename... Args>

@@ -2,6 +2,8 @@
 
 #include "idiff/common/hash.h"
 
+#include <ATen/Context.h>
+
 #include <sys/wait.h>
 #include <algorithm>
 #include <array>
@@ -102,6 +104,17 @@ DiffusionConfig diffusion_config_from_flags(const nlohmann::json& f) {
   get("rescale_timesteps", d.rescale_timesteps);
   get("rescale_learned_sigmas", d.rescale_learned_sigmas);
   return d;
+}
+
+ExactFloat32::ExactFloat32()
+    : cublas_(at::globalContext().allowTF32CuBLAS()), cudnn_(at::globalContext().allowTF32CuDNN()) {
+  at::globalContext().setAllowTF32CuBLAS(false);
+  at::globalContext().setAllowTF32CuDNN(false);
+}
+
+ExactFloat32::~ExactFloat32() {
+  at::globalContext().setAllowTF32CuBLAS(cublas_);
+  at::globalContext().setAllowTF32CuDNN(cudnn_);
 }
 
 double rel_error(const at::Tensor& a, const at::Tensor& b) {

@@ -61,6 +61,20 @@ std::string error_of(Fn&& fn) {
   return "<no error>";
 }
 
+// TF32 off for cuBLAS and cuDNN in this scope, the previous settings restored at exit.
+// CUDA's float32 convolutions use TF32 (a 10-bit mantissa) by default, as in PyTorch: the
+// GPU checks against float32 numbers of the CPU or a reference turn it off.
+class ExactFloat32 {
+ public:
+  ExactFloat32();
+  ~ExactFloat32();
+  ExactFloat32(const ExactFloat32&) = delete;
+  ExactFloat32& operator=(const ExactFloat32&) = delete;
+
+ private:
+  bool cublas_, cudnn_;
+};
+
 // A fresh temporary directory, removed by the destructor.
 class TempDir {
  public:
