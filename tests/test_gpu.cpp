@@ -1,5 +1,7 @@
-// Tests of the CUDA paths, ctest label `gpu`: each runs on a CUDA device and is skipped
-// where there is none (ctest -L gpu on the GPU machine; bench/gpu_bench.sh runs them).
+// Tests of the CUDA paths, ctest label `gpu` (also test_gpu_train.cpp, test_gpu_cli.cpp):
+// each runs on a CUDA device and is skipped where there is none (ctest -L gpu on the GPU
+// machine; bench/gpu_bench.sh runs them before its table). Here: the sampling engine's
+// CUDA graphs, guided-diffusion's fp16/bf16 torsos and guidance.
 #include "test_adm_util.h"
 
 #include "idiff/diffusion/factory.h"
@@ -59,6 +61,7 @@ TEST(GpuSampling, CudaGraphLoopRunsEverySolver) {
 // output stays close to guided-diffusion's float32 numbers.
 TEST(GpuAdm, Fp16AndBf16TorsosMatchGuidedDiffusion) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const test::ExactFloat32 exact;  // the float32 run is checked to 1e-4
   test::expect_low_precision_torsos_match(c10::Device(c10::kCUDA, 0));
 }
 
@@ -67,6 +70,7 @@ TEST(GpuAdm, Fp16AndBf16TorsosMatchGuidedDiffusion) {
 TEST(GpuGuidance, ClassifierAndClassifierFreeGuidanceRunOnCuda) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   const c10::Device cuda(c10::kCUDA, 0);
+  const test::ExactFloat32 exact;  // compared with guided-diffusion's float32 numbers
   UNetModel model = test::adm_tiny_model();
   model->to(cuda);
   EncoderUNetModel classifier = test::adm_tiny_classifier();
