@@ -211,7 +211,7 @@ int run(int argc, char** argv) {
   for (Row& row : rows) {
     if (profile > 0) {
       std::cerr << "== idiff " << row.c.spec() << " profile\n";
-      profile_ops([&] { runner.run(row.c); }, profile, std::cerr);
+      profile_ops([&] { runner.run(row.c); }, profile, std::cerr, s.device.is_cuda());
     }
     for (int rep = 0; rep < repeats; ++rep) {
       nlohmann::json req = {{"config", row.c.config},

@@ -2,7 +2,8 @@
 # Downloads (here, where Debian's archive is reachable) the Debian 12 packages that idiff
 # needs beyond PyTorch into .deps/, for a GPU machine that cannot download them: carry
 # .deps with the call and bench/gpu_bench.sh unpacks them into /tmp/idiff-deps when the
-# machine lacks the headers: nlohmann-json, CLI11, stb, libzip, zlib's headers and pkgconf.
+# machine lacks the headers: nlohmann-json, CLI11, stb, libzip, zlib's headers and pkgconf,
+# and GoogleTest for the tests of label `gpu`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .deps
@@ -12,6 +13,7 @@ PACKAGES=(
   nlohmann-json3-dev libcli11-dev libstb-dev libstb0
   libzip-dev libzip4 zlib1g-dev zlib1g
   pkgconf pkgconf-bin libpkgconf3
+  libgtest-dev
 )
 (cd .deps && apt-get download "${PACKAGES[@]}")
 du -sh .deps

@@ -176,10 +176,12 @@ class Reference:
 
     def profile(self, req):
         from torch.profiler import profile, ProfilerActivity
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        cuda = self.dev.type == "cuda"
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as prof:
             out = self.measure(req)
-        table = prof.key_averages().table(sort_by="self_cpu_time_total",
-                                          row_limit=int(req["profile"]))
+        sort_by = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        table = prof.key_averages().table(sort_by=sort_by, row_limit=int(req["profile"]))
         print(table, file=sys.stderr, flush=True)
         return out
 
