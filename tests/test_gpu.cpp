@@ -24,6 +24,17 @@
 namespace idiff {
 namespace {
 
+// Four 32x32 images from the same seed on the GPU, through the eager loop or captured CUDA
+// graphs, brought back to the CPU.
+at::Tensor sample_on_cuda(Solver& solver, bool cuda_graph) {
+  SampleOptions opts;
+  opts.generator = at::make_generator<at::CPUGeneratorImpl>(3);
+  opts.device = c10::Device(c10::kCUDA, 0);
+  LoopOptions loop;
+  loop.cuda_graph = cuda_graph;
+  return run_sampler(solver, initial_noise({4, 3, 32, 32}, opts), opts, loop).cpu();
+}
+
 // Every solver of the sampling engine through the captured-graph loop equals the eager loop
 // on the GPU (the tiny fixture UNet, the same generator).
 TEST(GpuSampling, CudaGraphLoopRunsEverySolver) {
@@ -53,13 +64,7 @@ TEST(GpuSampling, CudaGraphLoopRunsEverySolver) {
     o.eta = 0.5;
     const StepSchedule& s = *schedule;
     const auto run = [&](bool graph) {
-      auto solver = make_solver(o, params, s, fn, {});
-      SampleOptions opts;
-      opts.generator = at::make_generator<at::CPUGeneratorImpl>(3);
-      opts.device = cuda;
-      LoopOptions loop;
-      loop.cuda_graph = graph;
-      return run_sampler(*solver, initial_noise({4, 3, 32, 32}, opts), opts, loop).cpu();
+      return sample_on_cuda(*make_solver(o, params, s, fn, {}), graph);
     };
     const at::Tensor eager = run(false), graphed = run(true);
     EXPECT_TRUE(at::allclose(eager, graphed, 1e-5, 1e-5))
@@ -117,13 +122,8 @@ TEST(GpuGuidance, ClassifierAndClassifierFreeGuidanceRunOnCuda) {
   const DiffusionParams params = diffusion_params(plain);
   const StepSchedule karras = make_step_schedule(noise_schedule_of(params), "karras", 6);
   const auto run = [&](bool graph, double scale = 3.0) {
-    auto s = make_solver(so, params, karras, classifier_free_model_fn(cfg, kw, scale), {});
-    SampleOptions opts;
-    opts.generator = at::make_generator<at::CPUGeneratorImpl>(3);
-    opts.device = cuda;
-    LoopOptions loop;
-    loop.cuda_graph = graph;
-    return run_sampler(*s, initial_noise({4, 3, 32, 32}, opts), opts, loop).cpu();
+    return sample_on_cuda(
+        *make_solver(so, params, karras, classifier_free_model_fn(cfg, kw, scale), {}), graph);
   };
   const at::Tensor eager = run(false);
   EXPECT_TRUE(at::allclose(eager, run(true), 1e-5, 1e-5));
