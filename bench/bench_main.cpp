@@ -7,7 +7,7 @@
 // --reference the reference (bench/reference_bench.py --serve in a child process, same
 // device and thread count) is measured in turn with idiff, alternating which goes first,
 // and the table gives the median images/s of each and the range of the per-round ratios.
-// FLOPs are counted analytically (idiff/model/flop_count.h); peak memory is the
+// FLOPs are counted analytically (idiff/model/inspect/flop_count.h); peak memory is the
 // resident-set growth on the CPU and the caching allocator's peak on CUDA.
 #include "bench_workloads.h"
 #include "op_profile.h"

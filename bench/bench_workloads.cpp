@@ -9,7 +9,7 @@
 #include "idiff/diffusion/resample.h"
 #include "idiff/diffusion/sampling/sample_loop.h"
 #include "idiff/model/factory.h"
-#include "idiff/model/flop_count.h"
+#include "idiff/model/inspect/flop_count.h"
 #include "idiff/train/ema.h"
 
 #include <ATen/ATen.h>

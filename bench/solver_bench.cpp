@@ -20,7 +20,7 @@
 #include "idiff/drivers/sampler_setup.h"
 #include "idiff/io/safetensors.h"
 #include "idiff/io/tensor_file.h"
-#include "idiff/model/infer_config.h"
+#include "idiff/model/inspect/infer_config.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>

@@ -11,10 +11,10 @@
 #include "idiff/common/error.h"
 #include "idiff/io/file_format.h"
 #include "idiff/io/npy_format.h"
-#include "idiff/io/pickler.h"
+#include "idiff/io/pickle/pickler.h"
+#include "idiff/io/pickle/unpickler.h"
 #include "idiff/io/pt_archive.h"
 #include "idiff/io/safetensors_format.h"
-#include "idiff/io/unpickler.h"
 
 #include <cstdio>
 #include <cstdlib>

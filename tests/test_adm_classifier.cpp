@@ -4,7 +4,7 @@
 #include "test_adm_util.h"
 
 #include "idiff/model/factory.h"
-#include "idiff/model/infer_config.h"
+#include "idiff/model/inspect/infer_config.h"
 #include "idiff/model/state_dict.h"
 
 #include <ATen/ATen.h>

@@ -339,6 +339,20 @@ TEST(DistSampleCli, RanksWithDifferentFlagsNameTheFlag) {
   EXPECT_CONTAINS(
       run.ranks[0]->err(),
       "the ranks disagree on --diffusion_steps: '1000' on rank 0, something else on rank 1");
+  // The same model and steps, another sampler: the settings that shape the samples are
+  // compared too (the registry's sampler row and the settings it reads).
+  const auto sampler_args = [&](const std::string& log, const std::string& sampler) {
+    return with(
+        {"sample", "--model_path", dir.file("model.pt"), "--log_dir", log, "--device", "cpu",
+         "--num_samples", "2", "--batch_size", "1", "--steps", "4", "--sampler", sampler},
+        tiny_flags());
+  };
+  LaunchedRanks samplers = start_idiff(
+      {sampler_args(logs.file("s0"), "unipc"), sampler_args(logs.file("s1"), "heun")}, dir);
+  samplers.wait_all();
+  ASSERT_EQ(samplers.codes, (std::vector<int>{1, 1})) << samplers.describe();
+  EXPECT_CONTAINS(samplers.ranks[0]->err(),
+                  "the ranks disagree on --sampler: 'unipc' on rank 0, something else on rank 1");
 }
 
 // --dist_timeout is a flag of every command and must be positive.

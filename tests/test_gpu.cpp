@@ -6,7 +6,7 @@
 
 #include "idiff/diffusion/factory.h"
 #include "idiff/diffusion/sampling/sample_loop.h"
-#include "idiff/drivers/guidance.h"
+#include "idiff/drivers/guided_models.h"
 #include "idiff/drivers/load_model.h"
 #include "idiff/io/tensor_file.h"
 #include "idiff/model/factory.h"

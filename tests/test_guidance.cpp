@@ -7,7 +7,7 @@
 
 #include "idiff/diffusion/factory.h"
 #include "idiff/diffusion/sampling/sample_loop.h"
-#include "idiff/drivers/guidance.h"
+#include "idiff/drivers/guided_models.h"
 #include "idiff/drivers/image_train.h"
 #include "idiff/drivers/sampler_setup.h"
 #include "idiff/model/factory.h"

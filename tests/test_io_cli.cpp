@@ -6,8 +6,8 @@
 #include "idiff/io/pt_file.h"
 #include "idiff/io/safetensors.h"
 #include "idiff/io/tensor_file.h"
-#include "idiff/model/infer_config.h"
-#include "idiff/model/summary.h"
+#include "idiff/model/inspect/infer_config.h"
+#include "idiff/model/inspect/summary.h"
 
 #include <sstream>
 

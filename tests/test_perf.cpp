@@ -12,7 +12,7 @@
 #include "idiff/diffusion/sampling/sample_loop.h"
 #include "idiff/model/attention.h"
 #include "idiff/model/factory.h"
-#include "idiff/model/flop_count.h"
+#include "idiff/model/inspect/flop_count.h"
 #include "idiff/model/state_dict.h"
 #include "idiff/train/adamw.h"
 #include "idiff/train/ema.h"

@@ -5,9 +5,9 @@
 #include "test_train_util.h"
 
 #include "idiff/common/strings.h"
+#include "idiff/data/image_grid.h"
 #include "idiff/data/load_data.h"
 #include "idiff/diffusion/factory.h"
-#include "idiff/io/image_grid.h"
 #include "idiff/io/npz.h"
 #include "idiff/io/tensor_file.h"
 #include "idiff/model/factory.h"

@@ -4,7 +4,8 @@
 #include "test_train_util.h"
 
 #include "idiff/common/strings.h"
-#include "idiff/io/image_grid.h"
+#include "idiff/data/image_grid.h"
+#include "idiff/diffusion/sampling/sampler_registry.h"
 #include "idiff/io/npz.h"
 #include "idiff/io/tensor_file.h"
 
@@ -55,7 +56,8 @@ TEST(SamplingCli, AnEngineSolverWritesItsFloatSamples) {
   const auto d =
       test::run_idiff(tiny_args(ref, {"--use_ddim", "True", "--timestep_respacing", "ddim10"}));
   ASSERT_EQ(d.exit_code, 0) << d.err;
-  EXPECT_NE(d.out.find("ddim, 10 steps (10 model calls), respacing ddim10"), std::string::npos)
+  EXPECT_NE(d.out.find("ddim (the reference's loop), 10 steps (10 model calls), respacing ddim10"),
+            std::string::npos)
       << d.out;
 }
 
@@ -101,6 +103,18 @@ TEST(SamplingCli, TunedStepsAreWrittenAndSampled) {
   EXPECT_NE(r.out.find("3 model calls"), std::string::npos) << r.out;
 }
 
+// `idiff sample --help` lists the sampler registry's rows, and each setting's help says
+// which samplers read it.
+TEST(SamplingCli, HelpListsEverySampler) {
+  const auto r = test::run_idiff({"sample", "--help"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const SamplerRow& row : sampler_registry()) {
+    EXPECT_NE(r.out.find(str("  ", row.name, " ")), std::string::npos) << row.name;
+    EXPECT_NE(r.out.find(row.help), std::string::npos) << row.name;
+  }
+  EXPECT_NE(r.out.find("(read by unipc)"), std::string::npos) << r.out;
+}
+
 TEST(SamplingCli, BadSamplerFlagsAreOneLineErrors) {
   TempDir dir;
   const auto expect_error = [&](std::vector<std::string> flags, const std::string& want) {
@@ -116,6 +130,9 @@ TEST(SamplingCli, BadSamplerFlagsAreOneLineErrors) {
   expect_error({"--sampler", "ddpm", "--steps", "4"}, "integer timesteps");
   expect_error({"--sampler", "unipc", "--steps", "4", "--order", "5"}, "--order");
   expect_error({"--sampler", "unipc", "--steps", "4", "--unipc_variant", "bh3"}, "--unipc_variant");
+  expect_error({"--sampler", "unipc", "--steps", "4", "--eta", "0.5"},
+               "--sampler unipc does not read --eta 0.5 (it reads: order, unipc_variant");
+  expect_error({"--use_ddim", "True", "--sampler", "unipc", "--steps", "4"}, "give one");
   expect_error({"--steps", "4", "--final_sigma", "one"}, "--final_sigma");
   expect_error({"--steps", "4", "--t_start", "5000"}, "--t_start");
   expect_error({"--steps", "4000"}, "--steps");

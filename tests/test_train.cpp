@@ -104,6 +104,15 @@ TEST(TrainLoop, MicrobatchGivesTheFullBatchUpdate) {
   EXPECT_NEAR(full.last_logged().at("grad_norm"), micro.last_logged().at("grad_norm"), 1e-4);
 }
 
+}  // namespace
+
+// The loop's fp16 loss scale, which only tests set.
+struct TrainLoopTesting {
+  static void set_lg_loss_scale(TrainLoop& loop, double v) { loop.lg_loss_scale_ = v; }
+};
+
+namespace {
+
 TEST(TrainLoop, Fp16SkipsTheStepOnInfGradientsAndLowersTheScale) {
   TempDir dir;
   Rig s(test::tiny_model(), test::tiny_diffusion(), 2);
@@ -115,13 +124,13 @@ TEST(TrainLoop, Fp16SkipsTheStepOnInfGradientsAndLowersTheScale) {
   EXPECT_EQ(s.model->inner_dtype(), at::kHalf);
   EXPECT_EQ(loop.master_params().size(), 1u);  // one flat float32 master copy
   // 2^200 overflows: the scaled gradients are not finite, so the step must be skipped.
-  loop.set_lg_loss_scale(200.0);
+  TrainLoopTesting::set_lg_loss_scale(loop, 200.0);
   const auto before = params_of(loop);
   loop.run_step(pool_batches(4)(0));
   EXPECT_EQ(loop.lg_loss_scale(), 199.0);
   EXPECT_EQ(max_rel_diff(params_of(loop), before), 0.0);
   // A sane scale trains and grows by fp16_scale_growth.
-  loop.set_lg_loss_scale(10.0);
+  TrainLoopTesting::set_lg_loss_scale(loop, 10.0);
   loop.run_step(pool_batches(4)(1));
   EXPECT_DOUBLE_EQ(loop.lg_loss_scale(), 10.0 + c.fp16_scale_growth);
   EXPECT_GT(max_rel_diff(params_of(loop), before), 1e-5);

@@ -106,6 +106,7 @@ struct TrainConfig {
   int64_t max_steps = 0;     // stop after this many steps in total (resumed ones count)
   double max_minutes = 0.0;  // stop (and save) after this much wall time in this run
   uint64_t seed = 0;
+  std::string training_mode = "improved_diffusion";  // the objective (training_objective.h)
   std::string device = "auto";
   std::string precision = "fp32";  // fp32, fp16 (same as --use_fp16 True), bf16 (CUDA autocast)
   bool skip_bad_images = false;

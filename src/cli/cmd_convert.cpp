@@ -3,7 +3,7 @@
 #include "command.h"
 
 #include "idiff/io/tensor_file.h"
-#include "idiff/model/summary.h"
+#include "idiff/model/inspect/summary.h"
 
 #include <iostream>
 

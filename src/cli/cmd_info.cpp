@@ -7,9 +7,9 @@
 #include "idiff/io/pt_file.h"
 #include "idiff/io/tensor_file.h"
 #include "idiff/model/factory.h"
-#include "idiff/model/infer_config.h"
+#include "idiff/model/inspect/infer_config.h"
+#include "idiff/model/inspect/summary.h"
 #include "idiff/model/state_dict.h"
-#include "idiff/model/summary.h"
 
 #include <algorithm>
 #include <iostream>

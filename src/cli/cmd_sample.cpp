@@ -46,6 +46,7 @@ void setup(CLI::App& sub, Mode mode) {
   const std::string a = "idiff additions";
   if (mode != Mode::Nll) {
     add_sampler_flags(f, s);
+    sub.footer(sampler_table_help());
     if (mode == Mode::Sample) {
       f.add("class", s.classes, "class labels to sample, e.g. 3 or 3,7 (cycled; default: random)")
           ->group(a);

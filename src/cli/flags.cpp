@@ -2,8 +2,12 @@
 
 #include "idiff/common/error.h"
 #include "idiff/common/strings.h"
+#include "idiff/diffusion/sampling/sampler_registry.h"
+#include "idiff/train/training_objective.h"
 
 #include <cmath>
+#include <cstdint>
+#include <stdexcept>
 
 namespace idiff::cli {
 namespace {
@@ -222,6 +226,7 @@ void add_train_flags(CLI::App& app, TrainConfig& t) {
         "stop and save after this many minutes (0: no limit)")
       ->group(a);
   f.add("seed", t.seed, "seed of the weights, data order, timesteps and noise")->group(a);
+  f.add("training_mode", t.training_mode, "the objective: " + objective_names())->group(a);
   f.add("device", t.device, "auto, cpu, cuda or cuda:N")->group(a);
   f.add("precision", t.precision, "fp32, fp16 (as --use_fp16 True) or bf16 (CUDA autocast)")
       ->group(a);
@@ -263,11 +268,38 @@ void add_classifier_flags(Flags& f, ClassifierConfig& c) {
       ->group(g);
 }
 
+namespace {
+
+// The help of a solver setting: its registry row's, and which samplers read it.
+std::string solver_setting_help(const std::string& name) {
+  for (const SolverSettingRow& setting : solver_settings()) {
+    if (name != setting.name) continue;
+    std::string readers;
+    for (const SamplerRow& row : sampler_registry()) {
+      if (row.settings & setting.bit)
+        readers += (readers.empty() ? "" : ", ") + std::string(row.name);
+    }
+    return std::string(setting.help) + " (read by " + readers + ")";
+  }
+  throw std::logic_error("no solver setting " + name);
+}
+
+}  // namespace
+
+std::string sampler_table_help() {
+  std::string out = "Samplers (--sampler):\n";
+  for (const SamplerRow& row : sampler_registry()) {
+    const std::string name = row.name;
+    out += "  " + name + std::string(name.size() < 14 ? 14 - name.size() : 1, ' ') + row.help +
+           " [settings: " + setting_names(row.settings) + "]\n";
+  }
+  return out;
+}
+
 void add_sampler_flags(Flags& f, SampleConfig& s) {
   const std::string g = "Sampling engine";
   f.add("sampler", s.sampler,
-        "ddpm, ddim, dpmpp_2m, dpmpp_3m, dpmpp_2m_sde, unipc, euler, heun, euler_a "
-        "(default: ddim with --use_ddim, else ddpm)")
+        sampler_names() + " (default: ddim with --use_ddim, else ddpm; listed below)")
       ->group(g);
   f.add("steps", s.steps, {0, 100000},
         "solver steps of --schedule (0: those of --timestep_respacing)")
@@ -282,11 +314,11 @@ void add_sampler_flags(Flags& f, SampleConfig& s) {
   f.add("final_sigma", s.final_sigma,
         "with --steps: zero (the last step goes to sigma 0) or min (end at t = 0)")
       ->group(g);
-  f.add("eta", s.eta, {0.0, kNoMax}, "DDIM eta (0: deterministic)")->group(g);
-  f.add("order", s.order, {1, 3}, "unipc: order 1-3")->group(g);
-  f.add("unipc_variant", s.unipc_variant, "unipc: bh1 or bh2")->group(g);
-  f.add("lower_order_final", s.lower_order_final,
-        "multistep solvers: lower orders in the last steps below 15 steps")
+  // The solver settings' ranges are the registry's (checked once, by make_solver).
+  f.add("eta", s.eta, {-kNoMax, kNoMax}, solver_setting_help("eta"))->group(g);
+  f.add("order", s.order, {INT64_MIN, INT64_MAX}, solver_setting_help("order"))->group(g);
+  f.add("unipc_variant", s.unipc_variant, solver_setting_help("unipc_variant"))->group(g);
+  f.add("lower_order_final", s.lower_order_final, solver_setting_help("lower_order_final"))
       ->group(g);
   f.add("dynamic_threshold", s.dynamic_threshold, {0.0, 1.0},
         "dynamic thresholding of x_0 at this quantile (e.g. 0.995) instead of --clip_denoised")

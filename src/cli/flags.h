@@ -69,5 +69,8 @@ void add_max_image_pixels_flag(CLI::App& app, int64_t& field);
 // guided-diffusion's classifier flags (classifier_defaults()).
 void add_classifier_flags(Flags& f, ClassifierConfig& c);
 void add_sampler_flags(Flags& f, SampleConfig& s);
+// The samplers of the registry, a line each with their settings: the footer of `idiff sample
+// --help`.
+std::string sampler_table_help();
 
 }  // namespace idiff::cli

@@ -5,6 +5,7 @@
 #include "idiff/common/error.h"
 
 #include <c10/util/Exception.h>
+#include <c10/util/Logging.h>
 
 #include <algorithm>
 #include <iostream>
@@ -51,6 +52,9 @@ std::string name_flags(const std::string& message, const CLI::App& app) {
 
 int main(int argc, char** argv) {
   using idiff::cli::registry;
+  // c10d logs its retries and failures through c10's logger; honour TORCH_CPP_LOG_LEVEL
+  // (e.g. ERROR or FATAL to quieten them) as PyTorch does. The library leaves it to us.
+  c10::initLogging();
   CLI::App app{
       "idiff: improved denoising diffusion probabilistic models (Nichol & Dhariwal 2021) on "
       "LibTorch.\nFlags are the reference's (improved-diffusion); booleans take True/False."};

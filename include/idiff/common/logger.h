@@ -8,7 +8,7 @@
 // FileError naming the file, thrown once; the files are not written after it.
 #pragma once
 
-#include "idiff/train/dir_lock.h"
+#include "idiff/common/dir_lock.h"
 
 #include <cstdio>
 #include <map>

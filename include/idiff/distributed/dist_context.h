@@ -9,6 +9,12 @@
 // (--dist_timeout): a peer that exits, stalls or never starts makes the call throw an
 // idiff::Error that says so, instead of hanging. After such an error the context is
 // unusable; the process should exit.
+//
+// Process-wide state: a context on a CUDA device makes that device current (so NCCL and
+// library handles do not all land on GPU 0) and makes the one that was current before
+// current again when it is destroyed. c10's logging (TORCH_CPP_LOG_LEVEL, which c10d's
+// retry messages honour) is the program's to set up: the idiff program calls
+// c10::initLogging() at start.
 #pragma once
 
 #include "idiff/config.h"
@@ -116,6 +122,7 @@ class DistContext {
   std::string backend_name_ = "none";
   int64_t bucket_bytes_ = kDefaultBucketBytes;
   std::unique_ptr<dist_detail::ProcessGroup> pg_;
+  int previous_cuda_device_ = -1;  // made current again by the destructor (-1: unchanged)
 };
 
 }  // namespace idiff

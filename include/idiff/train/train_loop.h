@@ -28,6 +28,7 @@
 #include "idiff/model/unet.h"
 #include "idiff/train/adamw.h"
 #include "idiff/train/train_checkpoint.h"
+#include "idiff/train/training_objective.h"
 
 #include <c10/core/Device.h>
 
@@ -43,17 +44,6 @@ namespace idiff {
 class DistContext;
 class GradReducer;
 
-// One batch: images [N, C, H, W] in [-1, 1] and the model's conditioning.
-struct TrainBatch {
-  at::Tensor images;
-  ModelKwargs kwargs;
-  // Optional, for tests that must reproduce another run exactly (a data-parallel run
-  // against one process trained on the concatenated batch): the timesteps [N] (int64)
-  // and the noise [N, C, H, W] to use instead of drawing them. The loss weights are the
-  // sampler's 1 / (T p_t) for these timesteps.
-  at::Tensor timesteps;
-  at::Tensor noise;
-};
 // Produces the next batch for `step` (the number of completed steps), so a resumed run
 // sees the data a straight run would have seen.
 using BatchFn = std::function<TrainBatch(int64_t step)>;
@@ -71,6 +61,11 @@ class TrainLoop {
  public:
   // `dist`: the ranks to train with (nullptr: this process alone). Every rank must
   // construct its loop with the same settings; the constructor already communicates.
+  // `objective`: what a step minimises (training_objective.h).
+  TrainLoop(UNetModel model, std::unique_ptr<TrainingObjective> objective, BatchFn data,
+            const TrainConfig& config, Logger& logger, c10::Device device,
+            DistContext* dist = nullptr);
+  // improved-diffusion's objective over `diffusion` with timesteps from `sampler`.
   TrainLoop(UNetModel model, const GaussianDiffusion& diffusion,
             std::unique_ptr<ScheduleSampler> sampler, BatchFn data, const TrainConfig& config,
             Logger& logger, c10::Device device, DistContext* dist = nullptr);
@@ -99,10 +94,11 @@ class TrainLoop {
   const std::vector<std::vector<at::Tensor>>& ema_params() const { return ema_params_; }
   const std::vector<double>& ema_rates() const { return ema_rates_; }
   double lg_loss_scale() const { return lg_loss_scale_; }
-  void set_lg_loss_scale(double v) { lg_loss_scale_ = v; }
   const UNetModel& model() const { return model_; }
   AdamW& optimizer() { return *opt_; }
-  const ScheduleSampler& schedule_sampler() const { return *sampler_; }
+  const TrainingObjective& objective() const { return *objective_; }
+  // The improved_diffusion objective's timestep sampler (an Error for other objectives).
+  const ScheduleSampler& schedule_sampler() const;
   const DistContext& dist() const { return *dist_; }
   // The values written at the last log dump (loss, mse, grad_norm, ...).
   const std::map<std::string, double>& last_logged() const { return last_logged_; }
@@ -111,6 +107,8 @@ class TrainLoop {
   TensorMap params_to_state_dict(const std::vector<at::Tensor>& params) const;
 
  private:
+  friend struct TrainLoopTesting;  // tests set the fp16 loss scale (tests/test_train.cpp)
+
   void load_and_sync_parameters();
   void load_ema(double rate, std::vector<at::Tensor>& ema);
   void load_and_sync_optimizer();
@@ -131,8 +129,7 @@ class TrainLoop {
   std::string progress_line(double steps_per_sec, double images_per_sec) const;
 
   UNetModel model_;
-  const GaussianDiffusion& diffusion_;
-  std::unique_ptr<ScheduleSampler> sampler_;
+  std::unique_ptr<TrainingObjective> objective_;
   BatchFn data_;
   TrainConfig config_;
   Logger& logger_;

@@ -1,4 +1,4 @@
-#include "idiff/train/dir_lock.h"
+#include "idiff/common/dir_lock.h"
 
 #include "idiff/common/error.h"
 

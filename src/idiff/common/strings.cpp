@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <limits>
 
@@ -121,6 +122,18 @@ bool parse_bool(const std::string& text, const std::string& what) {
   if (v == "yes" || v == "true" || v == "t" || v == "y" || v == "1") return true;
   if (v == "no" || v == "false" || v == "f" || v == "n" || v == "0") return false;
   throw ConfigError(str(what, ": '", text, "' is not a boolean (expected True or False)"));
+}
+
+std::string join(const std::vector<std::string>& items, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
+  return out;
+}
+
+std::string format_double(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  return buf;
 }
 
 }  // namespace idiff

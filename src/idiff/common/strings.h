@@ -1,4 +1,4 @@
-// Parsing helpers for flag values shared by the library and the CLI.
+// Parsing and formatting helpers for flag values and logs, shared by the library and the CLI.
 #pragma once
 
 #include <cstdint>
@@ -27,5 +27,10 @@ bool parse_bool(const std::string& text, const std::string& what);
 
 std::vector<std::string> split(const std::string& text, char sep);
 std::string trim(const std::string& text);
+// {"a", "b"}, ", " -> "a, b".
+std::string join(const std::vector<std::string>& items, const std::string& sep);
+
+// Full precision, as numpy prints a float64 (the reference logs np.mean(...)).
+std::string format_double(double v);
 
 }  // namespace idiff

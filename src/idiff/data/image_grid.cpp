@@ -1,4 +1,4 @@
-#include "idiff/io/image_grid.h"
+#include "idiff/data/image_grid.h"
 
 #include "idiff/common/error.h"
 

@@ -7,7 +7,6 @@
 #include "idiff/distributed/process_group.h"
 
 #include <ATen/ATen.h>
-#include <c10/util/Logging.h>
 #include <torch/cuda.h>
 
 #ifdef IDIFF_WITH_CUDA
@@ -42,7 +41,11 @@ constexpr int64_t kMaxGatherDims = 8;
 DistContext::DistContext(DistEnv env, c10::Device device, double timeout_seconds)
     : env_(std::move(env)), device_(device), timeout_seconds_(timeout_seconds) {}
 
-DistContext::~DistContext() = default;
+DistContext::~DistContext() {
+#ifdef IDIFF_WITH_CUDA
+  if (previous_cuda_device_ >= 0) c10::cuda::set_device(previous_cuda_device_);
+#endif
+}
 
 std::unique_ptr<DistContext> DistContext::from_environment(c10::Device device,
                                                            double timeout_seconds) {
@@ -56,12 +59,12 @@ std::unique_ptr<DistContext> DistContext::from_env(const DistEnv& env, c10::Devi
 #ifdef IDIFF_WITH_CUDA
   // This rank's GPU becomes the current device, so nothing that uses the current device
   // (NCCL's set-up, library handles) makes a context on GPU 0 in every rank.
-  if (device.is_cuda() && device.has_index()) c10::cuda::set_device(device.index());
+  if (device.is_cuda() && device.has_index() && c10::cuda::current_device() != device.index()) {
+    ctx->previous_cuda_device_ = c10::cuda::current_device();
+    c10::cuda::set_device(device.index());
+  }
 #endif
   if (!env.launched()) return ctx;
-  // c10d logs its retries and failures through c10's logger; honour TORCH_CPP_LOG_LEVEL
-  // (e.g. ERROR or FATAL to quieten them) as PyTorch does.
-  c10::initLogging();
   auto pg = dist_detail::create_process_group(env, device, to_ms(timeout_seconds));
   if (!pg.backend) return ctx;  // one CPU process in a build without Gloo: run alone
   ctx->pg_ = std::make_unique<dist_detail::ProcessGroup>(std::move(pg));

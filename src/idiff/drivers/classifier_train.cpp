@@ -10,8 +10,8 @@
 #include "idiff/diffusion/resample.h"
 #include "idiff/io/tensor_file.h"
 #include "idiff/model/factory.h"
+#include "idiff/model/inspect/summary.h"
 #include "idiff/model/state_dict.h"
-#include "idiff/model/summary.h"
 #include "idiff/train/adamw.h"
 #include "idiff/train/optimizer_file.h"
 

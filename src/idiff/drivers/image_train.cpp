@@ -11,8 +11,8 @@
 #include "idiff/drivers/super_res.h"
 #include "idiff/io/atomic_file.h"
 #include "idiff/model/factory.h"
+#include "idiff/model/inspect/summary.h"
 #include "idiff/model/state_dict.h"
-#include "idiff/model/summary.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -28,6 +28,7 @@ RankSettings train_settings(const TrainJob& job) {
   const auto n = [](auto v) { return str(v); };
   RankSettings out = model_and_diffusion_settings(job.model, job.diffusion);
   const RankSettings train = {
+      {"`training_mode`", t.training_mode},
       {"`schedule_sampler`", t.schedule_sampler},
       {"`lr`", n(t.lr)},
       {"`lr_anneal_steps`", n(t.lr_anneal_steps)},
@@ -81,8 +82,9 @@ StopReason run_training(const TrainJob& job) {
   }
   const GaussianDiffusion diffusion = create_gaussian_diffusion(job.diffusion);
   logger.log(str("model parameters: ", with_commas(parameter_count(*model))));
-  std::unique_ptr<ScheduleSampler> sampler =
-      create_named_schedule_sampler(tc.schedule_sampler, diffusion);
+  std::unique_ptr<TrainingObjective> objective =
+      find_objective(tc.training_mode).make(ObjectiveContext{diffusion, tc});
+  logger.log("objective: " + objective->name());
 
   // Before the first collective (TrainLoop broadcasts the weights): the ranks agree.
   RankSettings settings = train_settings(job);
@@ -133,7 +135,7 @@ StopReason run_training(const TrainJob& job) {
   };
 
   logger.log("training...");
-  TrainLoop loop(model, diffusion, std::move(sampler), data, tc, logger, device, dist.get());
+  TrainLoop loop(model, std::move(objective), data, tc, logger, device, dist.get());
   loop.set_stop_check(job.stop);
   const StopReason reason = loop.run_loop();
   switch (reason) {

@@ -4,7 +4,7 @@
 #include "idiff/common/strings.h"
 #include "idiff/io/tensor_file.h"
 #include "idiff/model/factory.h"
-#include "idiff/model/infer_config.h"
+#include "idiff/model/inspect/infer_config.h"
 #include "idiff/model/state_dict.h"
 
 namespace idiff {

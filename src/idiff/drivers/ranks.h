@@ -5,6 +5,8 @@
 
 #include "idiff/config.h"
 #include "idiff/distributed/dist_context.h"
+#include "idiff/distributed/rank_agreement.h"
+#include "idiff/drivers/sampler_setup.h"
 
 #include <cstdint>
 #include <memory>
@@ -22,15 +24,19 @@ Ranks join_ranks(DistContext* given, const std::string& device_flag, double time
 
 // join_ranks for a sampling or evaluation run (`sample.device`, `sample.dist_timeout`),
 // then, before the first collective, the check that every rank has the same model,
-// diffusion, num_samples and batch_size.
+// diffusion, num_samples, batch_size and guidance, and with a sampler `setup` (sampling,
+// not nll) every setting that shapes the images: sampling_settings.
 Ranks join_sampling_ranks(DistContext* given, const ModelConfig& model,
-                          const DiffusionConfig& diffusion, const SampleConfig& sample);
+                          const DiffusionConfig& diffusion, const SampleConfig& sample,
+                          const SamplerSetup* setup = nullptr);
+
+// What shapes the samples beyond the model: the sampler and the settings its registry row
+// reads, the resolved step schedule (however its flags spelled it), the thresholding, the
+// seed, the labels asked for, the starting images or noise, and the output kinds.
+RankSettings sampling_settings(const SampleConfig& sample, const SamplerSetup& setup);
 
 // The seed of rank r's noise generator: `seed` itself on rank 0, so one process draws what
 // it always drew; a different stream on every other rank.
 uint64_t rank_seed(uint64_t seed, int64_t rank);
-
-// Full precision, as numpy prints a float64 (the reference logs np.mean(...)).
-std::string format_double(double v);
 
 }  // namespace idiff

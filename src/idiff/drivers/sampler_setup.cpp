@@ -1,7 +1,9 @@
 #include "idiff/drivers/sampler_setup.h"
 
 #include "idiff/common/error.h"
+#include "idiff/common/strings.h"
 #include "idiff/diffusion/factory.h"
+#include "idiff/diffusion/sampling/sampler_registry.h"
 
 namespace idiff {
 
@@ -10,12 +12,18 @@ SamplerSetup sampler_setup(const SampleConfig& s, const DiffusionConfig& d) {
   DiffusionConfig full = d;
   full.timestep_respacing = "";
   out.params = diffusion_params(full);
+  IDIFF_REQUIRE(!s.use_ddim || s.sampler.empty() || s.sampler == "ddim", ConfigError,
+                "`use_ddim` True asks for ddim and `sampler` for ", s.sampler, ": give one");
   out.solver.name = !s.sampler.empty() ? s.sampler : s.use_ddim ? "ddim" : "ddpm";
   out.solver.eta = s.eta;
   out.solver.order = s.order;
   out.solver.unipc_variant = s.unipc_variant;
   out.solver.lower_order_final = s.lower_order_final;
-  IDIFF_REQUIRE(s.eta >= 0, ConfigError, "`eta` must be non-negative, got ", s.eta);
+  const SamplerRow& row = find_sampler(out.solver.name);
+  check_solver_settings(row, out.solver);
+  const std::vector<std::string> unread = unread_settings(row, out.solver);
+  IDIFF_REQUIRE(unread.empty(), ConfigError, "`sampler` ", row.name, " does not read ",
+                join(unread, ", "), " (it reads: ", setting_names(row.settings), ")");
   IDIFF_REQUIRE(s.final_sigma == "zero" || s.final_sigma == "min", ConfigError,
                 "`final_sigma` must be zero or min, got '", s.final_sigma, "'");
   IDIFF_REQUIRE(s.dynamic_threshold >= 0 && s.dynamic_threshold <= 1, ConfigError,
@@ -55,7 +63,14 @@ std::unique_ptr<Solver> make_solver(const SamplerSetup& setup, const ModelFn& mo
 }
 
 std::string describe(const Solver& solver, const SamplerSetup& setup) {
-  return str(solver.name(), ", ", solver.num_steps(), " steps (", solver.total_model_calls(),
+  // A row with the reference's sampler and an engine formula says which one runs.
+  const SamplerRow& row = find_sampler(setup.solver.name);
+  std::string which;
+  if (row.reference != ReferenceSampler::None && row.engine != nullptr) {
+    which = has_integer_levels(setup.schedule) ? " (the reference's loop)"
+                                               : " (on the continuous schedule)";
+  }
+  return str(solver.name(), which, ", ", solver.num_steps(), " steps (", solver.total_model_calls(),
              " model calls), ", setup.schedule_name);
 }
 

@@ -3,9 +3,9 @@
 #include "idiff/common/error.h"
 #include "idiff/io/atomic_file.h"
 #include "idiff/io/file_format.h"
-#include "idiff/io/pickler.h"
+#include "idiff/io/pickle/pickler.h"
+#include "idiff/io/pickle/unpickler.h"
 #include "idiff/io/pt_legacy.h"
-#include "idiff/io/unpickler.h"
 
 #include <limits>
 

@@ -6,7 +6,7 @@
 // stored records, data 64-byte aligned.
 #pragma once
 
-#include "idiff/io/pickle_value.h"
+#include "idiff/io/pickle/pickle_value.h"
 #include "idiff/io/zip_archive.h"
 
 #include <string>

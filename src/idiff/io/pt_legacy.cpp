@@ -1,7 +1,7 @@
 #include "idiff/io/pt_legacy.h"
 
 #include "idiff/common/error.h"
-#include "idiff/io/unpickler.h"
+#include "idiff/io/pickle/unpickler.h"
 
 #include <cstring>
 #include <fstream>

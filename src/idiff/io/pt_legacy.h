@@ -8,7 +8,7 @@
 // Files written with a pickle protocol other than 2 (torch.save's default) are refused.
 #pragma once
 
-#include "idiff/io/pickle_value.h"
+#include "idiff/io/pickle/pickle_value.h"
 
 #include <string>
 

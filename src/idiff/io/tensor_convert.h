@@ -4,7 +4,7 @@
 // storage stay shared in a .pt file.
 #pragma once
 
-#include "idiff/io/pickle_value.h"
+#include "idiff/io/pickle/pickle_value.h"
 #include "idiff/io/tensor_map.h"
 
 #include <ATen/core/Tensor.h>

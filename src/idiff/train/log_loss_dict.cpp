@@ -22,7 +22,7 @@ void TrainLoop::accumulate_stats(const at::Tensor& t,
                                  const at::Tensor& weights) {
   at::NoGradGuard no_grad;
   const at::Tensor quartile =
-      (t.to(at::kLong) * 4).div(diffusion_.num_timesteps(), "floor").clamp(0, 3);  // [N]
+      (t.to(at::kLong) * 4).div(objective_->num_timesteps(), "floor").clamp(0, 3);  // [N]
   if (!stat_counts_.defined()) {
     stat_counts_ = at::zeros({4}, at::TensorOptions().dtype(at::kDouble).device(device_));
     nonfinite_ = at::zeros({}, at::TensorOptions().dtype(at::kBool).device(device_));

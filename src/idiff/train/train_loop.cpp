@@ -30,22 +30,20 @@ uint64_t step_seed(uint64_t seed, int64_t step, int64_t rank) {
   return x & 0x7FFFFFFFFFFFFFFFull;
 }
 
-// The loss weights 1 / (T p_t) of given timesteps (as ScheduleSampler::sample gives them).
-at::Tensor weights_for(const ScheduleSampler& sampler, const at::Tensor& t) {
-  const at::Tensor probs = at::tensor(sampler.probabilities(), at::kDouble);
-  const at::Tensor w = 1.0 / (static_cast<double>(probs.size(0)) * probs.index_select(0, t.cpu()));
-  return w.to(at::kFloat).to(t.device());
-}
-
 }  // namespace
 
 TrainLoop::TrainLoop(UNetModel model, const GaussianDiffusion& diffusion,
                      std::unique_ptr<ScheduleSampler> sampler, BatchFn data,
                      const TrainConfig& config, Logger& logger, c10::Device device,
                      DistContext* dist)
+    : TrainLoop(std::move(model), make_diffusion_objective(diffusion, std::move(sampler)),
+                std::move(data), config, logger, device, dist) {}
+
+TrainLoop::TrainLoop(UNetModel model, std::unique_ptr<TrainingObjective> objective, BatchFn data,
+                     const TrainConfig& config, Logger& logger, c10::Device device,
+                     DistContext* dist)
     : model_(std::move(model)),
-      diffusion_(diffusion),
-      sampler_(std::move(sampler)),
+      objective_(std::move(objective)),
       data_(std::move(data)),
       config_(config),
       logger_(logger),
@@ -121,6 +119,13 @@ TrainLoop::TrainLoop(UNetModel model, const GaussianDiffusion& diffusion,
 }
 
 TrainLoop::~TrainLoop() = default;
+
+const ScheduleSampler& TrainLoop::schedule_sampler() const {
+  const ScheduleSampler* sampler = schedule_sampler_of(*objective_);
+  IDIFF_REQUIRE(sampler != nullptr, Error, "the objective ", objective_->name(),
+                " has no timestep sampler");
+  return *sampler;
+}
 
 StopReason TrainLoop::run_loop() {
   start_time_ = std::chrono::steady_clock::now();
@@ -207,26 +212,13 @@ void TrainLoop::forward_backward(const TrainBatch& batch) {
                 " images, expected `batch_size` ", config_.batch_size);
   // Timesteps and noise are drawn once for the whole batch and sliced per microbatch, so
   // microbatching changes only the summation order, not the update.
-  at::Tensor t_all, weights_all;
-  if (batch.timesteps.defined()) {
-    IDIFF_REQUIRE(batch.timesteps.sizes() == at::IntArrayRef{n}, Error,
-                  "the batch's timesteps have shape ", batch.timesteps.sizes(), ", expected [", n,
-                  "]");
-    t_all = batch.timesteps.to(device_, at::kLong);
-    weights_all = weights_for(*sampler_, t_all);
-  } else {
-    std::tie(t_all, weights_all) = sampler_->sample(n, device_);
-  }
   const at::Tensor images = batch.images.to(device_);
-  const at::Tensor noise_all = batch.noise.defined() ? batch.noise.to(device_, images.scalar_type())
-                                                     : at::randn_like(images);
-  IDIFF_REQUIRE(noise_all.sizes() == images.sizes(), Error, "the batch's noise has shape ",
-                noise_all.sizes(), ", expected ", images.sizes());
+  const ObjectiveDraws draws = objective_->draw(batch, images);
   std::vector<at::Tensor> all_losses;
   for (int64_t i = 0; i < n; i += microbatch_) {
     const int64_t len = std::min(microbatch_, n - i);
     const at::Tensor micro = images.narrow(0, i, len);
-    const at::Tensor t = t_all.narrow(0, i, len), weights = weights_all.narrow(0, i, len);
+    const at::Tensor t = draws.t.narrow(0, i, len), weights = draws.weights.narrow(0, i, len);
     ModelKwargs kw;
     if (batch.kwargs.y.defined()) kw.y = batch.kwargs.y.narrow(0, i, len).to(device_);
     if (batch.kwargs.low_res.defined())
@@ -238,7 +230,7 @@ void TrainLoop::forward_backward(const TrainBatch& batch) {
     std::map<std::string, at::Tensor> losses;
     {
       AutocastGuard autocast(bf16_ ? device_.type() : c10::DeviceType::CPU, bf16_);
-      losses = diffusion_.training_losses(model_fn, micro, t, noise_all.narrow(0, i, len));
+      losses = objective_->losses(model_fn, micro, draws, i, len);
     }
     all_losses.push_back(losses.at("loss").detach());
     accumulate_stats(t, losses, weights);
@@ -252,15 +244,15 @@ void TrainLoop::forward_backward(const TrainBatch& batch) {
     loss.backward();
   }
   reducer_->finish();  // every .grad() now holds the mean over the ranks
-  if (auto* aware = dynamic_cast<LossAwareSampler*>(sampler_.get())) {
+  if (objective_->observes()) {
     // Every rank's timesteps and losses, in rank order, so every rank's sampler stays the
     // same (the reference's update_with_local_losses).
-    at::Tensor ts = t_all, ls = at::cat(all_losses);
+    at::Tensor ts = draws.t, ls = at::cat(all_losses);
     if (dist_->is_distributed()) {
       ts = at::cat(dist_->all_gather(ts));
       ls = at::cat(dist_->all_gather(ls));
     }
-    aware->update_with_all_losses(ts, ls);
+    objective_->observe(ts, ls);
   }
 }
 

@@ -8,12 +8,9 @@
 // a different shape (Heun's last, one-call step) report another variant(); each variant
 // is captured once.
 //
-// Names (make_solver): ddpm and ddim are the reference's samplers (Ho et al. 2020 Alg. 2;
-// Song et al. 2021), results unchanged; dpmpp_2m, dpmpp_3m, dpmpp_2m_sde (Lu et al. 2022,
-// "DPM-Solver++"), unipc (Zhao et al. 2023, "UniPC", bh1/bh2, orders 1-3), euler, heun,
-// euler_a (Karras et al. 2022, "EDM", Alg. 1 without churn; euler is DDIM in another
-// parametrisation). All but ddpm are deterministic unless they say otherwise (ddim with
-// eta > 0, dpmpp_2m_sde, euler_a draw one N(0, I) tensor per step).
+// The samplers by name, their help and the settings each reads: sampler_registry.h. All but
+// ddpm are deterministic unless they say otherwise (ddim with eta > 0, dpmpp_2m_sde, euler_a
+// draw one N(0, I) tensor per step).
 #pragma once
 
 #include "idiff/diffusion/gaussian_diffusion.h"
@@ -68,14 +65,12 @@ struct SolverOptions {
   bool lower_order_final = true;
 };
 
-// The names make_solver knows, for messages.
-const char* solver_names();
-
-// A solver of `options.name` over `schedule` for the full (not respaced) process `params`.
-// ddpm and ddim over integer timesteps run the reference's p_sample / ddim_sample on a
-// SpacedDiffusion of those steps (bit for bit the reference); ddpm needs integer timesteps
-// ending at sigma 0, and ddim with fractional ones uses its formula on the continuous
-// schedule. Unknown names and settings are ConfigErrors naming the flag.
+// A solver of `options.name` (a row of sampler_registry.h) over `schedule` for the full (not
+// respaced) process `params`. A row with a reference sampler (ddpm, ddim) on integer
+// timesteps runs the reference's p_sample / ddim_sample on a SpacedDiffusion of those steps
+// (bit for bit the reference), and needs them to end at sigma 0; on fractional timesteps
+// ddim runs its engine formula on the continuous schedule. Unknown names and settings out
+// of range are ConfigErrors naming the flag.
 std::unique_ptr<Solver> make_solver(const SolverOptions& options, const DiffusionParams& params,
                                     const StepSchedule& schedule, const ModelFn& model,
                                     const DenoiserOptions& denoiser);

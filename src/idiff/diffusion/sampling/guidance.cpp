@@ -1,4 +1,4 @@
-#include "idiff/drivers/guidance.h"
+#include "idiff/diffusion/sampling/guidance.h"
 
 #include "idiff/common/error.h"
 
@@ -9,8 +9,8 @@
 
 namespace idiff {
 
-CondFn classifier_cond_fn(EncoderUNetModel classifier, at::Tensor y, double scale) {
-  return [classifier, y, scale](const at::Tensor& x, const at::Tensor& t) mutable {
+CondFn classifier_cond_fn(ModelFn logits_fn, at::Tensor y, double scale) {
+  return [logits_fn, y, scale](const at::Tensor& x, const at::Tensor& t) {
     at::Tensor grad;
     {
       // Sampling runs without gradients, often in inference mode; the gradient needs both
@@ -18,7 +18,7 @@ CondFn classifier_cond_fn(EncoderUNetModel classifier, at::Tensor y, double scal
       c10::InferenceMode normal_tensors(false);
       at::AutoGradMode with_grad(true);
       const at::Tensor x_in = x.detach().clone().requires_grad_(true);
-      const at::Tensor logits = classifier->forward(x_in, t.detach().clone());
+      const at::Tensor logits = logits_fn(x_in, t.detach().clone());
       IDIFF_REQUIRE(y.dim() == 1 && y.size(0) == x.size(0), Error,
                     "classifier guidance: ", y.sizes(), " labels for a batch of ", x.size(0));
       const at::Tensor selected =
@@ -29,18 +29,10 @@ CondFn classifier_cond_fn(EncoderUNetModel classifier, at::Tensor y, double scal
   };
 }
 
-ModelFn classifier_free_model_fn(UNetModel model, ModelKwargs kwargs, double scale) {
-  const UNetOptions& o = model->options();
-  IDIFF_REQUIRE(o.num_classes > 0 && o.null_label, ConfigError,
-                "`guidance_scale` needs a class-conditional model trained with a null label "
-                "(`class_dropout_prob` > 0)");
-  IDIFF_REQUIRE(kwargs.y.defined(), ConfigError, "`guidance_scale`: the samples need labels");
-  ModelKwargs both = kwargs;
-  both.y = at::cat({kwargs.y, at::full_like(kwargs.y, o.num_classes)});
-  if (kwargs.low_res.defined()) both.low_res = at::cat({kwargs.low_res, kwargs.low_res});
-  return [model, both, scale](const at::Tensor& x, const at::Tensor& t) mutable {
+ModelFn classifier_free_guidance(ModelFn cond_and_uncond, double scale) {
+  return [cond_and_uncond, scale](const at::Tensor& x, const at::Tensor& t) {
     const int64_t n = x.size(0), c = x.size(1);
-    const at::Tensor out = model->forward_kwargs(at::cat({x, x}), at::cat({t, t}), both);
+    const at::Tensor out = cond_and_uncond(at::cat({x, x}), at::cat({t, t}));
     const at::Tensor cond = out.narrow(0, 0, n), uncond = out.narrow(0, n, n);
     const at::Tensor mean =
         uncond.narrow(1, 0, c) + scale * (cond.narrow(1, 0, c) - uncond.narrow(1, 0, c));

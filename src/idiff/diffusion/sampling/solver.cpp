@@ -3,14 +3,11 @@
 #include "idiff/common/error.h"
 #include "idiff/diffusion/respace.h"
 #include "idiff/diffusion/sampling/linear_multistep.h"
+#include "idiff/diffusion/sampling/sampler_registry.h"
 
 #include <set>
 
 namespace idiff {
-
-const char* solver_names() {
-  return "ddpm, ddim, dpmpp_2m, dpmpp_3m, dpmpp_2m_sde, unipc, euler, heun, euler_a";
-}
 
 int64_t Solver::total_model_calls() const {
   int64_t calls = 0;
@@ -32,51 +29,26 @@ std::unique_ptr<Solver> make_solver(const SolverOptions& o, const DiffusionParam
                               params.model_var_type == ModelVarType::LearnedRange;
   const NoiseSchedule ns = noise_schedule_of(params);
   check_step_schedule(schedule, ns.num_timesteps(), "the step schedule");
-  const bool reference = o.name == "ddpm" || (o.name == "ddim" && has_integer_levels(schedule));
-  if (reference) {
-    IDIFF_REQUIRE(has_integer_levels(schedule) && schedule.ends_clean(), ConfigError,
-                  "`sampler` ddpm needs integer timesteps ending at sigma 0 (a respacing string, "
-                  "or `schedule` linspace/leading/trailing with `final_sigma` zero)");
-    IDIFF_REQUIRE(denoiser.threshold != Threshold::Dynamic, ConfigError, "`sampler` ", o.name,
+  const SamplerRow& row = find_sampler(o.name);
+  check_solver_settings(row, o);
+  const bool integer = has_integer_levels(schedule);
+  if (row.reference != ReferenceSampler::None && (integer || row.engine == nullptr)) {
+    IDIFF_REQUIRE(integer && schedule.ends_clean(), ConfigError, "`sampler` ", row.name,
+                  " needs integer timesteps ending at sigma 0 (a respacing string, or `schedule` "
+                  "linspace/leading/trailing with `final_sigma` zero)");
+    IDIFF_REQUIRE(denoiser.threshold != Threshold::Dynamic, ConfigError, "`sampler` ", row.name,
                   " (the reference's) clips or not: `dynamic_threshold` needs another sampler");
     std::set<int64_t> kept;
     for (size_t i = 0; i + 1 < schedule.levels.size(); ++i) {
       kept.insert(static_cast<int64_t>(schedule.levels[i]));
     }
-    return make_reference_solver(SpacedDiffusion(kept, params), model, o.name == "ddim", o.eta,
-                                 denoiser.threshold == Threshold::Clip, denoiser.denoised_fn,
-                                 denoiser.cond_fn);
+    return make_reference_solver(
+        SpacedDiffusion(kept, params), model, row.reference == ReferenceSampler::DdimSample, o.eta,
+        denoiser.threshold == Threshold::Clip, denoiser.denoised_fn, denoiser.cond_fn);
   }
   IDIFF_REQUIRE(params.model_mean_type != ModelMeanType::PreviousX, ConfigError, "`sampler` ",
-                o.name, " needs a model that predicts epsilon or x_0, not x_{t-1}");
-  const std::vector<NoiseLevel> levels = levels_of(ns, schedule);
-  Denoiser d(model, denoiser);
-  const bool lof = o.lower_order_final;
-  if (o.name == "ddim") {
-    IDIFF_REQUIRE(o.eta >= 0.0, ConfigError, "`eta` must be non-negative, got ", o.eta);
-    return make_linear_solver("ddim", schedule, levels, std::move(d), ddim_plan(levels, o.eta));
-  }
-  if (o.name == "euler") {
-    return make_linear_solver("euler", schedule, levels, std::move(d), ddim_plan(levels, 0.0));
-  }
-  if (o.name == "euler_a") {
-    return make_linear_solver("euler_a", schedule, levels, std::move(d),
-                              euler_ancestral_plan(levels));
-  }
-  if (o.name == "heun") return make_heun_solver(schedule, levels, std::move(d));
-  if (o.name == "dpmpp_2m" || o.name == "dpmpp_3m" || o.name == "dpmpp_2m_sde") {
-    const int64_t order = o.name == "dpmpp_3m" ? 3 : 2;
-    return make_linear_solver(o.name, schedule, levels, std::move(d),
-                              dpm_solver_pp_plan(levels, order, o.name == "dpmpp_2m_sde", lof));
-  }
-  if (o.name == "unipc") {
-    IDIFF_REQUIRE(o.unipc_variant == "bh1" || o.unipc_variant == "bh2", ConfigError,
-                  "`unipc_variant` must be bh1 or bh2, got '", o.unipc_variant, "'");
-    return make_linear_solver("unipc", schedule, levels, std::move(d),
-                              unipc_plan(levels, o.order, o.unipc_variant == "bh2", lof));
-  }
-  throw ConfigError(
-      str("`sampler`: unknown sampler '", o.name, "' (expected one of ", solver_names(), ")"));
+                row.name, " needs a model that predicts epsilon or x_0, not x_{t-1}");
+  return row.engine(o, schedule, levels_of(ns, schedule), Denoiser(model, denoiser));
 }
 
 }  // namespace idiff

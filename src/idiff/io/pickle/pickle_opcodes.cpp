@@ -1,4 +1,4 @@
-#include "idiff/io/pickle_opcodes.h"
+#include "idiff/io/pickle/pickle_opcodes.h"
 
 namespace idiff::pickle_op {
 

@@ -1,4 +1,4 @@
-#include "idiff/io/pickle_value.h"
+#include "idiff/io/pickle/pickle_value.h"
 
 #include "idiff/common/error.h"
 

@@ -1,9 +1,9 @@
 // Opcodes as in Lib/pickletools.py. Globals are memoised (BINPUT/BINGET) as torch.save
 // does; other values are written once each.
-#include "idiff/io/pickler.h"
+#include "idiff/io/pickle/pickler.h"
 
 #include "idiff/common/error.h"
-#include "idiff/io/pickle_opcodes.h"
+#include "idiff/io/pickle/pickle_opcodes.h"
 
 #include <cstring>
 #include <map>

@@ -4,7 +4,7 @@
 // torch::pickle_save writes a type-tagging global that weights_only refuses.)
 #pragma once
 
-#include "idiff/io/pickle_value.h"
+#include "idiff/io/pickle/pickle_value.h"
 
 #include <memory>
 #include <string>

@@ -1,8 +1,8 @@
 // The restricted pickle machine's main loop: one case per allowed opcode (see unpickler.h
 // for the rules and unpickler_machine.h for the arena).
-#include "idiff/io/unpickler.h"
+#include "idiff/io/pickle/unpickler.h"
 
-#include "idiff/io/unpickler_machine.h"
+#include "idiff/io/pickle/unpickler_machine.h"
 
 namespace idiff {
 namespace unpickler_detail {

@@ -20,7 +20,7 @@
 // file cannot unfold into a huge tree.
 #pragma once
 
-#include "idiff/io/pickle_value.h"
+#include "idiff/io/pickle/pickle_value.h"
 
 #include <cstdint>
 #include <functional>

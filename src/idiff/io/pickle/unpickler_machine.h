@@ -6,8 +6,8 @@
 #pragma once
 
 #include "idiff/common/error.h"
-#include "idiff/io/pickle_opcodes.h"
-#include "idiff/io/unpickler.h"
+#include "idiff/io/pickle/pickle_opcodes.h"
+#include "idiff/io/pickle/unpickler.h"
 
 #include <cstdio>
 #include <cstring>

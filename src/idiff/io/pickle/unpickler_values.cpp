@@ -1,6 +1,6 @@
 // What the allowed globals build (OrderedDict, tensors over persistent storages, parameters)
 // and the conversion of the arena into the PickleValue tree, with its limits.
-#include "idiff/io/unpickler_machine.h"
+#include "idiff/io/pickle/unpickler_machine.h"
 
 namespace idiff::unpickler_detail {
 

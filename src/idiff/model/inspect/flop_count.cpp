@@ -1,4 +1,4 @@
-#include "idiff/model/flop_count.h"
+#include "idiff/model/inspect/flop_count.h"
 
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>

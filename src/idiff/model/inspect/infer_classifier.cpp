@@ -2,7 +2,7 @@
 // the shapes of its state dict.
 #include "idiff/common/error.h"
 #include "idiff/model/factory.h"
-#include "idiff/model/infer_config.h"
+#include "idiff/model/inspect/infer_config.h"
 
 #include <ATen/ATen.h>
 

@@ -1,4 +1,4 @@
-#include "idiff/model/infer_config.h"
+#include "idiff/model/inspect/infer_config.h"
 
 #include "idiff/common/error.h"
 #include "idiff/model/factory.h"

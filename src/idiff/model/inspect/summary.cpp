@@ -1,4 +1,4 @@
-#include "idiff/model/summary.h"
+#include "idiff/model/inspect/summary.h"
 
 #include "idiff/common/error.h"
 #include "idiff/model/state_dict.h"

@@ -1,0 +1,247 @@
+#include "idiff/drivers/sample_stages.h"
+
+#include "idiff/common/error.h"
+#include "idiff/common/filesystem.h"
+#include "idiff/common/strings.h"
+#include "idiff/data/data_loader.h"
+#include "idiff/data/image_datasets.h"
+#include "idiff/data/image_grid.h"
+#include "idiff/data/image_resize.h"
+#include "idiff/diffusion/factory.h"
+#include "idiff/drivers/guided_models.h"
+#include "idiff/drivers/load_model.h"
+#include "idiff/io/npz.h"
+#include "idiff/io/tensor_file.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
+#include <cstdio>
+
+namespace idiff {
+namespace {
+
+std::string shape_name(const at::Tensor& nhwc) {
+  return str("samples_", nhwc.size(0), "x", nhwc.size(1), "x", nhwc.size(2), "x", nhwc.size(3),
+             ".npz");
+}
+
+// --init_image: one image, resized as training data is, [1, C, size, size] in [-1, 1].
+at::Tensor read_init_image(const std::string& path, int64_t size, int64_t channels) {
+  const Image8 rgb = reference_resize(decode_image_file(path), static_cast<int>(size));
+  at::Tensor out = at::empty({1, 3, size, size}, at::kFloat);
+  rgb_to_chw_float(rgb, out.data_ptr<float>());
+  return channels == 1 ? rgb_to_grey(out) : out;
+}
+
+// --initial_noise: x_T for every sample, [num_samples, C, size, size] float32.
+at::Tensor read_initial_noise(const std::string& path, int64_t num_samples, int64_t channels,
+                              int64_t size) {
+  const TensorMap file = load_tensor_file(path);
+  IDIFF_REQUIRE(file.size() >= 1, FileError, path, ": holds no tensor");
+  const at::Tensor& x_t = file.entries().front().second;
+  IDIFF_REQUIRE(x_t.is_floating_point() && at::isfinite(x_t).all().item<bool>(), FileError, path,
+                ": x_T must hold finite floating-point values (found ",
+                x_t.is_floating_point() ? "NaN or infinity" : c10::toString(x_t.scalar_type()),
+                ")");
+  const at::Tensor noise = x_t.to(at::kFloat);
+  IDIFF_REQUIRE(noise.dim() == 4 && noise.size(0) == num_samples && noise.size(1) == channels &&
+                    noise.size(2) == size && noise.size(3) == size,
+                FileError, path, ": expected x_T of shape [", num_samples, ", ", channels, ", ",
+                size, ", ", size, "] (`num_samples` images), got ", noise.sizes());
+  return noise;
+}
+
+// The conditioning of samples [start, start + n): base images and labels for an upsampler,
+// else labels by --class (cycled by global index, so they do not depend on the number of
+// ranks) or drawn from `gen`. Returns the labels for the output (undefined without).
+at::Tensor batch_conditioning(const SamplingPlan& plan, int64_t start, int64_t n,
+                              at::Generator& gen, ModelKwargs& kw) {
+  if (plan.job.super_res) {
+    std::vector<int64_t> idx;
+    for (int64_t i = 0; i < n; ++i) idx.push_back((start + i) % plan.base.images.size(0));
+    const at::Tensor index = at::tensor(idx, at::kLong);
+    kw.low_res = plan.base.images.index_select(0, index).to(plan.device);
+    if (plan.base.labels.defined()) kw.y = plan.base.labels.index_select(0, index).to(plan.device);
+    return kw.y;
+  }
+  if (!plan.with_labels) return at::Tensor();
+  at::Tensor y;
+  if (plan.classes.empty()) {
+    y = at::randint(0, kNumClasses, {n}, gen, at::kLong);
+  } else {
+    y = at::empty({n}, at::kLong);
+    for (int64_t i = 0; i < n; ++i)
+      y[i] = plan.classes[static_cast<size_t>(start + i) % plan.classes.size()];
+  }
+  y = y.to(plan.device);
+  // An unconditional model guided by a classifier does not see the labels.
+  if (plan.job.model.class_cond) kw.y = y;
+  return y;
+}
+
+}  // namespace
+
+void check_sample_job(const SampleJob& job) {
+  const SampleConfig& s = job.sample;
+  const ModelConfig& m = job.model;
+  IDIFF_REQUIRE(!s.model_path.empty(), ConfigError,
+                "`model_path` is required (a model or EMA checkpoint)");
+  IDIFF_REQUIRE(s.num_samples >= 1, ConfigError, "`num_samples` must be at least 1, got ",
+                s.num_samples);
+  IDIFF_REQUIRE(s.batch_size >= 1, ConfigError, "`batch_size` must be at least 1, got ",
+                s.batch_size);
+  IDIFF_REQUIRE(s.grid_size >= 0, ConfigError, "`grid_size` must be non-negative, got ",
+                s.grid_size);
+  const bool classifier_guided = !s.classifier_path.empty();
+  const std::vector<int64_t> classes = parse_int_list(s.classes, "`class`");
+  IDIFF_REQUIRE(classes.empty() || m.class_cond || classifier_guided, ConfigError, "`class` ",
+                s.classes,
+                " needs a class-conditional model (`class_cond` True) or a classifier "
+                "(`classifier_path`)");
+  IDIFF_REQUIRE(classifier_guided || s.classifier_scale == 1.0, ConfigError,
+                "`classifier_scale` needs a classifier (`classifier_path`)");
+  IDIFF_REQUIRE(
+      s.guidance_scale == 1.0 || (m.class_cond && m.class_dropout_prob > 0), ConfigError,
+      "`guidance_scale` (classifier-free guidance) needs a class-conditional model "
+      "trained with a null label (`class_cond` True, `class_dropout_prob` > 0)",
+      m.class_cond ? "" : "; an unconditional model is guided by a classifier (`classifier_path`)");
+  IDIFF_REQUIRE(!(classifier_guided && job.super_res), ConfigError,
+                "`classifier_path`: classifier guidance is for `idiff sample`");
+  for (int64_t c : classes) {
+    IDIFF_REQUIRE(c >= 0 && c < kNumClasses, ConfigError, "`class`: ", c,
+                  " is not a class of the model (0..", kNumClasses - 1, ")");
+  }
+}
+
+SamplerSetup sampling_setup(const SampleJob& job) {
+  return sampler_setup(job.sample, job.diffusion);
+}
+
+SamplingPlan prepare_sampling(const SampleJob& job, SamplerSetup setup, c10::Device device,
+                              Logger& logger) {
+  const SampleConfig& s = job.sample;
+  const ModelConfig& m = job.model;
+  SamplingPlan p;
+  p.job = job;
+  p.device = device;
+  p.classes = parse_int_list(s.classes, "`class`");
+  p.classifier_guided = !s.classifier_path.empty();
+  p.free_guided = s.guidance_scale != 1.0;
+  p.size = job.super_res ? m.large_size : m.image_size;
+  p.channels = m.image_channels;
+  if (job.super_res) p.base = read_base_samples(s.base_samples, m);
+  p.with_labels = job.super_res ? p.base.labels.defined() : m.class_cond || p.classifier_guided;
+  logger.log("loading " + s.model_path + "...");
+  logger.log("diffusion: " + describe_defaults(job.diffusion));
+  p.model = load_model(m, job.super_res, s.model_path, device);
+  if (p.classifier_guided) {
+    logger.log("loading classifier " + s.classifier_path + "...");
+    p.classifier =
+        load_classifier(job.classifier, m.image_size, m.image_channels, s.classifier_path, device);
+  }
+  p.first_level = noise_schedule_of(setup.params).level(setup.schedule.levels.front());
+  if (!s.init_image.empty()) p.init = read_init_image(s.init_image, p.size, p.channels);
+  if (!s.initial_noise.empty()) {
+    p.noise = read_initial_noise(s.initial_noise, s.num_samples, p.channels, p.size);
+  }
+  // The solver is made once, over the batch's model and cond_fn (sample_batch sets them).
+  const std::shared_ptr<BatchModel> current = p.current;
+  if (p.classifier_guided) {
+    setup.denoiser.cond_fn = [current](const at::Tensor& x, const at::Tensor& t) {
+      return current->cond(x, t);
+    };
+  }
+  p.setup = std::move(setup);
+  p.solver = make_solver(
+      p.setup, [current](const at::Tensor& x, const at::Tensor& t) { return current->fn(x, t); });
+  // The classifier's gradient is computed eagerly (autograd is not captured). A failed
+  // CUDA-graph capture is an error naming --cuda_graph False, not a silent fallback: the
+  // CUDA allocator may be left in its capture state.
+  p.loop.cuda_graph = s.cuda_graph && !p.classifier_guided;
+  return p;
+}
+
+std::string describe_sampling(const SamplingPlan& p, int64_t world_size) {
+  const SampleConfig& s = p.job.sample;
+  std::string line =
+      str("sampling ", s.num_samples, " images with ", describe(*p.solver, p.setup),
+          p.init.defined() ? str(", from ", s.init_image, " noised to t=", p.first_level.t) : "",
+          world_size > 1 ? str(" on ", world_size, " ranks") : "", "...");
+  if (p.classifier_guided) {
+    line += str("\nclassifier guidance: ", s.classifier_path, ", scale ", s.classifier_scale);
+  }
+  if (p.free_guided) line += str("\nclassifier-free guidance: scale ", s.guidance_scale);
+  return line;
+}
+
+BatchImages sample_batch(SamplingPlan& p, int64_t start, int64_t n, at::Generator& gen,
+                         const StepCallback& progress, int64_t batch_number) {
+  const SampleConfig& s = p.job.sample;
+  ModelKwargs kw;
+  const at::Tensor labels = batch_conditioning(p, start, n, gen, kw);
+  c10::InferenceMode inference;
+  UNetModel model = p.model;
+  p.current->fn = p.free_guided
+                      ? classifier_free_model_fn(model, kw, s.guidance_scale)
+                      : ModelFn([model, kw](const at::Tensor& x, const at::Tensor& t) mutable {
+                          return model->forward_kwargs(x, t, kw);
+                        });
+  if (p.classifier_guided)
+    p.current->cond = classifier_cond_fn(p.classifier, labels, s.classifier_scale);
+  SampleOptions opts;
+  opts.generator = gen;
+  opts.device = p.device;
+  opts.progress = progress;
+  if (p.noise.defined()) opts.noise = p.noise.narrow(0, start, n).to(p.device);
+  // x_T, or with --init_image that image noised to the first level (SDEdit).
+  at::Tensor x = initial_noise({n, p.channels, p.size, p.size}, opts);
+  if (p.init.defined()) {
+    x = p.init.to(p.device).expand_as(x) * p.first_level.alpha + x * p.first_level.sigma;
+  }
+  x = run_sampler(*p.solver, x, opts, p.loop);
+  IDIFF_REQUIRE(at::isfinite(x).all().item<bool>(), Error, "the samples of batch ", batch_number,
+                " hold NaN or infinity (model ", s.model_path, "); not writing them");
+  BatchImages out;
+  out.uint8 = samples_to_uint8(x);
+  out.floats = s.save_float ? x.to(at::kFloat).cpu()
+                            : at::empty({0, p.channels, p.size, p.size}, at::kFloat);
+  out.labels = labels.defined() ? labels.cpu() : at::empty({0}, at::kLong);
+  return out;
+}
+
+void write_samples(const SampleConfig& s, SampleResult& r, const at::Tensor& floats,
+                   Logger& logger) {
+  r.npz_path = logger.dir() + "/" + shape_name(r.images);
+  TensorMap arrays;
+  arrays.insert("arr_0", r.images);
+  if (r.labels.defined()) arrays.insert("arr_1", r.labels);
+  write_npz(r.npz_path, arrays);
+  logger.log("saving to " + r.npz_path);
+  if (s.save_float) {
+    TensorMap f;
+    f.insert("samples", floats);
+    const std::string path = logger.dir() + "/samples_float.safetensors";
+    save_tensor_file(path, f);
+    logger.log("float samples (before 8-bit rounding): " + path);
+  }
+  const int64_t shown = std::min(s.grid_size, r.images.size(0));
+  if (shown > 0) {
+    r.grid_path = logger.dir() + "/samples_grid.png";
+    write_png(r.grid_path, make_grid(r.images.narrow(0, 0, shown)));
+    logger.log("grid of " + std::to_string(shown) + " samples: " + r.grid_path);
+  }
+  if (s.save_pngs) {
+    const std::string dir = logger.dir() + "/samples";
+    make_directories(dir);
+    for (int64_t i = 0; i < r.images.size(0); ++i) {
+      char name[32];
+      std::snprintf(name, sizeof(name), "/%06lld.png", static_cast<long long>(i));
+      write_png(dir + name, r.images[i]);
+    }
+    logger.log("one PNG per sample in " + dir);
+  }
+}
+
+}  // namespace idiff

@@ -1,0 +1,83 @@
+// The stages of a sampling run (drivers/image_sample.h's run_sampling reads as them, and a
+// server calls sample_batch per batch too):
+//   check_sample_job    the flags, before anything is loaded or any rank joined
+//   prepare_sampling    the model (and classifier), the sampler setup and its solver (made
+//                       once), --init_image and --initial_noise
+//   sample_batch        labels, x_T and one run of the solver for samples [start, start+n)
+//   write_samples       the reference's npz, the float samples, the grid and the PNGs
+#pragma once
+
+#include "idiff/common/logger.h"
+#include "idiff/diffusion/sampling/sample_loop.h"
+#include "idiff/drivers/image_sample.h"
+#include "idiff/drivers/sampler_setup.h"
+#include "idiff/drivers/super_res.h"
+#include "idiff/model/encoder_unet.h"
+#include "idiff/model/unet.h"
+
+#include <ATen/core/Generator.h>
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+namespace idiff {
+
+// What one batch's model calls see: the network (with its labels and low-resolution
+// input) and classifier guidance's cond_fn. The solver is made once over functions that
+// read this, and sample_batch fills it in for each batch.
+struct BatchModel {
+  ModelFn fn;
+  CondFn cond;
+};
+
+struct SamplingPlan {
+  SampleJob job;
+  std::vector<int64_t> classes;  // --class ("": random labels)
+  bool classifier_guided = false, free_guided = false;
+  bool with_labels = false;  // the output carries labels
+  int64_t size = 0, channels = 0;
+  c10::Device device = c10::kCPU;
+  UNetModel model{nullptr};
+  EncoderUNetModel classifier{nullptr};
+  BaseSamples base;  // super-res: the low-resolution images
+  at::Tensor init;   // --init_image [1, C, size, size], or undefined
+  at::Tensor noise;  // --initial_noise [num_samples, C, size, size], or undefined
+  NoiseLevel first_level;
+  SamplerSetup setup;
+  std::shared_ptr<BatchModel> current = std::make_shared<BatchModel>();
+  std::unique_ptr<Solver> solver;
+  LoopOptions loop;
+};
+
+// One batch's outputs, on the CPU.
+struct BatchImages {
+  at::Tensor uint8;   // [n, H, W, C]
+  at::Tensor floats;  // [n, C, H, W] float32 with --save_float, else [0, C, H, W]
+  at::Tensor labels;  // [n] int64, or [0] without labels
+};
+
+// ConfigErrors naming the flag for anything the job's flags get wrong.
+void check_sample_job(const SampleJob& job);
+
+// The sampler setup alone (no model loaded): what the ranks agree on before loading.
+SamplerSetup sampling_setup(const SampleJob& job);
+
+// Loads and builds everything the batches share, logging what it loaded.
+SamplingPlan prepare_sampling(const SampleJob& job, SamplerSetup setup, c10::Device device,
+                              Logger& logger);
+
+// The log line of a plan: "sampling N images with unipc, 10 steps (...)...".
+std::string describe_sampling(const SamplingPlan& plan, int64_t world_size);
+
+// Samples [start, start + n) of the run (global indices: labels, --initial_noise rows and
+// base images are taken by index), with labels and x_T drawn from `gen`. Error naming
+// the batch when the samples are not finite.
+BatchImages sample_batch(SamplingPlan& plan, int64_t start, int64_t n, at::Generator& gen,
+                         const StepCallback& progress, int64_t batch_number);
+
+// Rank 0's files into logger.dir(); fills r.npz_path and r.grid_path.
+void write_samples(const SampleConfig& s, SampleResult& r, const at::Tensor& floats,
+                   Logger& logger);
+
+}  // namespace idiff

@@ -1,0 +1,38 @@
+// The training objectives by name (training_objective.h). To add one: its TrainingObjective
+// in a file of its own, and one row below; `--training_mode`, its help and the README
+// table follow.
+#include "idiff/common/error.h"
+#include "idiff/train/training_objective.h"
+
+namespace idiff {
+
+const std::vector<ObjectiveRow>& objective_registry() {
+  static const std::vector<ObjectiveRow> rows = {
+      {"improved_diffusion",
+       "improved-diffusion's loss: hybrid (learned sigmas), KL or MSE by the diffusion flags, at "
+       "timesteps from --schedule_sampler",
+       [](const ObjectiveContext& c) {
+         return make_diffusion_objective(
+             c.diffusion, create_named_schedule_sampler(c.train.schedule_sampler, c.diffusion));
+       }},
+  };
+  return rows;
+}
+
+std::string objective_names() {
+  std::string out;
+  for (const ObjectiveRow& row : objective_registry()) {
+    out += (out.empty() ? "" : ", ") + std::string(row.name);
+  }
+  return out;
+}
+
+const ObjectiveRow& find_objective(const std::string& name) {
+  for (const ObjectiveRow& row : objective_registry()) {
+    if (name == row.name) return row;
+  }
+  throw ConfigError(str("`training_mode`: unknown objective '", name, "' (expected one of ",
+                        objective_names(), ")"));
+}
+
+}  // namespace idiff
