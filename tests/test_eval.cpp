@@ -92,6 +92,29 @@ TEST(EvalFid, MismatchedShapesAreAClearError) {
             std::string::npos);
 }
 
+// Statistics files whose mu or sigma hold NaN, or whose sigma is not symmetric, are refused
+// with the file named (FID: nan, or a number from a non-covariance, would be exit 0).
+TEST(EvalFid, StatisticsThatAreNoCovarianceAreRefused) {
+  test::TempDir dir;
+  const FeatureStats good = feature_stats(randn({20, 4}, 9));
+  const auto saved = [&](const std::string& name, const at::Tensor& mu, const at::Tensor& sigma) {
+    TensorMap m;
+    m.insert("mu", mu);
+    m.insert("sigma", sigma);
+    write_npz(dir.file(name), m);
+    return test::error_of([&] { load_stats(dir.file(name)); });
+  };
+  EXPECT_EQ(saved("good.npz", good.mu, good.sigma), "<no error>");
+  at::Tensor nan_sigma = good.sigma.clone();
+  nan_sigma[1][1] = NAN;
+  EXPECT_NE(saved("nan.npz", good.mu, nan_sigma).find("nan.npz: mu and sigma must be finite"),
+            std::string::npos);
+  at::Tensor skew = good.sigma.clone();
+  skew[0][1] = skew[0][1].item<double>() + 1.0;
+  EXPECT_NE(saved("skew.npz", good.mu, skew).find("skew.npz: sigma is not a covariance"),
+            std::string::npos);
+}
+
 TEST(EvalFid, FrechetDistanceMatchesScipy) {
   // pytorch-fid's calculate_frechet_distance (scipy sqrtm) of two 12-d Gaussian samples,
   // committed by tests/py/fid_parity.py --write-fixture.

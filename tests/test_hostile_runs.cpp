@@ -8,15 +8,18 @@
 #include "idiff/common/error.h"
 #include "idiff/common/logger.h"
 #include "idiff/common/strings.h"
+#include "idiff/data/image_grid.h"
 #include "idiff/io/npz.h"
 #include "idiff/io/tensor_file.h"
 #include "idiff/model/factory.h"
 #include "idiff/model/state_dict.h"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -181,6 +184,26 @@ TEST(HostileRuns, LogWriteErrorsStopTheRun) {
   const RunResult r = run_idiff_within(120, train_args(data.path(), b.path()));
   expect_clear_error(r, "progress.csv: cannot write the log (No space left on device); stopping");
   EXPECT_FALSE(std::filesystem::exists(b.file("model000001.pt")));
+}
+
+// A PNG that cannot be written whole (here: a file-size limit, as a full disk) is an error
+// naming it, and leaves nothing under its name (it was a 0-byte file before).
+TEST(HostileRuns, PngWriteErrorsLeaveNoFile) {
+  TempDir dir;
+  const at::Tensor image = at::randint(0, 256, {64, 64, 3}, at::kByte);
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);  // EFBIG instead of the signal
+  rlimit small = old;
+  small.rlim_cur = 512;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  const std::string err = test::error_of([&] { idiff::write_png(dir.file("x.png"), image); });
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+  EXPECT_NE(err.find("x.png"), std::string::npos) << err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("x.png")));
+  idiff::write_png(dir.file("x.png"), image);  // and it writes once the limit is gone
+  EXPECT_GT(std::filesystem::file_size(dir.file("x.png")), 512u);
 }
 
 // Weights holding NaN or a boolean tensor, NaN in x_T: refused where they enter, with the

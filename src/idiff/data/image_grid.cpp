@@ -1,6 +1,7 @@
 #include "idiff/data/image_grid.h"
 
 #include "idiff/common/error.h"
+#include "idiff/io/atomic_file.h"
 
 #include <ATen/ATen.h>
 #include <stb/stb_image_write.h>
@@ -27,8 +28,16 @@ void write_png(const std::string& path, const at::Tensor& hwc) {
             c = static_cast<int>(img.size(2));
   IDIFF_REQUIRE(c == 1 || c == 3 || c == 4, Error, path, ": cannot write a PNG with ", c,
                 " channels");
-  const int ok = stbi_write_png(path.c_str(), w, h, c, img.data_ptr<uint8_t>(), w * c);
-  IDIFF_REQUIRE(ok != 0, FileError, path, ": could not write the PNG file");
+  // Encoded in memory, then written as every output is (io/atomic_file.h): a full disk or
+  // an interrupted run leaves no empty or torn PNG under the final name.
+  std::string png;
+  const auto append = [](void* context, void* data, int size) {
+    static_cast<std::string*>(context)->append(static_cast<const char*>(data),
+                                               static_cast<size_t>(size));
+  };
+  const int ok = stbi_write_png_to_func(append, &png, w, h, c, img.data_ptr<uint8_t>(), w * c);
+  IDIFF_REQUIRE(ok != 0 && !png.empty(), FileError, path, ": could not encode the PNG");
+  write_bytes_atomically(path, png);
 }
 
 at::Tensor make_grid(const at::Tensor& nhwc, int64_t ncol, int64_t pad, uint8_t pad_value) {

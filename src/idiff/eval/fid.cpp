@@ -125,6 +125,14 @@ FeatureStats load_stats(const std::string& path) {
                 mu.sizes(), " and ", sigma.sizes());
   s.mu = mu.to(at::kDouble);
   s.sigma = sigma.to(at::kDouble);
+  // A covariance is finite and symmetric; anything else would give a meaningless FID.
+  IDIFF_REQUIRE(at::isfinite(s.mu).all().item<bool>() && at::isfinite(s.sigma).all().item<bool>(),
+                FileError, path, ": mu and sigma must be finite (found NaN or infinity)");
+  const double asymmetry = (s.sigma - s.sigma.t()).abs().max().item<double>();
+  const double scale = std::max(1.0, s.sigma.abs().max().item<double>());
+  IDIFF_REQUIRE(asymmetry <= 1e-6 * scale, FileError, path,
+                ": sigma is not a covariance (not symmetric: |sigma - sigma^T| reaches ", asymmetry,
+                ")");
   if (m.contains("features")) {
     const at::Tensor& f = m.at("features", path);
     IDIFF_REQUIRE(f.is_floating_point() && f.dim() == 2 && f.size(1) == mu.size(0), FileError, path,
