@@ -41,6 +41,7 @@ namespace {
 
 struct Settings {
   std::string model_path, noise_schedule = "cosine", nfe = "5,10,20", reference, python;
+  std::string sigma_max = "0";  // caps of the karras and logsnr schedules (0: none)
   int64_t diffusion_steps = 1000, num_samples = 16, calibration = 8, num_heads = 4;
   int64_t t_start = 899, iterations = 4, tune_best = 2;
   bool diffusers = false, rescale_timesteps = true, clip_denoised = false;
@@ -107,10 +108,12 @@ int run(const Settings& st) {
     return setup;
   };
   const NoiseSchedule ns = noise_schedule_of(sampler_setup(base, dc).params);
-  const std::vector<int64_t> shape = {st.num_samples, 3, mc.image_size, mc.image_size};
+  const std::vector<int64_t> shape = {st.num_samples, mc.image_channels, mc.image_size,
+                                      mc.image_size};
   const at::Tensor x_T = at::randn(shape, at::make_generator<at::CPUGeneratorImpl>(1));
-  const at::Tensor x_cal = at::randn({st.calibration, 3, mc.image_size, mc.image_size},
-                                     at::make_generator<at::CPUGeneratorImpl>(2));
+  const at::Tensor x_cal =
+      at::randn({st.calibration, mc.image_channels, mc.image_size, mc.image_size},
+                at::make_generator<at::CPUGeneratorImpl>(2));
   const auto solve = [&](const SolverOptions& o, const StepSchedule& s, const at::Tensor& x) {
     const auto solver = make_solver(setup_of(o, s), fn);
     return run_sampler(*solver, x, {});
@@ -152,13 +155,21 @@ int run(const Settings& st) {
   const auto steps_for = [](const Variant& v, int64_t nfe) {
     return v.options.name == "heun" ? (nfe + 1) / 2 : nfe;  // Heun: two calls a step, one last
   };
+  // The schedules: each spacing, and karras and logsnr under each --sigma_max cap.
+  std::vector<std::pair<std::string, double>> schedules;
+  for (const std::string sched : {"linspace", "trailing", "karras", "logsnr"}) {
+    for (double cap : parse_double_list(st.sigma_max, "--sigma_max")) {
+      if (cap == 0 || sched == "karras" || sched == "logsnr") schedules.emplace_back(sched, cap);
+    }
+  }
   for (const Variant& v : all) {
-    for (const std::string sched : {"linspace", "trailing", "karras", "logsnr"}) {
-      Row row{v.label, sched, {}, {}};
+    for (const auto& [sched, cap] : schedules) {
+      Row row{v.label, cap > 0 ? str(sched, ", sigma_max ", cap) : sched, {}, {}};
       for (int64_t nfe : budgets) {
         StepSchedule s;
         try {
-          s = make_step_schedule(ns, sched, steps_for(v, nfe), static_cast<double>(st.t_start));
+          s = make_step_schedule(ns, sched, steps_for(v, nfe), static_cast<double>(st.t_start),
+                                 true, cap);
         } catch (const ConfigError&) {
           continue;
         }
@@ -168,6 +179,25 @@ int run(const Settings& st) {
       }
       rows.push_back(row);
     }
+  }
+  // The reference's DDIM (--use_ddim True --timestep_respacing N) at each budget and at 50.
+  {
+    Row row{"ddim (the reference's)", "respacing N", {}, {}};
+    std::vector<int64_t> with50 = budgets;
+    if (std::find(with50.begin(), with50.end(), 50) == with50.end()) with50.push_back(50);
+    for (int64_t nfe : with50) {
+      if (st.t_start != st.diffusion_steps - 1) break;  // respacing starts at the last step
+      t0 = std::chrono::steady_clock::now();
+      const at::Tensor x = solve(ddim, respacing_schedule(st.diffusion_steps, str(nfe)), x_T);
+      const double e = rms(x, truth);
+      if (std::count(budgets.begin(), budgets.end(), nfe)) {
+        record(row, nfe, e, seconds_since(t0) / static_cast<double>(st.num_samples));
+      } else {
+        std::printf("the reference's DDIM with %lld respaced steps: RMS %.2e\n",
+                    static_cast<long long>(nfe), e);
+      }
+    }
+    if (!row.error.empty()) rows.push_back(row);
   }
   // Tuned schedules for the --tune_best solvers with the lowest error at each budget, fitted
   // on the calibration x_T (not the measured ones).
@@ -292,6 +322,9 @@ int main(int argc, char** argv) {
                  "clip every x_0 prediction to [-1, 1] (ground truth included)")
       ->capture_default_str();
   app.add_option("--nfe", st.nfe, "budgets of model calls")->capture_default_str();
+  app.add_option("--sigma_max", st.sigma_max,
+                 "caps of the karras and logsnr schedules, e.g. 0,80 (0: uncapped)")
+      ->capture_default_str();
   app.add_option("--num_samples", st.num_samples, "x_T measured")->capture_default_str();
   app.add_option("--calibration", st.calibration, "other x_T the tuned schedules are fitted on")
       ->capture_default_str();

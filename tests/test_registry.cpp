@@ -139,7 +139,7 @@ TEST(SamplerRegistry, TheRanksAgreeOnEverySettingThatShapesTheSamples) {
   const std::vector<std::pair<std::string, std::function<void(SampleConfig&)>>> changes = {
       {"sampler", [](SampleConfig& s) { s.sampler = "dpmpp_2m"; }},
       {"steps", [](SampleConfig& s) { s.steps = 12; }},
-      {"schedule", [](SampleConfig& s) { s.schedule = "logsnr"; }},
+      {"schedule", [](SampleConfig& s) { s.schedule = "karras"; }},
       {"t_start", [](SampleConfig& s) { s.t_start = 500; }},
       {"final_sigma", [](SampleConfig& s) { s.final_sigma = "min"; }},
       {"order", [](SampleConfig& s) { s.order = 3; }},

@@ -44,7 +44,7 @@ TEST(SamplingCli, AnEngineSolverWritesItsFloatSamples) {
   const auto r = test::run_idiff(
       tiny_args(dir, {"--sampler", "dpmpp_2m", "--steps", "5", "--save_float", "True"}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("dpmpp_2m, 5 steps (5 model calls), karras from t=999 to sigma 0"),
+  EXPECT_NE(r.out.find("dpmpp_2m, 5 steps (5 model calls), trailing from t=999 to sigma 0"),
             std::string::npos)
       << r.out;
   const at::Tensor f = load_tensor_file(dir.file("samples_float.safetensors")).at("samples");
@@ -97,6 +97,11 @@ TEST(SamplingCli, TunedStepsAreWrittenAndSampled) {
   EXPECT_EQ(json["levels"].size(), 4u);
   EXPECT_LE(json["error"].get<double>(), json["initial_error"].get<double>());
   EXPECT_EQ(json["sampler"], "dpmpp_2m");
+  // Tuned in `idiff sample`'s setting (clipping on), and never worse than the best fixed
+  // schedule on the held-out draws: the fixed one is written when tuning does not help.
+  EXPECT_EQ(json["clip_denoised"], true);
+  EXPECT_LE(json["held_out_error"].get<double>(), json["held_out_error_fixed"].get<double>());
+  EXPECT_NE(r.out.find("held-out draws: tuned "), std::string::npos) << r.out;
   TempDir out;
   r = test::run_idiff(tiny_args(out, {"--sampler", "dpmpp_2m", "--steps_file", steps}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -127,7 +132,7 @@ TEST(SamplingCli, BadSamplerFlagsAreOneLineErrors) {
   expect_error({"--sampler", "dpm_fast", "--steps", "4"}, "--sampler: unknown sampler 'dpm_fast'");
   expect_error({"--steps", "4", "--timestep_respacing", "10"}, "give one");
   expect_error({"--schedule", "karras"}, "need --steps");
-  expect_error({"--sampler", "ddpm", "--steps", "4"}, "integer timesteps");
+  expect_error({"--sampler", "ddpm", "--steps", "10"}, "integer timesteps");
   expect_error({"--sampler", "unipc", "--steps", "4", "--order", "5"}, "--order");
   expect_error({"--sampler", "unipc", "--steps", "4", "--unipc_variant", "bh3"}, "--unipc_variant");
   expect_error({"--sampler", "unipc", "--steps", "4", "--eta", "0.5"},

@@ -11,9 +11,11 @@
 #include "idiff/diffusion/beta_schedule.h"
 #include "idiff/diffusion/sampling/sample_loop.h"
 #include "idiff/diffusion/sampling/tune_steps.h"
+#include "idiff/drivers/sampler_setup.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <fstream>
@@ -265,10 +267,83 @@ TEST(StepSchedule, StepsFilesRoundTripAndBadOnesAreErrors) {
   EXPECT_NE(write("{\"levels\": [999,").find("bad.json"), std::string::npos);
   EXPECT_NE(test::error_of([&] { read_steps_file(dir.file("none.json"), 1000); }).find("none.json"),
             std::string::npos);
+  // Sampling must start from noise and end clean; nothing may follow the object.
+  EXPECT_NE(write("{\"levels\": [999, 500]}").find("noisy level"), std::string::npos);
+  EXPECT_NE(write("{\"levels\": [0, -1]}").find("at least 1"), std::string::npos);
+  EXPECT_NE(write("{\"levels\": [999, -1]} trailing").find("bad.json"), std::string::npos);
+  EXPECT_EQ(write("{\"levels\": [999, 0]}\n"), "<no error>");  // ends at t = 0 (final "min")
+  // A FIFO is refused, not waited on (the test would hang).
+  ASSERT_EQ(::mkfifo(dir.file("fifo.json").c_str(), 0600), 0);
+  EXPECT_NE(test::error_of([&] {
+              read_steps_file(dir.file("fifo.json"), 1000);
+            }).find("not a regular file"),
+            std::string::npos);
 }
 
 // The search never ends worse than the best fixed schedule, and on the Gaussian problem
 // it finds a clearly better one for a few steps.
+// --sigma_max: from a start noisier than the cap, one step to the cap's level, then the
+// spacing from there; no cap below it, for one step, or with 0.
+TEST(StepSchedule, SigmaMaxCapsTheFirstStep) {
+  const NoiseSchedule ns = noise_schedule_of(cosine_params());
+  EXPECT_GT(ns.level(999).sigma_k(), 1e4);  // the cosine schedule's last step
+  const StepSchedule capped = make_step_schedule(ns, "logsnr", 10, -1, true, 80.0);
+  ASSERT_EQ(capped.num_steps(), 10);
+  EXPECT_EQ(capped.levels[0], 999.0);
+  EXPECT_NEAR(ns.level(capped.levels[1]).sigma_k(), 80.0, 1e-6 * 80);
+  // The rest uniform in log-SNR from there to t = 0.
+  const double step = ns.lambda(capped.levels[2]) - ns.lambda(capped.levels[1]);
+  EXPECT_NEAR(ns.lambda(capped.levels[9]) - ns.lambda(capped.levels[8]), step, 1e-6);
+  EXPECT_NEAR(ns.lambda(capped.levels[9]), ns.lambda(0), 1e-9);
+  EXPECT_EQ(make_step_schedule(ns, "logsnr", 10, -1, true, 0.0).levels,
+            make_step_schedule(ns, "logsnr", 10).levels);
+  EXPECT_EQ(make_step_schedule(ns, "karras", 10, 400, true, 80.0).levels,
+            make_step_schedule(ns, "karras", 10, 400).levels);  // sigma(400) < 80
+  EXPECT_EQ(make_step_schedule(ns, "karras", 1, -1, true, 80.0).num_steps(), 1);
+  EXPECT_NE(test::error_of([&] {
+              make_step_schedule(ns, "karras", 5, -1, true, -2.0);
+            }).find("`sigma_max`"),
+            std::string::npos);
+}
+
+// The defaults --steps takes: UniPC on log-SNR steps, capped at sigma 80 when the model
+// starts above it (the cosine and linear schedules of 1000 steps), and the log says so.
+TEST(StepSchedule, DefaultsForStepsAreTheMeasuredOnes) {
+  const ScheduleDefaults cosine = default_schedule(noise_schedule_of(cosine_params()), 10);
+  EXPECT_EQ(cosine.name, "logsnr");
+  EXPECT_EQ(cosine.sigma_max, 80.0);
+  EXPECT_NE(cosine.why.find("x_0 prediction is the data's mean"), std::string::npos);
+  DiffusionParams linear;
+  linear.betas = get_named_beta_schedule("linear", 1000);
+  EXPECT_EQ(default_schedule(noise_schedule_of(linear), 20).sigma_max, 80.0);  // 157 at the top
+  linear.betas.resize(300);  // the first 300 steps: sigma ~1 at the top
+  const ScheduleDefaults low = default_schedule(noise_schedule_of(linear), 10);
+  EXPECT_EQ(low.name, "logsnr");
+  EXPECT_EQ(low.sigma_max, 0.0);
+  // Few steps: the trailing spacing, uncapped.
+  const ScheduleDefaults few = default_schedule(noise_schedule_of(cosine_params()), 5);
+  EXPECT_EQ(few.name, "trailing");
+  EXPECT_EQ(few.sigma_max, 0.0);
+
+  SampleConfig s;
+  s.steps = 10;
+  DiffusionConfig d;
+  d.noise_schedule = "cosine";
+  const SamplerSetup setup = sampler_setup(s, d);
+  EXPECT_EQ(setup.solver.name, "unipc");
+  EXPECT_EQ(
+      setup.schedule.levels,
+      make_step_schedule(noise_schedule_of(setup.params), "logsnr", 10, -1, true, 80.0).levels);
+  EXPECT_NE(setup.defaults_note.find("--sampler unipc --schedule logsnr --sigma_max 80"),
+            std::string::npos)
+      << setup.defaults_note;
+  // Given flags are not defaults; without --steps the reference's sampler stays the default.
+  s.sampler = "dpmpp_2m";
+  s.schedule = "karras";
+  EXPECT_EQ(sampler_setup(s, d).defaults_note.find("--schedule"), std::string::npos);
+  EXPECT_EQ(sampler_setup(SampleConfig(), d).solver.name, "ddpm");
+}
+
 TEST(TuneSteps, BeatsTheFixedSchedulesOnTheCalibrationProblem) {
   const DiffusionParams params = cosine_params();
   const NoiseSchedule ns = noise_schedule_of(params);

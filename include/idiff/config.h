@@ -139,10 +139,11 @@ struct SampleConfig {
   int64_t max_image_pixels = kDefaultMaxImagePixels;  // nll: larger images are refused
   double dist_timeout = kDefaultDistTimeoutSeconds;   // seconds; multi-process runs only
   // The sampling engine (diffusion/sampling/): which solver, over which steps.
-  std::string sampler = "";          // "": ddim with --use_ddim, else ddpm (the reference's)
-  int64_t steps = 0;                 // 0: the steps of --timestep_respacing (else every step)
-  std::string schedule = "";         // with --steps: the step schedule ("": karras)
-  double t_start = -1;               // the timestep sampling starts at (-1: the last)
+  std::string sampler = "";   // "": ddim with --use_ddim, else ddpm (the reference's)
+  int64_t steps = 0;          // 0: the steps of --timestep_respacing (else every step)
+  std::string schedule = "";  // with --steps: the step schedule ("": karras)
+  double t_start = -1;        // the timestep sampling starts at (-1: the last)
+  double sigma_max = -1;  // with --steps: cap of the first level after x_T (-1: default, 0: none)
   std::string final_sigma = "zero";  // zero: the last step goes to sigma 0; min: it ends at t = 0
   std::string steps_file = "";       // a schedule written by `idiff tune-steps`
   int64_t order = 2;                 // unipc's order
@@ -184,9 +185,11 @@ struct ClassifierTrainConfig {
 
 // `idiff tune-steps`: the search for a model's step schedule (diffusion/sampling/tune_steps.h).
 struct TuneConfig {
-  std::string reference_sampler = "dpmpp_3m";  // the fine solution the schedule is fitted to
-  int64_t reference_steps = 250;
-  int64_t iterations = 6;  // sweeps of the coordinate search
+  // The fine solution the schedule is fitted to: by default DDIM through every step from
+  // the same start, with the same clipping (what `idiff sample` approximates).
+  std::string reference_sampler = "ddim";
+  int64_t reference_steps = 0;  // 0: every step of the process; else that many logsnr steps
+  int64_t iterations = 6;       // sweeps of the coordinate search
 };
 
 // Number of classes of a class-conditional model (script_util.NUM_CLASSES).

@@ -14,7 +14,6 @@ void setup(CLI::App& sub) {
   s.num_samples = 16;
   s.batch_size = 16;
   s.sampler = "dpmpp_2m";
-  s.clip_denoised = false;  // the ODE's own solution, as the accuracy measurements use
   Flags f(sub);
   const std::string g = "Tuning";
   f.add("model_path", s.model_path, "checkpoint to load (.pt or .safetensors; model or EMA)")
@@ -25,7 +24,8 @@ void setup(CLI::App& sub) {
       ->group(g);
   f.add("reference_sampler", job->tune.reference_sampler, "the solver of the fine solution")
       ->group(g);
-  f.add("reference_steps", job->tune.reference_steps, {1, 100000}, "its steps (logsnr schedule)")
+  f.add("reference_steps", job->tune.reference_steps, {0, 100000},
+        "its steps (0: every step of the process; else a logsnr schedule)")
       ->group(g);
   f.add("iterations", job->tune.iterations, {0, 1000}, "sweeps of the coordinate search")->group(g);
   add_sampler_flags(f, s);

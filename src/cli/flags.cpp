@@ -299,17 +299,23 @@ std::string sampler_table_help() {
 void add_sampler_flags(Flags& f, SampleConfig& s) {
   const std::string g = "Sampling engine";
   f.add("sampler", s.sampler,
-        sampler_names() + " (default: ddim with --use_ddim, else ddpm; listed below)")
+        sampler_names() +
+            " (default: ddim with --use_ddim, unipc with --steps, else ddpm; listed below)")
       ->group(g);
   f.add("steps", s.steps, {0, 100000},
         "solver steps of --schedule (0: those of --timestep_respacing)")
       ->group(g);
   f.add("schedule", s.schedule,
-        "with --steps: linspace, leading, trailing, karras or logsnr (default karras)")
+        "with --steps: linspace, leading, trailing, karras or logsnr (default: the model's, "
+        "see the log)")
       ->group(g);
   f.add("steps_file", s.steps_file, "the steps written by `idiff tune-steps`")->group(g);
   f.add("t_start", s.t_start, {-1.0, 100000.0},
         "with --steps: the timestep to start at (-1: the last)")
+      ->group(g);
+  f.add("sigma_max", s.sigma_max, {-1.0, kNoMax},
+        "with --steps: the first step goes from x_T straight to this noise level sigma/alpha "
+        "when x_T is noisier (-1: the model's default, see the log; 0: never)")
       ->group(g);
   f.add("final_sigma", s.final_sigma,
         "with --steps: zero (the last step goes to sigma 0) or min (end at t = 0)")

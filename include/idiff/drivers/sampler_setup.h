@@ -18,6 +18,7 @@ struct SamplerSetup {
   DenoiserOptions denoiser;   // threshold only: make_solver fills in what the model predicts
   DiffusionParams params;     // the full process
   std::string schedule_name;  // for the log: "karras from t=999", "respacing ddim50", a file
+  std::string defaults_note;  // for the log: which defaults --steps took, and why ("": none)
 };
 
 // Bad or conflicting flags are ConfigErrors naming them.

@@ -169,6 +169,7 @@ std::string describe_sampling(const SamplingPlan& p, int64_t world_size) {
       str("sampling ", s.num_samples, " images with ", describe(*p.solver, p.setup),
           p.init.defined() ? str(", from ", s.init_image, " noised to t=", p.first_level.t) : "",
           world_size > 1 ? str(" on ", world_size, " ranks") : "", "...");
+  if (!p.setup.defaults_note.empty()) line += "\n" + p.setup.defaults_note;
   if (p.classifier_guided) {
     line += str("\nclassifier guidance: ", s.classifier_path, ", scale ", s.classifier_scale);
   }

@@ -17,6 +17,15 @@
 
 namespace idiff {
 
+namespace {
+
+// x_T draws with their labels and fine solutions.
+struct Batch {
+  at::Tensor x_T, y, reference;
+};
+
+}  // namespace
+
 TuneResult run_tune_steps(const TuneJob& tj) {
   const SampleConfig& s = tj.job.sample;
   const ModelConfig& m = tj.job.model;
@@ -26,30 +35,37 @@ TuneResult run_tune_steps(const TuneJob& tj) {
                 "`steps_file` is required: where to write the steps");
   IDIFF_REQUIRE(s.num_samples >= 1 && s.batch_size >= 1, ConfigError,
                 "`num_samples` and `batch_size` must be at least 1");
-  IDIFF_REQUIRE(tj.tune.reference_steps >= 2, ConfigError,
-                "`reference_steps` must be at least 2, got ", tj.tune.reference_steps);
-  // The schedule comes from the search: sampler_setup must not read the output file.
+  IDIFF_REQUIRE(tj.tune.reference_steps == 0 || tj.tune.reference_steps >= 2, ConfigError,
+                "`reference_steps` must be 0 (every step) or at least 2, got ",
+                tj.tune.reference_steps);
+  // The schedule comes from the search: sampler_setup must not read the output file. The
+  // setting is exactly `idiff sample`'s with these flags (start, cap, clipping).
   SampleConfig flags = s;
   flags.steps_file.clear();
   const SamplerSetup setup = sampler_setup(flags, tj.job.diffusion);
-  SampleConfig ref_flags = flags;
-  ref_flags.sampler = tj.tune.reference_sampler;
-  ref_flags.steps = tj.tune.reference_steps;
-  ref_flags.schedule = "logsnr";
-  const SamplerSetup ref_setup = sampler_setup(ref_flags, tj.job.diffusion);
+  const NoiseSchedule ns = noise_schedule_of(setup.params);
+  const double t_start = setup.schedule.levels.front();
+  // The fine solution from the same start, with the same thresholding.
+  SamplerSetup ref_setup = setup;
+  ref_setup.solver = SolverOptions();
+  ref_setup.solver.name = tj.tune.reference_sampler;
+  if (tj.tune.reference_steps == 0) {
+    ref_setup.schedule.levels.clear();
+    for (double t = std::floor(t_start); t >= 0; --t) ref_setup.schedule.levels.push_back(t);
+    if (t_start != std::floor(t_start)) ref_setup.schedule.levels.front() = t_start;
+    ref_setup.schedule.levels.push_back(kCleanLevel);
+    ref_setup.schedule_name = str("every step from t=", t_start);
+  } else {
+    ref_setup.schedule = make_step_schedule(ns, "logsnr", tj.tune.reference_steps, t_start);
+    ref_setup.schedule_name = str("logsnr from t=", t_start);
+  }
 
   const c10::Device device = resolve_device(s.device);
   Logger logger(Logger::choose_dir(s.log_dir), false);
   logger.log("device: " + describe_device(device));
+  if (!setup.defaults_note.empty()) logger.log(setup.defaults_note);
   UNetModel model = load_model(m, false, s.model_path, device);
-  const NoiseSchedule ns = noise_schedule_of(setup.params);
 
-  // Calibration batches and their fine solutions.
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(s.seed);
-  struct Batch {
-    at::Tensor x_T, y, reference;
-  };
-  std::vector<Batch> batches;
   c10::InferenceMode inference;
   const auto fn_for = [&model](const at::Tensor& y) -> ModelFn {
     return [&model, y](const at::Tensor& x, const at::Tensor& t) {
@@ -58,25 +74,31 @@ TuneResult run_tune_steps(const TuneJob& tj) {
       return model->forward_kwargs(x, t, kw);
     };
   };
-  for (int64_t done = 0; done < s.num_samples; done += s.batch_size) {
-    const int64_t n = std::min(s.batch_size, s.num_samples - done);
-    Batch b;
-    b.x_T =
-        draw_normal({n, 3, m.image_size, m.image_size}, at::TensorOptions().device(device), gen);
-    if (m.class_cond) b.y = at::randint(0, kNumClasses, {n}, gen, at::kLong).to(device);
-    const auto ref = make_solver(ref_setup, fn_for(b.y));
-    if (batches.empty()) logger.log("fine solution: " + describe(*ref, ref_setup));
-    b.reference = run_sampler(*ref, b.x_T, {});
-    batches.push_back(b);
-  }
-  const ScheduleError error_of = [&](const StepSchedule& schedule) {
+  // Calibration draws (seeded by --seed) and as many held-out ones from another stream.
+  const auto draw_batches = [&](uint64_t seed) {
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+    std::vector<Batch> batches;
+    for (int64_t done = 0; done < s.num_samples; done += s.batch_size) {
+      const int64_t n = std::min(s.batch_size, s.num_samples - done);
+      Batch b;
+      b.x_T = draw_normal({n, m.image_channels, m.image_size, m.image_size},
+                          at::TensorOptions().device(device), gen);
+      if (m.class_cond) b.y = at::randint(0, kNumClasses, {n}, gen, at::kLong).to(device);
+      b.reference = run_sampler(*make_solver(ref_setup, fn_for(b.y)), b.x_T, {});
+      batches.push_back(b);
+    }
+    return batches;
+  };
+  logger.log("fine solution: " + describe(*make_solver(ref_setup, fn_for({})), ref_setup));
+  const std::vector<Batch> calibration = draw_batches(s.seed);
+  const std::vector<Batch> held_out = draw_batches(s.seed ^ 0x686f6c646f7574ull);
+  const auto error_on = [&](const std::vector<Batch>& batches, const StepSchedule& schedule) {
     double sum = 0.0;
     int64_t count = 0;
     for (const Batch& b : batches) {
       SamplerSetup trial = setup;
       trial.schedule = schedule;
-      const auto solver = make_solver(trial, fn_for(b.y));
-      const at::Tensor x = run_sampler(*solver, b.x_T, {});
+      const at::Tensor x = run_sampler(*make_solver(trial, fn_for(b.y)), b.x_T, {});
       sum += (x - b.reference).pow(2).sum().item<double>();
       count += x.numel();
     }
@@ -84,21 +106,36 @@ TuneResult run_tune_steps(const TuneJob& tj) {
   };
   TuneOptions o;
   o.steps = s.steps;
-  o.t_start = s.t_start;
+  o.t_start = t_start;
   o.final_zero = s.final_sigma == "zero";
+  o.sigma_max = s.sigma_max >= 0 ? s.sigma_max : default_schedule(ns, s.steps).sigma_max;
   o.iterations = tj.tune.iterations;
   logger.log(str("tuning ", s.steps, " steps of ", setup.solver.name, " on ", s.num_samples,
                  " calibration samples (RMS error against the fine solution):"));
-  const TuneResult r =
-      tune_step_schedule(ns, o, error_of, [&](const std::string& line) { logger.log(line); });
+  TuneResult r = tune_step_schedule(
+      ns, o, [&](const StepSchedule& t) { return error_on(calibration, t); },
+      [&](const std::string& line) { logger.log(line); });
+  // Kept only when it beats the best fixed schedule on draws it was not fitted to.
+  const StepSchedule fixed =
+      make_step_schedule(ns, r.initial_name, o.steps, o.t_start, o.final_zero, o.sigma_max);
+  const double held_fixed = error_on(held_out, fixed), held_tuned = error_on(held_out, r.schedule);
+  const bool keep_tuned = held_tuned < held_fixed;
+  logger.log(str("held-out draws: tuned ", held_tuned, ", ", r.initial_name, " ", held_fixed,
+                 keep_tuned ? ": writing the tuned steps"
+                            : ": tuning did not help there, writing the fixed schedule"));
+  if (!keep_tuned) r.schedule = fixed;
   nlohmann::json info;
   info["sampler"] = setup.solver.name;
   info["diffusion_steps"] = ns.num_timesteps();
   info["noise_schedule"] = tj.job.diffusion.noise_schedule;
   info["final_sigma"] = s.final_sigma;
+  info["clip_denoised"] = s.clip_denoised;
   info["error"] = r.error;
   info["initial_schedule"] = r.initial_name;
   info["initial_error"] = r.initial_error;
+  info["held_out_error"] = keep_tuned ? held_tuned : held_fixed;
+  info["held_out_error_fixed"] = held_fixed;
+  info["tuned"] = keep_tuned;
   info["reference"] = describe(*make_solver(ref_setup, fn_for({})), ref_setup);
   write_steps_file(s.steps_file, r.schedule, info.dump());
   logger.log(str("error ", r.error, " (", r.initial_name, ": ", r.initial_error, ") after ",

@@ -31,10 +31,23 @@ struct StepSchedule {
 const char* step_schedule_names();
 
 // N = steps steps of `name` starting at t_start (the process's last step when < 0), ending
-// at sigma 0 (final_zero) or at the schedule's own last point. Bad values are ConfigErrors
-// naming --schedule, --steps or --t_start.
+// at sigma 0 (final_zero) or at the schedule's own last point. With sigma_max > 0 and a
+// start noisier than that (sigma_k(t_start) > sigma_max, e.g. 2e4 at the last step of a
+// cosine schedule), the first step goes from t_start straight to the level of sigma_max and
+// the spacing runs from there: at such a start the model's x_0 prediction is the data's mean
+// whatever the level, so steps spent above it are wasted. Bad values are ConfigErrors naming
+// --schedule, --steps, --t_start or --sigma_max.
 StepSchedule make_step_schedule(const NoiseSchedule& ns, const std::string& name, int64_t steps,
-                                double t_start = -1, bool final_zero = true);
+                                double t_start = -1, bool final_zero = true, double sigma_max = 0);
+
+// The schedule `--steps N` takes when --schedule and --sigma_max are not given, chosen by
+// measurement for the kind of model and N (README, "Sampling accuracy from full noise").
+struct ScheduleDefaults {
+  std::string name;
+  double sigma_max = 0.0;
+  std::string why;  // for the log and --help
+};
+ScheduleDefaults default_schedule(const NoiseSchedule& ns, int64_t steps);
 
 // The reference's respacing string over a process of T steps: its kept steps, descending,
 // then the clean end.

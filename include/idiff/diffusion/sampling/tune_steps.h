@@ -22,6 +22,7 @@ struct TuneOptions {
   int64_t steps = 10;
   double t_start = -1;     // -1: the last timestep
   bool final_zero = true;  // as make_step_schedule
+  double sigma_max = 0.0;  // as make_step_schedule: the starting schedules' cap
   int64_t iterations = 6;  // sweeps
 };
 

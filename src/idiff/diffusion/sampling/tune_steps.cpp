@@ -34,7 +34,7 @@ TuneResult tune_step_schedule(const NoiseSchedule& ns, const TuneOptions& o,
   for (const char* name : {"karras", "logsnr", "linspace", "trailing"}) {
     StepSchedule s;
     try {
-      s = make_step_schedule(ns, name, o.steps, o.t_start, o.final_zero);
+      s = make_step_schedule(ns, name, o.steps, o.t_start, o.final_zero, o.sigma_max);
     } catch (const ConfigError&) {
       continue;  // e.g. linspace rounds two levels together
     }
