@@ -380,6 +380,16 @@ TEST(EvalCli, BadInputIsOneLineAndNonZero) {
   r = test::run_idiff({"eval", "--ref", dir.file("s.npz")});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--samples is required"), std::string::npos) << r.err;
+  // Statistics written over an input: refused before anything is read or written.
+  const auto before = std::filesystem::file_size(dir.file("s.npz"));
+  r = test::run_idiff({"eval", "--ref", dir.file("s.npz"), "--save_stats", dir.file("s.npz")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--save_stats " + dir.file("s.npz") + " is --ref"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(std::filesystem::file_size(dir.file("s.npz")), before);
+  r = test::run_idiff({"eval", "--ref", dir.file("s.npz"), "--samples", dir.file("s.npz"),
+                       "--save_sample_stats", dir.path() + "/./s.npz"});
+  EXPECT_NE(r.err.find("/./s.npz is --ref"), std::string::npos) << r.err;  // the same file
 }
 
 }  // namespace

@@ -88,9 +88,40 @@ FeatureStats embed_images(ImageSource& source, const FeatureFn& net, const c10::
   return s;
 }
 
+namespace {
+
+// Whether two paths name one file (or would, once written).
+bool same_path(const std::string& a, const std::string& b) {
+  std::error_code ea, eb;
+  const auto ca = std::filesystem::weakly_canonical(a, ea),
+             cb = std::filesystem::weakly_canonical(b, eb);
+  return ea || eb ? a == b : ca == cb;
+}
+
+// A statistics output that is an input would overwrite it (the reference images with their
+// statistics): refused before any work.
+void check_outputs_are_not_inputs(const EvalConfig& c) {
+  const std::vector<std::pair<const char*, std::string>> outputs = {
+      {"`save_stats`", c.save_stats}, {"`save_sample_stats`", c.save_sample_stats}};
+  const std::vector<std::pair<const char*, std::string>> inputs = {{"`ref`", c.ref},
+                                                                   {"`samples`", c.samples}};
+  for (const auto& [out_flag, out] : outputs) {
+    if (out.empty()) continue;
+    for (const auto& [in_flag, in] : inputs) {
+      IDIFF_REQUIRE(in.empty() || !same_path(out, in), ConfigError, out_flag, " ", out, " is ",
+                    in_flag, ": writing the statistics would overwrite the input");
+    }
+  }
+  IDIFF_REQUIRE(c.save_stats.empty() || !same_path(c.save_stats, c.save_sample_stats), ConfigError,
+                "`save_stats` and `save_sample_stats` name one file: ", c.save_stats);
+}
+
+}  // namespace
+
 EvalReport evaluate(const EvalConfig& c) {
   IDIFF_REQUIRE(!c.samples.empty() || !c.save_stats.empty(), ConfigError,
                 "`samples` is required (or `save_stats` alone, to cache the reference set)");
+  check_outputs_are_not_inputs(c);
   Embedder embedder(c);
   EvalReport r;
   const FeatureStats ref = embedder.stats_of(c.ref, "`ref`");
