@@ -121,5 +121,19 @@ TEST(DataResize, ReferenceResizeShapesAndCrop) {
   }
 }
 
+// A long thin image (200000x1 fits in a 661-byte PNG) would be scaled to a 6.4M-pixel-long
+// strip before the crop: refused with the file named, up to 64:1 accepted.
+TEST(DataResize, ElongatedImagesAreRefusedBeforeResizing) {
+  const std::string err =
+      test::error_of([] { reference_resize(Image8(200000, 1, 3), 32, "image strip.png"); });
+  EXPECT_NE(err.find("image strip.png is 200000x1: more elongated than 64:1"), std::string::npos)
+      << err;
+  EXPECT_NE(test::error_of([] { reference_resize(Image8(1, 65, 1), 8); }).find("1x65"),
+            std::string::npos);
+  const Image8 ok = reference_resize(Image8(64, 1, 3), 8);
+  EXPECT_EQ(ok.width, 8);
+  EXPECT_EQ(ok.height, 8);
+}
+
 }  // namespace
 }  // namespace idiff

@@ -129,8 +129,8 @@ ImageFolderDataset::ImageFolderDataset(std::string data_dir, int64_t resolution,
 
 int64_t ImageFolderDataset::read(int64_t index, float* out) const {
   TORCH_CHECK(index >= 0 && index < size(), "ImageFolderDataset: index ", index, " of ", size());
-  const Image8 rgb =
-      reference_resize(decode_image_file(files_[index], max_pixels_), int(resolution_));
+  const Image8 rgb = reference_resize(decode_image_file(files_[index], max_pixels_),
+                                      int(resolution_), "image " + files_[index]);
   rgb_to_chw_float(rgb, out);
   return labels_[index];
 }

@@ -3,6 +3,8 @@
 // normalize_coeffs_8bpc, the horizontal and vertical passes.
 #include "idiff/data/image_resize.h"
 
+#include "idiff/common/error.h"
+
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -155,8 +157,15 @@ Image8 pil_resize(const Image8& image, int width, int height, ResampleFilter fil
   return out;
 }
 
-Image8 reference_resize(Image8 image, int resolution) {
+Image8 reference_resize(Image8 image, int resolution, const std::string& what) {
   TORCH_CHECK(resolution > 0, "reference_resize: resolution ", resolution);
+  // The short side is scaled to `resolution`, so a long thin image (a few hundred bytes of
+  // PNG can declare 200000x1) would grow without bound before the crop; refused instead.
+  const int64_t lo = std::min(image.width, image.height), hi = std::max(image.width, image.height);
+  IDIFF_REQUIRE(lo > 0 && hi <= kMaxAspectRatio * lo, FileError, what, " is ", image.width, "x",
+                image.height, ": more elongated than ", kMaxAspectRatio,
+                ":1, which is refused (its short side scaled to ", resolution,
+                " would make the long one ", hi * resolution / std::max<int64_t>(lo, 1), ")");
   while (std::min(image.width, image.height) >= 2 * resolution) {
     image = pil_resize(image, image.width / 2, image.height / 2, ResampleFilter::Box);
   }

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace idiff {
@@ -45,8 +46,10 @@ Image8 pil_resize(const Image8& image, int width, int height, ResampleFilter fil
 // The reference's transform of one image before it becomes a tensor: box halvings,
 // bicubic to a short side of `resolution` (new sizes rounded half-to-even, as Python's
 // round), conversion to RGB (grey replicated, alpha dropped) and the centre crop.
-// Returns an RGB image of resolution x resolution.
-Image8 reference_resize(Image8 image, int resolution);
+// Returns an RGB image of resolution x resolution. An image more elongated than
+// kMaxAspectRatio:1 is a FileError naming `what` (its resized long side would be unbounded).
+constexpr int64_t kMaxAspectRatio = 64;
+Image8 reference_resize(Image8 image, int resolution, const std::string& what = "the image");
 
 // RGB uint8 [H][W][3] -> float32 CHW in [-1, 1] as x / 127.5 - 1 (float32 arithmetic, as
 // the reference's numpy code). `out` holds 3 * H * W floats.

@@ -29,7 +29,8 @@ std::string shape_name(const at::Tensor& nhwc) {
 
 // --init_image: one image, resized as training data is, [1, C, size, size] in [-1, 1].
 at::Tensor read_init_image(const std::string& path, int64_t size, int64_t channels) {
-  const Image8 rgb = reference_resize(decode_image_file(path), static_cast<int>(size));
+  const Image8 rgb =
+      reference_resize(decode_image_file(path), static_cast<int>(size), "`init_image` " + path);
   at::Tensor out = at::empty({1, 3, size, size}, at::kFloat);
   rgb_to_chw_float(rgb, out.data_ptr<float>());
   return channels == 1 ? rgb_to_grey(out) : out;
