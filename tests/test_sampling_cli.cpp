@@ -142,8 +142,32 @@ TEST(SamplingCli, BadSamplerFlagsAreOneLineErrors) {
   expect_error({"--steps", "4", "--t_start", "5000"}, "--t_start");
   expect_error({"--steps", "4000"}, "--steps");
   expect_error({"--steps_file", dir.file("missing.json")}, "missing.json");
-  expect_error({"--sampler", "ddim", "--steps", "2", "--init_image", dir.file("missing.png")},
+  expect_error({"--sampler", "ddim", "--steps", "2", "--t_start", "500", "--init_image",
+                dir.file("missing.png")},
                "missing.png");
+  expect_error({"--sampler", "ddim", "--steps", "2", "--init_image", dir.file("missing.png")},
+               "--init_image needs --t_start");
+}
+
+// Flags that trip a newcomer: a misspelt flag names the closest one; the checkpoint may
+// come first, as `idiff info` takes it.
+TEST(SamplingCli, MisspeltFlagsAndAPositionalCheckpoint) {
+  TempDir dir;
+  auto r = test::run_idiff(tiny_args(dir, {"--num_channel", "32"}));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown flag --num_channel (did you mean --num_channels?)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  std::vector<std::string> args = tiny_args(dir, {"--sampler", "ddim", "--steps", "2"});
+  const auto at = std::find(args.begin(), args.end(), "--model_path");
+  ASSERT_NE(at, args.end());
+  args.erase(at);  // the path after it stays, as a positional argument
+  r = test::run_idiff(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("loading " + test::data_path("unet_tiny.weights.safetensors")),
+            std::string::npos)
+      << r.out;
 }
 
 }  // namespace

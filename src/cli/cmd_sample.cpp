@@ -27,7 +27,12 @@ void setup(CLI::App& sub, Mode mode) {
   }
   Flags f(sub);
   const std::string g = mode == Mode::Nll ? "Evaluation" : "Sampling";
-  f.add("model_path", s.model_path, "checkpoint to load (.pt or .safetensors; model or EMA)")
+  CLI::Option* model_path =
+      f.add("model_path", s.model_path, "checkpoint to load (.pt or .safetensors; model or EMA)")
+          ->group(g);
+  // `idiff sample ema.pt`, as `idiff info ema.pt`.
+  sub.add_option("checkpoint", s.model_path, "the checkpoint, as --model_path")
+      ->excludes(model_path)
       ->group(g);
   f.add("clip_denoised", s.clip_denoised, "clip x_0 predictions to [-1, 1]")->group(g);
   f.add("num_samples", s.num_samples, {1, 1000000000},

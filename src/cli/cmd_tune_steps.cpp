@@ -16,7 +16,12 @@ void setup(CLI::App& sub) {
   s.sampler = "dpmpp_2m";
   Flags f(sub);
   const std::string g = "Tuning";
-  f.add("model_path", s.model_path, "checkpoint to load (.pt or .safetensors; model or EMA)")
+  CLI::Option* model_path =
+      f.add("model_path", s.model_path, "checkpoint to load (.pt or .safetensors; model or EMA)")
+          ->group(g);
+  // `idiff sample ema.pt`, as `idiff info ema.pt`.
+  sub.add_option("checkpoint", s.model_path, "the checkpoint, as --model_path")
+      ->excludes(model_path)
       ->group(g);
   f.add("num_samples", s.num_samples, {1, 1000000000}, "calibration samples")->group(g);
   f.add("batch_size", s.batch_size, kBatchRange, "samples per batch")->group(g);

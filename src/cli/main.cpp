@@ -11,6 +11,7 @@
 #include <iostream>
 #include <regex>
 #include <string>
+#include <vector>
 
 namespace idiff::cli {
 
@@ -48,6 +49,59 @@ std::string name_flags(const std::string& message, const CLI::App& app) {
   return out;
 }
 
+namespace {
+
+// Levenshtein distance, for "did you mean" (a few dozen short names: the plain O(nm) table).
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// The flag of `app` closest to `unknown` ("--num_channel" -> "--num_channels"), or "".
+std::string closest_flag(const CLI::App& app, const std::string& unknown) {
+  const std::string name = unknown.substr(0, unknown.find('='));
+  std::string best;
+  size_t best_distance = std::max<size_t>(2, name.size() / 4) + 1;
+  for (const CLI::Option* o : app.get_options()) {
+    for (const std::string& lname : o->get_lnames()) {
+      const size_t d = edit_distance(name, "--" + lname);
+      if (d < best_distance) best_distance = d, best = "--" + lname;
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+// The --flags of `words` that `command` (or the program) does not know, each with the
+// closest known one: "unknown flag --num_channel (did you mean --num_channels?)"; "" when
+// all are known. Checked before parsing, so an unknown flag's value is never taken for a
+// positional argument.
+std::string unknown_flags(const CLI::App& app, const CLI::App& command,
+                          const std::vector<std::string>& words) {
+  std::string out;
+  for (const std::string& word : words) {
+    if (word.rfind("--", 0) != 0 || word == "--") continue;
+    const std::string name = word.substr(0, word.find('='));
+    if (command.get_option_no_throw(name) != nullptr || app.get_option_no_throw(name) != nullptr)
+      continue;
+    const std::string guess = closest_flag(command, name);
+    out += (out.empty() ? "unknown flag " : ", unknown flag ") + name +
+           (guess.empty() ? "" : " (did you mean " + guess + "?)");
+  }
+  return out;
+}
+
 }  // namespace idiff::cli
 
 int main(int argc, char** argv) {
@@ -81,6 +135,16 @@ int main(int argc, char** argv) {
     for (const auto& c : commands) names += (names.empty() ? "" : ", ") + c.name;
     std::cerr << "idiff: error: unknown command '" << argv[1] << "' (commands: " << names << ")\n";
     return 2;
+  }
+
+  if (argc > 1 && argv[1][0] != '-') {  // a known command (checked above)
+    const std::string unknown = idiff::cli::unknown_flags(
+        app, *app.get_subcommand(argv[1]), std::vector<std::string>(argv + 2, argv + argc));
+    if (!unknown.empty()) {
+      std::cerr << "idiff: error: " << unknown << " (idiff " << argv[1]
+                << " --help lists the flags)\n";
+      return 2;
+    }
   }
 
   try {

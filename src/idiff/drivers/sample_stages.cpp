@@ -95,6 +95,10 @@ void check_sample_job(const SampleJob& job) {
                 s.batch_size);
   IDIFF_REQUIRE(s.grid_size >= 0, ConfigError, "`grid_size` must be non-negative, got ",
                 s.grid_size);
+  // From the last step the image would be noised away: a plain sample, silently.
+  IDIFF_REQUIRE(s.init_image.empty() || s.t_start >= 0, ConfigError,
+                "`init_image` needs `t_start` (with `steps`): the timestep the image is noised to; "
+                "from the last one the image would be lost in the noise");
   const bool classifier_guided = !s.classifier_path.empty();
   const std::vector<int64_t> classes = parse_int_list(s.classes, "`class`");
   IDIFF_REQUIRE(classes.empty() || m.class_cond || classifier_guided, ConfigError, "`class` ",
