@@ -103,9 +103,17 @@ TEST(SamplingCli, TunedStepsAreWrittenAndSampled) {
   EXPECT_LE(json["held_out_error"].get<double>(), json["held_out_error_fixed"].get<double>());
   EXPECT_NE(r.out.find("held-out draws: tuned "), std::string::npos) << r.out;
   TempDir out;
-  r = test::run_idiff(tiny_args(out, {"--sampler", "dpmpp_2m", "--steps_file", steps}));
+  // The file names its sampler: no --sampler needed.
+  r = test::run_idiff(tiny_args(out, {"--steps_file", steps}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("3 model calls"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("dpmpp_2m, 3 steps (3 model calls)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--sampler dpmpp_2m: the sampler " + steps + " was tuned for"),
+            std::string::npos)
+      << r.out;
+  // tune-steps has no starting image or sample files to write.
+  r = test::run_idiff({"tune-steps", "--init_image", "x.png"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown flag --init_image"), std::string::npos) << r.err;
 }
 
 // `idiff sample --help` lists the sampler registry's rows, and each setting's help says

@@ -33,7 +33,7 @@ void setup(CLI::App& sub) {
         "its steps (0: every step of the process; else a logsnr schedule)")
       ->group(g);
   f.add("iterations", job->tune.iterations, {0, 1000}, "sweeps of the coordinate search")->group(g);
-  add_sampler_flags(f, s);
+  add_sampler_flags(f, s, false);
   const std::string a = "idiff additions";
   f.add("seed", s.seed, "seed of the calibration noise (and labels)")->group(a);
   f.add("log_dir", s.log_dir, "log folder (else $OPENAI_LOGDIR, else /tmp/openai-<time>)")

@@ -296,7 +296,7 @@ std::string sampler_table_help() {
   return out;
 }
 
-void add_sampler_flags(Flags& f, SampleConfig& s) {
+void add_sampler_flags(Flags& f, SampleConfig& s, bool outputs) {
   const std::string g = "Sampling engine";
   f.add("sampler", s.sampler,
         sampler_names() +
@@ -329,6 +329,7 @@ void add_sampler_flags(Flags& f, SampleConfig& s) {
   f.add("dynamic_threshold", s.dynamic_threshold, {0.0, 1.0},
         "dynamic thresholding of x_0 at this quantile (e.g. 0.995) instead of --clip_denoised")
       ->group(g);
+  if (!outputs) return;  // tune-steps: no starting image, no sample files
   f.add("init_image", s.init_image, "SDEdit: start from this image noised to --t_start")->group(g);
   f.add("save_float", s.save_float,
         "also write samples_float.safetensors (float32 [N, C, H, W] in [-1, 1], key samples)")

@@ -68,7 +68,8 @@ void add_max_image_pixels_flag(CLI::App& app, int64_t& field);
 // The sampling engine's flags (--sampler, --steps, --schedule, ...), for sample and tune-steps.
 // guided-diffusion's classifier flags (classifier_defaults()).
 void add_classifier_flags(Flags& f, ClassifierConfig& c);
-void add_sampler_flags(Flags& f, SampleConfig& s);
+// `outputs`: also --init_image and --save_float (sample, not tune-steps).
+void add_sampler_flags(Flags& f, SampleConfig& s, bool outputs = true);
 // The samplers of the registry, a line each with their settings: the footer of `idiff sample
 // --help`.
 std::string sampler_table_help();

@@ -7,37 +7,11 @@
 
 namespace idiff {
 
-SamplerSetup sampler_setup(const SampleConfig& s, const DiffusionConfig& d) {
-  SamplerSetup out;
-  DiffusionConfig full = d;
-  full.timestep_respacing = "";
-  out.params = diffusion_params(full);
-  IDIFF_REQUIRE(!s.use_ddim || s.sampler.empty() || s.sampler == "ddim", ConfigError,
-                "`use_ddim` True asks for ddim and `sampler` for ", s.sampler, ": give one");
-  // The reference's samplers by default; with --steps the engine's, UniPC (measured best of
-  // the registry's samplers at 10-20 calls from full noise, README).
-  out.solver.name = !s.sampler.empty() ? s.sampler
-                    : s.use_ddim       ? "ddim"
-                    : s.steps > 0      ? "unipc"
-                                       : "ddpm";
-  out.solver.eta = s.eta;
-  out.solver.order = s.order;
-  out.solver.unipc_variant = s.unipc_variant;
-  out.solver.lower_order_final = s.lower_order_final;
-  const SamplerRow& row = find_sampler(out.solver.name);
-  check_solver_settings(row, out.solver);
-  const std::vector<std::string> unread = unread_settings(row, out.solver);
-  IDIFF_REQUIRE(unread.empty(), ConfigError, "`sampler` ", row.name, " does not read ",
-                join(unread, ", "), " (it reads: ", setting_names(row.settings), ")");
-  IDIFF_REQUIRE(s.final_sigma == "zero" || s.final_sigma == "min", ConfigError,
-                "`final_sigma` must be zero or min, got '", s.final_sigma, "'");
-  IDIFF_REQUIRE(s.dynamic_threshold >= 0 && s.dynamic_threshold <= 1, ConfigError,
-                "`dynamic_threshold` must lie in (0, 1] (0: off), got ", s.dynamic_threshold);
-  out.denoiser.threshold = s.dynamic_threshold > 0 ? Threshold::Dynamic
-                           : s.clip_denoised       ? Threshold::Clip
-                                                   : Threshold::None;
-  if (s.dynamic_threshold > 0) out.denoiser.dynamic_threshold_p = s.dynamic_threshold;
+namespace {
 
+// The steps: --steps_file (and the sampler it names), --steps of --schedule, or the
+// reference's --timestep_respacing. Returns the file's sampler ("" without).
+std::string choose_steps(const SampleConfig& s, const DiffusionConfig& d, SamplerSetup& out) {
   const NoiseSchedule ns = noise_schedule_of(out.params);
   const int64_t T = ns.num_timesteps();
   const int given = !s.steps_file.empty() + (s.steps > 0) + !d.timestep_respacing.empty();
@@ -48,8 +22,11 @@ SamplerSetup sampler_setup(const SampleConfig& s, const DiffusionConfig& d) {
   IDIFF_REQUIRE(s.steps > 0 || (s.schedule.empty() && s.t_start < 0 && s.final_sigma == "zero" &&
                                 s.sigma_max < 0),
                 ConfigError, "`schedule`, `t_start`, `sigma_max` and `final_sigma` need `steps`");
+  IDIFF_REQUIRE(s.final_sigma == "zero" || s.final_sigma == "min", ConfigError,
+                "`final_sigma` must be zero or min, got '", s.final_sigma, "'");
+  std::string file_sampler;
   if (!s.steps_file.empty()) {
-    out.schedule = read_steps_file(s.steps_file, T);
+    out.schedule = read_steps_file(s.steps_file, T, &file_sampler);
     out.schedule_name = "the steps of " + s.steps_file;
   } else if (s.steps > 0) {
     const ScheduleDefaults defaults = default_schedule(ns, s.steps);
@@ -73,6 +50,49 @@ SamplerSetup sampler_setup(const SampleConfig& s, const DiffusionConfig& d) {
     out.schedule_name = d.timestep_respacing.empty() ? std::string("every step")
                                                      : "respacing " + d.timestep_respacing;
   }
+  return file_sampler;
+}
+
+// The solver: --sampler, else ddim with --use_ddim, else the steps file's sampler, else
+// UniPC with --steps (measured best at 10-20 calls from full noise, README), else the
+// reference's ddpm; its settings checked by its registry row.
+void choose_solver(const SampleConfig& s, const std::string& file_sampler, SamplerSetup& out) {
+  IDIFF_REQUIRE(!s.use_ddim || s.sampler.empty() || s.sampler == "ddim", ConfigError,
+                "`use_ddim` True asks for ddim and `sampler` for ", s.sampler, ": give one");
+  out.solver.name = !s.sampler.empty()      ? s.sampler
+                    : s.use_ddim            ? "ddim"
+                    : !file_sampler.empty() ? file_sampler
+                    : s.steps > 0           ? "unipc"
+                                            : "ddpm";
+  if (s.sampler.empty() && !s.use_ddim && !file_sampler.empty()) {
+    out.defaults_note =
+        str("--sampler ", file_sampler, ": the sampler ", s.steps_file, " was tuned for");
+  }
+  out.solver.eta = s.eta;
+  out.solver.order = s.order;
+  out.solver.unipc_variant = s.unipc_variant;
+  out.solver.lower_order_final = s.lower_order_final;
+  const SamplerRow& row = find_sampler(out.solver.name);
+  check_solver_settings(row, out.solver);
+  const std::vector<std::string> unread = unread_settings(row, out.solver);
+  IDIFF_REQUIRE(unread.empty(), ConfigError, "`sampler` ", row.name, " does not read ",
+                join(unread, ", "), " (it reads: ", setting_names(row.settings), ")");
+}
+
+}  // namespace
+
+SamplerSetup sampler_setup(const SampleConfig& s, const DiffusionConfig& d) {
+  SamplerSetup out;
+  DiffusionConfig full = d;
+  full.timestep_respacing = "";
+  out.params = diffusion_params(full);
+  choose_solver(s, choose_steps(s, d, out), out);
+  IDIFF_REQUIRE(s.dynamic_threshold >= 0 && s.dynamic_threshold <= 1, ConfigError,
+                "`dynamic_threshold` must lie in (0, 1] (0: off), got ", s.dynamic_threshold);
+  out.denoiser.threshold = s.dynamic_threshold > 0 ? Threshold::Dynamic
+                           : s.clip_denoised       ? Threshold::Clip
+                                                   : Threshold::None;
+  if (s.dynamic_threshold > 0) out.denoiser.dynamic_threshold_p = s.dynamic_threshold;
   return out;
 }
 

@@ -64,6 +64,8 @@ bool has_integer_levels(const StepSchedule& s);
 // {"levels": [...], "sampler": ..., "diffusion_steps": T, ...}. `info` is merged in as
 // extra keys (a JSON object text, "" for none).
 void write_steps_file(const std::string& path, const StepSchedule& s, const std::string& info);
-StepSchedule read_steps_file(const std::string& path, int64_t num_timesteps);
+// `sampler`, when given, receives the file's "sampler" ("" when it names none).
+StepSchedule read_steps_file(const std::string& path, int64_t num_timesteps,
+                             std::string* sampler = nullptr);
 
 }  // namespace idiff

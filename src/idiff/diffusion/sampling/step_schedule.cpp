@@ -176,7 +176,7 @@ void write_steps_file(const std::string& path, const StepSchedule& s, const std:
   write_bytes_atomically(path, j.dump(2) + "\n");
 }
 
-StepSchedule read_steps_file(const std::string& path, int64_t num_timesteps) {
+StepSchedule read_steps_file(const std::string& path, int64_t num_timesteps, std::string* sampler) {
   // A steps file is a little JSON: a FIFO or a device is refused, never read, and so is a
   // file far larger than any schedule.
   constexpr uint64_t kMaxStepsFileBytes = uint64_t{1} << 22;
@@ -193,6 +193,11 @@ StepSchedule read_steps_file(const std::string& path, int64_t num_timesteps) {
   for (const auto& v : j["levels"]) {
     IDIFF_REQUIRE(v.is_number(), FileError, path, ": \"levels\" must hold numbers");
     s.levels.push_back(v.get<double>());
+  }
+  if (sampler != nullptr) {
+    IDIFF_REQUIRE(!j.contains("sampler") || j["sampler"].is_string(), FileError, path,
+                  ": \"sampler\" must be a name");
+    *sampler = j.value("sampler", std::string());
   }
   if (j.contains("diffusion_steps")) {
     IDIFF_REQUIRE(j["diffusion_steps"] == num_timesteps, FileError, path, ": tuned for ",
