@@ -5,6 +5,7 @@
 #include "test_train_util.h"
 #include "test_util.h"
 
+#include "idiff/common/progress.h"
 #include "idiff/common/rng.h"
 #include "idiff/data/data_loader.h"
 #include "idiff/diffusion/factory.h"
@@ -67,6 +68,29 @@ TEST(Library, TrainingLeavesTheCallersRandomStreamAlone) {
   const auto second = train_steps(b.path(), 2);
   ASSERT_EQ(first.size(), second.size());
   for (size_t i = 0; i < first.size(); ++i) EXPECT_TRUE(at::equal(first[i], second[i])) << i;
+}
+
+// Through a pipe or into a log file (stderr is not a terminal here) a long loop writes a
+// line with the count, the rate and the time left, at most every line_interval seconds;
+// rank 1 and more (enabled false) write nothing.
+TEST(Library, ProgressWritesLinesWhenNotOnATerminal) {
+  testing::internal::CaptureStderr();  // stderr is then a file, whatever ran the test
+  {
+    ProgressBar bar("sampling", 10, true, 0.0);
+    bar.update(5);
+    ProgressBar quiet("other", 10, false, 0.0);
+    quiet.update(5);
+    ProgressBar slow("slow", 10, true, 3600.0);
+    slow.update(5);  // within its interval: nothing
+  }
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("sampling: 5/10 (50%), "), std::string::npos) << err;
+  EXPECT_NE(err.find(" left\n"), std::string::npos) << err;
+  EXPECT_EQ(err.find("other"), std::string::npos) << err;
+  EXPECT_EQ(err.find("slow"), std::string::npos) << err;
+  EXPECT_EQ(ProgressBar::format_duration(3725), "1h02m");
+  EXPECT_EQ(ProgressBar::format_duration(275), "4m35s");
+  EXPECT_EQ(ProgressBar::format_duration(12.4), "12s");
 }
 
 TEST(Library, InstallsNoSignalHandler) {

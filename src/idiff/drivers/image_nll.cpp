@@ -54,20 +54,25 @@ NllResult run_nll(const SampleJob& job, DistContext* dist) {
   std::vector<double> batch_bpd;
   at::Tensor vb_sum, mse_sum, xmse_sum;
   int64_t done = 0, batches = 0;
-  ProgressBar bar("nll", diffusion.num_timesteps(),
-                  ctx.is_main() && ProgressBar::stderr_is_terminal());
+  // Counted in model calls (T per batch; batches of --batch_size images on every rank until
+  // --num_samples are done): one batch may take minutes.
+  const int64_t per_batch = s.batch_size * ctx.world_size();
+  const int64_t T = diffusion.num_timesteps();
+  ProgressBar bar("nll model calls", (s.num_samples + per_batch - 1) / per_batch * T,
+                  ctx.is_main());
+  int64_t calls = 0;
   while (done < s.num_samples) {
     Batch b = loader->next();
     ModelKwargs kw;
     if (job.model.class_cond) kw.y = b.labels.to(device);
     c10::InferenceMode inference;
-    ModelFn fn = [&model, &kw](const at::Tensor& x, const at::Tensor& t) {
+    ModelFn fn = [&model, &kw, &bar, &calls](const at::Tensor& x, const at::Tensor& t) {
+      bar.update(++calls);
       return model->forward_kwargs(x, t, kw);
     };
     const BpdResult r = diffusion.calc_bpd_loop(fn, b.images.to(device), s.clip_denoised, gen);
     // This batch's means [bpd, vb [T], mse [T], xstart_mse [T]], averaged over the ranks as
     // the reference does (every rank's batch has --batch_size images).
-    const int64_t T = r.vb.size(1);
     at::Tensor metrics =
         at::cat({at::full({1}, r.total_bpd.mean().item<double>(), at::kDouble),
                  r.vb.mean(0).to(at::kDouble).cpu(), r.mse.mean(0).to(at::kDouble).cpu(),

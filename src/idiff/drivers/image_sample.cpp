@@ -49,8 +49,10 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
   const int64_t per_round = s.batch_size * world;
   const int64_t rounds = (s.num_samples + per_round - 1) / per_round;
   std::vector<at::Tensor> images, labels, floats;
-  ProgressBar bar("sampling", plan.solver->num_steps(),
-                  ctx.is_main() && ProgressBar::stderr_is_terminal());
+  // One count over the whole run (rank 0's steps): a bar with the time left on a terminal,
+  // a line every 10 s otherwise.
+  const int64_t steps = plan.solver->num_steps();
+  ProgressBar bar("sampling", rounds * steps, ctx.is_main());
   for (int64_t round = 0; round < rounds; ++round) {
     // Global index of this rank's first sample of the round, and how many it makes.
     const int64_t start = round * per_round + rank * s.batch_size;
@@ -59,11 +61,10 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
                       at::empty({0, plan.channels, plan.size, plan.size}, at::kFloat),
                       at::empty({0}, at::kLong)};
     if (n > 0) {
-      bar.set_label(str("batch ", round + 1, "/", rounds));
-      batch = sample_batch(
-          plan, start, n, gen, [&bar](const SampleStep& step) { bar.update(step.index + 1); },
-          round + 1);
-      bar.finish();
+      const auto progress = [&bar, round, steps](const SampleStep& step) {
+        bar.update(round * steps + step.index + 1);
+      };
+      batch = sample_batch(plan, start, n, gen, progress, round + 1);
     }
     gather_into(ctx, batch.uint8, images);
     if (s.save_float) gather_into(ctx, batch.floats, floats);
@@ -71,6 +72,7 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
     logger.log(str("created ", std::min(s.num_samples, (round + 1) * per_round), " samples"));
   }
 
+  bar.finish();
   SampleResult r;
   r.images = at::cat(images);
   if (!labels.empty()) r.labels = at::cat(labels);
