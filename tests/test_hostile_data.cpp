@@ -117,6 +117,9 @@ TEST(HostileData, ImagesAboveThePixelLimitAreRefusedBeforeDecoding) {
       message_of([&] { decode_image_file(d.file("small.png"), 1023); }),
       "is 32x32 (1024 pixels), more than the limit of 1023 pixels (`max_image_pixels` raises it)");
   EXPECT_EQ(decode_image_file(d.file("small.png"), 1024).height, 32);
+  // Commands without the flag (sample's --init_image, eval) say what to do instead.
+  EXPECT_HAS(message_of([&] { decode_image_file(d.file("small.png"), 1023, "resize it first"); }),
+             "more than the limit of 1023 pixels (resize it first)");
   // A header that declares 20000 x 20000 over a few hundred bytes of data: refused from
   // the header (IHDR's width and height at bytes 16..23), with the default limit.
   // (Grey: stb_image itself refuses RGB images above 2^30 bytes, but not this one.)

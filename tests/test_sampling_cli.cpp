@@ -149,6 +149,7 @@ TEST(SamplingCli, BadSamplerFlagsAreOneLineErrors) {
   expect_error({"--steps", "4", "--final_sigma", "one"}, "--final_sigma");
   expect_error({"--steps", "4", "--t_start", "5000"}, "--t_start");
   expect_error({"--steps", "4000"}, "--steps");
+  expect_error({"--sampler", "ddim", "--steps", "1"}, "needs at least 2 steps (--steps");
   expect_error({"--steps_file", dir.file("missing.json")}, "missing.json");
   expect_error({"--sampler", "ddim", "--steps", "2", "--t_start", "500", "--init_image",
                 dir.file("missing.png")},

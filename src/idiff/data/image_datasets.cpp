@@ -75,7 +75,8 @@ std::string class_name_of(const std::string& path) {
   return name.substr(0, name.find('_'));
 }
 
-Image8 decode_image_file(const std::string& path, int64_t max_pixels) {
+Image8 decode_image_file(const std::string& path, int64_t max_pixels,
+                         const std::string& raise_hint) {
   const std::vector<uint8_t> bytes = read_regular_file(path, kMaxImageFileBytes, "image");
   IDIFF_REQUIRE(!bytes.empty(), FileError, "cannot decode image ", path, ": the file is empty");
   IDIFF_REQUIRE(bytes.size() <= size_t(std::numeric_limits<int>::max()), FileError, "image ", path,
@@ -86,8 +87,8 @@ Image8 decode_image_file(const std::string& path, int64_t max_pixels) {
     if (stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &c) != 0) {
       const int64_t pixels = int64_t(w) * int64_t(h);
       IDIFF_REQUIRE(pixels <= max_pixels, FileError, "image ", path, " is ", w, "x", h, " (",
-                    pixels, " pixels), more than the limit of ", max_pixels,
-                    " pixels (`max_image_pixels` raises it)");
+                    pixels, " pixels), more than the limit of ", max_pixels, " pixels (",
+                    raise_hint, ")");
     }
   }
   const std::string palette = png_palette_problem(bytes.data(), bytes.size());

@@ -30,7 +30,10 @@ std::string class_name_of(const std::string& path);
 // FileError naming the file and stb_image's reason; so are a special file (FIFO, device),
 // a file above kMaxImageFileBytes, an image declaring more than `max_pixels` pixels
 // (checked before decoding) and a palette PNG whose indices run past its palette.
-Image8 decode_image_file(const std::string& path, int64_t max_pixels = kDefaultMaxImagePixels);
+// `raise_hint`: how the user raises `max_pixels` (the commands without the flag say what
+// to do instead).
+Image8 decode_image_file(const std::string& path, int64_t max_pixels = kDefaultMaxImagePixels,
+                         const std::string& raise_hint = "`max_image_pixels` raises it");
 
 class ImageFolderDataset : public Dataset {
  public:

@@ -8,6 +8,7 @@
 #include "idiff/diffusion/factory.h"
 #include "idiff/drivers/load_model.h"
 #include "idiff/drivers/ranks.h"
+#include "idiff/drivers/sample_stages.h"
 #include "idiff/io/npz.h"
 
 #include <ATen/ATen.h>
@@ -18,13 +19,9 @@ namespace idiff {
 
 NllResult run_nll(const SampleJob& job, DistContext* dist) {
   const SampleConfig& s = job.sample;
-  IDIFF_REQUIRE(!s.model_path.empty(), ConfigError, "`model_path` is required");
+  check_checkpoint_and_counts(s);
   IDIFF_REQUIRE(!s.data_dir.empty(), ConfigError,
                 "`data_dir` is required (the images to evaluate)");
-  IDIFF_REQUIRE(s.num_samples >= 1, ConfigError, "`num_samples` must be at least 1, got ",
-                s.num_samples);
-  IDIFF_REQUIRE(s.batch_size >= 1, ConfigError, "`batch_size` must be at least 1, got ",
-                s.batch_size);
   const Ranks ranks = join_sampling_ranks(dist, job.model, job.diffusion, s);
   DistContext& ctx = *ranks.ctx;
   const c10::Device device = ctx.device();

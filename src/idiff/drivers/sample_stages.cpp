@@ -30,7 +30,8 @@ std::string shape_name(const at::Tensor& nhwc) {
 // --init_image: one image, resized as training data is, [1, C, size, size] in [-1, 1].
 at::Tensor read_init_image(const std::string& path, int64_t size, int64_t channels) {
   const Image8 rgb =
-      reference_resize(decode_image_file(path), static_cast<int>(size), "`init_image` " + path);
+      reference_resize(decode_image_file(path, kDefaultMaxImagePixels, "resize it first"),
+                       static_cast<int>(size), "`init_image` " + path);
   at::Tensor out = at::empty({1, 3, size, size}, at::kFloat);
   rgb_to_chw_float(rgb, out.data_ptr<float>());
   return channels == 1 ? rgb_to_grey(out) : out;
@@ -84,15 +85,19 @@ at::Tensor batch_conditioning(const SamplingPlan& plan, int64_t start, int64_t n
 
 }  // namespace
 
-void check_sample_job(const SampleJob& job) {
-  const SampleConfig& s = job.sample;
-  const ModelConfig& m = job.model;
+void check_checkpoint_and_counts(const SampleConfig& s) {
   IDIFF_REQUIRE(!s.model_path.empty(), ConfigError,
                 "`model_path` is required (a model or EMA checkpoint)");
   IDIFF_REQUIRE(s.num_samples >= 1, ConfigError, "`num_samples` must be at least 1, got ",
                 s.num_samples);
   IDIFF_REQUIRE(s.batch_size >= 1, ConfigError, "`batch_size` must be at least 1, got ",
                 s.batch_size);
+}
+
+void check_sample_job(const SampleJob& job) {
+  const SampleConfig& s = job.sample;
+  const ModelConfig& m = job.model;
+  check_checkpoint_and_counts(s);
   IDIFF_REQUIRE(s.grid_size >= 0, ConfigError, "`grid_size` must be non-negative, got ",
                 s.grid_size);
   // From the last step the image would be noised away: a plain sample, silently.

@@ -57,6 +57,9 @@ struct BatchImages {
   at::Tensor labels;  // [n] int64, or [0] without labels
 };
 
+// --model_path given, --num_samples and --batch_size at least 1 (sample, nll).
+void check_checkpoint_and_counts(const SampleConfig& s);
+
 // ConfigErrors naming the flag for anything the job's flags get wrong.
 void check_sample_job(const SampleJob& job);
 

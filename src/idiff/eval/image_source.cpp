@@ -53,7 +53,8 @@ class FolderImages : public ImageSource {
   at::Tensor next(int64_t n) override {
     std::vector<at::Tensor> images;
     for (; n > 0 && next_ < files_.size(); --n, ++next_) {
-      const Image8 img = decode_image_file(files_[next_]);
+      const Image8 img =
+          decode_image_file(files_[next_], kDefaultMaxImagePixels, "resize it first");
       at::Tensor t = at::from_blob(const_cast<uint8_t*>(img.pixels.data()),
                                    {1, img.height, img.width, img.channels}, at::kByte);
       // PIL's convert("RGB"): grey (+ alpha) repeated, alpha dropped.

@@ -42,6 +42,10 @@ std::unique_ptr<Solver> make_solver(const SolverOptions& o, const DiffusionParam
     for (size_t i = 0; i + 1 < schedule.levels.size(); ++i) {
       kept.insert(static_cast<int64_t>(schedule.levels[i]));
     }
+    IDIFF_REQUIRE(kept.size() >= 2, ConfigError, "`sampler` ", row.name,
+                  " (the reference's) needs at least 2 steps (`steps`, `timestep_respacing`), "
+                  "got ",
+                  kept.size());
     return make_reference_solver(
         SpacedDiffusion(kept, params), model, row.reference == ReferenceSampler::DdimSample, o.eta,
         denoiser.threshold == Threshold::Clip, denoiser.denoised_fn, denoiser.cond_fn);
