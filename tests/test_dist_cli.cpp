@@ -318,7 +318,7 @@ TEST(DistTrainCli, RanksWithDifferentFlagsNameTheFlag) {
        train_args(data.path(), logs.file("r1"), {"--max_steps", "1", "--num_channels", "64"})},
       dir);
   run.wait_all();
-  ASSERT_EQ(run.codes, (std::vector<int>{1, 1})) << run.describe();
+  ASSERT_EQ(run.codes, (std::vector<int>{2, 2})) << run.describe();
   EXPECT_CONTAINS(run.ranks[0]->err(),
                   "the ranks disagree on --num_channels: '32' on rank 0, something else on rank 1");
   EXPECT_CONTAINS(run.ranks[1]->err(), "the ranks disagree on --num_channels: '64' on rank 1");
@@ -335,7 +335,7 @@ TEST(DistSampleCli, RanksWithDifferentFlagsNameTheFlag) {
   LaunchedRanks run =
       start_idiff({args(logs.file("r0"), "1000"), args(logs.file("r1"), "500")}, dir);
   run.wait_all();
-  ASSERT_EQ(run.codes, (std::vector<int>{1, 1})) << run.describe();
+  ASSERT_EQ(run.codes, (std::vector<int>{2, 2})) << run.describe();
   EXPECT_CONTAINS(
       run.ranks[0]->err(),
       "the ranks disagree on --diffusion_steps: '1000' on rank 0, something else on rank 1");
@@ -350,7 +350,7 @@ TEST(DistSampleCli, RanksWithDifferentFlagsNameTheFlag) {
   LaunchedRanks samplers = start_idiff(
       {sampler_args(logs.file("s0"), "unipc"), sampler_args(logs.file("s1"), "heun")}, dir);
   samplers.wait_all();
-  ASSERT_EQ(samplers.codes, (std::vector<int>{1, 1})) << samplers.describe();
+  ASSERT_EQ(samplers.codes, (std::vector<int>{2, 2})) << samplers.describe();
   EXPECT_CONTAINS(samplers.ranks[0]->err(),
                   "the ranks disagree on --sampler: 'unipc' on rank 0, something else on rank 1");
 }

@@ -378,12 +378,12 @@ TEST(EvalCli, BadInputIsOneLineAndNonZero) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("pt_inception-2015-12-05"), std::string::npos) << r.err;
   r = test::run_idiff({"eval", "--ref", dir.file("s.npz")});
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--samples is required"), std::string::npos) << r.err;
   // Statistics written over an input: refused before anything is read or written.
   const auto before = std::filesystem::file_size(dir.file("s.npz"));
   r = test::run_idiff({"eval", "--ref", dir.file("s.npz"), "--save_stats", dir.file("s.npz")});
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--save_stats " + dir.file("s.npz") + " is --ref"), std::string::npos)
       << r.err;
   EXPECT_EQ(std::filesystem::file_size(dir.file("s.npz")), before);

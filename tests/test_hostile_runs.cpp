@@ -95,6 +95,52 @@ TEST(HostileFlags, IntegerAndNumberFlagsAreCheckedWhereParsed) {
   EXPECT_HAS(run_idiff({"train", "--help"}).out, "INT in [1, 65536]");
 }
 
+// One rule for exit codes: a flag value the library refuses (out of its set, conflicting
+// with another flag) exits 2 like one the parser refuses, with one line naming the flag.
+TEST(HostileFlags, ValuesTheLibraryRefusesExitTwo) {
+  TempDir dir, data;
+  write_shape_folder(data.path(), 2);
+  const std::vector<std::string> sample = {
+      "sample", "--model_path", dir.file("m.pt"), "--log_dir", dir.path(), "--device", "cpu"};
+  const std::vector<std::string> train = {"train",     "--data_dir",  data.path(),
+                                          "--log_dir", dir.path(),    "--device",
+                                          "cpu",       "--max_steps", "1"};
+  struct Case {
+    std::vector<std::string> base, args;
+    std::string needle;
+  };
+  const std::vector<Case> cases = {
+      {sample, {"--sampler", "bogus", "--steps", "4"}, "--sampler: unknown sampler 'bogus'"},
+      {sample, {"--schedule", "bogus", "--steps", "4"}, "--schedule: unknown schedule 'bogus'"},
+      {sample, {"--noise_schedule", "cosin"}, "cosin"},
+      {sample, {"--class", "-1", "--class_cond", "True"}, "--class: -1 is not a class"},
+      {sample, {"--class", "3"}, "--class 3 needs a class-conditional model"},
+      {sample, {"--device", "tpu"}, "tpu"},
+      {sample, {"--timestep_respacing", "0"}, "0"},
+      {sample, {"--steps", "4", "--final_sigma", "one"}, "--final_sigma"},
+      {sample, {"--sampler", "ddim", "--steps", "4", "--eta", "-1"}, "--eta"},
+      {sample, {"--sampler", "unipc", "--steps", "4", "--order", "5"}, "--order"},
+      {sample, {"--sampler", "heun", "--steps", "4", "--order", "3"}, "does not read --order"},
+      {sample, {"--use_ddim", "True", "--sampler", "unipc"}, "give one"},
+      {sample, {"--schedule", "karras"}, "need --steps"},
+      {sample, {"--guidance_scale", "2"}, "--guidance_scale"},
+      {sample, {"--classifier_scale", "2"}, "--classifier_scale needs a classifier"},
+      {sample, {"--init_image", "x.png", "--steps", "4"}, "--init_image needs --t_start"},
+      {train, {"--precision", "fp64"}, "--precision"},
+      {train, {"--ema_rate", "1.5"}, "--ema_rate"},
+      {train, {"--microbatch", "3", "--batch_size", "4"}, "--microbatch"},
+      {train, {"--training_mode", "edm9"}, "--training_mode: unknown objective 'edm9'"},
+      {train, {"--schedule_sampler", "bogus"}, "bogus"},
+      {{"eval", "--ref", dir.file("r.npz")}, {}, "--samples is required"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> args = c.base;
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    SCOPED_TRACE(args[0] + (c.args.empty() ? "" : " " + c.args[0] + " " + c.args[1]));
+    expect_clear_error(run_idiff_within(120, args), c.needle, 2);
+  }
+}
+
 TEST(HostileFlags, ListsRefuseEmptyItems) {
   EXPECT_EQ(parse_int_list("16,8", "--x"), (std::vector<int64_t>{16, 8}));
   EXPECT_EQ(parse_int_list("", "--x"), (std::vector<int64_t>{}));
@@ -108,7 +154,7 @@ TEST(HostileFlags, ListsRefuseEmptyItems) {
   for (const char* bad : {",", "3,,7"}) {
     expect_clear_error(run_idiff({"sample", "--class", bad, "--model_path", dir.file("m.pt"),
                                   "--log_dir", dir.path(), "--device", "cpu"}),
-                       "--class: '" + std::string(bad) + "' has an empty item");
+                       "--class: '" + std::string(bad) + "' has an empty item", 2);
   }
 }
 
@@ -118,7 +164,7 @@ TEST(HostileRuns, ResumeStepBeyondTheLimitIsRefused) {
   for (const char* name : {"model9223372036854775806.pt", "model99999999999999999999.pt"}) {
     const RunResult r = run_idiff_within(
         120, train_args(data.path(), dir.path(), {"--resume_checkpoint", dir.file(name)}));
-    expect_clear_error(r, std::string(name) + ": the step number in its name: ");
+    expect_clear_error(r, std::string(name) + ": the step number in its name: ", 2);
     EXPECT_HAS(r.err, "is out of range (expected an integer from 0 to 1000000000000)");
   }
 }

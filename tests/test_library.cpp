@@ -177,7 +177,7 @@ TEST(GreyImages, TrainSampleInfoAndPlotWithOneChannel) {
 
   r = test::run_idiff(test::cat_args(
       {"train", "--data_dir", "fashion-mnist", "--image_channels", "2"}, test::tiny_flags()));
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--image_channels must be 1 (grey) or 3 (RGB), got 2"), std::string::npos)
       << r.err;
 

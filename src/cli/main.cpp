@@ -1,5 +1,7 @@
 // The idiff program: parses the subcommand and its flags (CLI11) and hands the work to the
-// library. User errors become one line on stderr and exit code 1; flag errors exit 2.
+// library. Errors become one line on stderr: exit 2 for a flag or setting the parser or the
+// library refuses (a ConfigError: unknown, unconvertible, out of range, conflicting), 1 for
+// everything else (files, data, runtime).
 #include "command.h"
 
 #include "idiff/common/error.h"
@@ -157,6 +159,10 @@ int main(int argc, char** argv) {
     std::string msg = e.what();
     std::replace(msg.begin(), msg.end(), '\n', ' ');
     std::cerr << "idiff: error: " << msg << " (" << where << " --help lists the flags)\n";
+    return 2;
+  } catch (const idiff::ConfigError& e) {
+    // A bad or conflicting setting is a flag error too, wherever the library found it.
+    std::cerr << "idiff: error: " << idiff::cli::name_flags(e.what(), app) << "\n";
     return 2;
   } catch (const idiff::Error& e) {
     std::cerr << "idiff: error: " << idiff::cli::name_flags(e.what(), app) << "\n";
