@@ -119,9 +119,7 @@ int run(const Settings& st) {
     return run_sampler(*solver, x, {});
   };
   // Ground truth: DDIM through every step from t_start; a check: DPM-Solver++ 3M, 500 steps.
-  StepSchedule every;
-  for (int64_t t = st.t_start; t >= 0; --t) every.levels.push_back(static_cast<double>(t));
-  every.levels.push_back(kCleanLevel);
+  const StepSchedule every = every_step_schedule(static_cast<double>(st.t_start));
   SolverOptions ddim;
   ddim.name = "ddim";
   auto t0 = std::chrono::steady_clock::now();

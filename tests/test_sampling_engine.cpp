@@ -306,6 +306,12 @@ TEST(StepSchedule, SigmaMaxCapsTheFirstStep) {
             std::string::npos);
 }
 
+// The fine solutions' schedule: every integer step from the start, then sigma 0.
+TEST(StepSchedule, EveryStepFromTheStart) {
+  EXPECT_EQ(every_step_schedule(999).levels, respacing_schedule(1000, "").levels);
+  EXPECT_EQ(every_step_schedule(2.5).levels, (std::vector<double>{2.5, 2, 1, 0, kCleanLevel}));
+}
+
 // The defaults --steps takes: UniPC on log-SNR steps, capped at sigma 80 when the model
 // starts above it (the cosine and linear schedules of 1000 steps), and the log says so.
 TEST(StepSchedule, DefaultsForStepsAreTheMeasuredOnes) {

@@ -274,12 +274,11 @@ namespace {
 std::string solver_setting_help(const std::string& name) {
   for (const SolverSettingRow& setting : solver_settings()) {
     if (name != setting.name) continue;
-    std::string readers;
+    std::vector<std::string> readers;
     for (const SamplerRow& row : sampler_registry()) {
-      if (row.settings & setting.bit)
-        readers += (readers.empty() ? "" : ", ") + std::string(row.name);
+      if (row.settings & setting.bit) readers.push_back(row.name);
     }
-    return std::string(setting.help) + " (read by " + readers + ")";
+    return std::string(setting.help) + " (read by " + join(readers, ", ") + ")";
   }
   throw std::logic_error("no solver setting " + name);
 }

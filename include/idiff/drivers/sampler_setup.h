@@ -19,6 +19,7 @@ struct SamplerSetup {
   DiffusionParams params;     // the full process
   std::string schedule_name;  // for the log: "karras from t=999", "respacing ddim50", a file
   std::string defaults_note;  // for the log: which defaults --steps took, and why ("": none)
+  double sigma_max = 0.0;     // with --steps: the cap of the first step (0: none), as resolved
 };
 
 // Bad or conflicting flags are ConfigErrors naming them.

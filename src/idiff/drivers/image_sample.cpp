@@ -30,7 +30,7 @@ void gather_into(DistContext& ctx, const at::Tensor& part, std::vector<at::Tenso
 SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
   const SampleConfig& s = job.sample;
   check_sample_job(job);
-  SamplerSetup setup = sampling_setup(job);
+  SamplerSetup setup = sampler_setup(s, job.diffusion);
   const Ranks ranks = join_sampling_ranks(dist, job.model, job.diffusion, s, &setup);
   DistContext& ctx = *ranks.ctx;
   const int64_t rank = ctx.rank(), world = ctx.world_size();
@@ -40,7 +40,7 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
   logger.log("device: " + describe_device(ctx.device()));
   if (ctx.is_distributed()) logger.log("distributed: " + ctx.describe());
   SamplingPlan plan = prepare_sampling(job, std::move(setup), ctx.device(), logger);
-  for (const std::string& line : split(describe_sampling(plan, world), '\n')) logger.log(line);
+  for (const std::string& line : describe_sampling(plan, world)) logger.log(line);
 
   // Rounds as the reference's: each rank samples up to --batch_size images per round and
   // all of them are gathered in rank order, so sample i of the output is global index i

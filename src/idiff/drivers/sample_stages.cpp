@@ -125,10 +125,6 @@ void check_sample_job(const SampleJob& job) {
   }
 }
 
-SamplerSetup sampling_setup(const SampleJob& job) {
-  return sampler_setup(job.sample, job.diffusion);
-}
-
 SamplingPlan prepare_sampling(const SampleJob& job, SamplerSetup setup, c10::Device device,
                               Logger& logger) {
   const SampleConfig& s = job.sample;
@@ -173,18 +169,19 @@ SamplingPlan prepare_sampling(const SampleJob& job, SamplerSetup setup, c10::Dev
   return p;
 }
 
-std::string describe_sampling(const SamplingPlan& p, int64_t world_size) {
+std::vector<std::string> describe_sampling(const SamplingPlan& p, int64_t world_size) {
   const SampleConfig& s = p.job.sample;
-  std::string line =
+  std::vector<std::string> lines = {
       str("sampling ", s.num_samples, " images with ", describe(*p.solver, p.setup),
           p.init.defined() ? str(", from ", s.init_image, " noised to t=", p.first_level.t) : "",
-          world_size > 1 ? str(" on ", world_size, " ranks") : "", "...");
-  if (!p.setup.defaults_note.empty()) line += "\n" + p.setup.defaults_note;
+          world_size > 1 ? str(" on ", world_size, " ranks") : "", "...")};
+  if (!p.setup.defaults_note.empty()) lines.push_back(p.setup.defaults_note);
   if (p.classifier_guided) {
-    line += str("\nclassifier guidance: ", s.classifier_path, ", scale ", s.classifier_scale);
+    lines.push_back(
+        str("classifier guidance: ", s.classifier_path, ", scale ", s.classifier_scale));
   }
-  if (p.free_guided) line += str("\nclassifier-free guidance: scale ", s.guidance_scale);
-  return line;
+  if (p.free_guided) lines.push_back(str("classifier-free guidance: scale ", s.guidance_scale));
+  return lines;
 }
 
 BatchImages sample_batch(SamplingPlan& p, int64_t start, int64_t n, at::Generator& gen,

@@ -63,15 +63,13 @@ void check_checkpoint_and_counts(const SampleConfig& s);
 // ConfigErrors naming the flag for anything the job's flags get wrong.
 void check_sample_job(const SampleJob& job);
 
-// The sampler setup alone (no model loaded): what the ranks agree on before loading.
-SamplerSetup sampling_setup(const SampleJob& job);
-
 // Loads and builds everything the batches share, logging what it loaded.
 SamplingPlan prepare_sampling(const SampleJob& job, SamplerSetup setup, c10::Device device,
                               Logger& logger);
 
-// The log line of a plan: "sampling N images with unipc, 10 steps (...)...".
-std::string describe_sampling(const SamplingPlan& plan, int64_t world_size);
+// The log lines of a plan: "sampling N images with unipc, 10 steps (...)...", the defaults
+// taken, the guidance.
+std::vector<std::string> describe_sampling(const SamplingPlan& plan, int64_t world_size);
 
 // Samples [start, start + n) of the run (global indices: labels, --initial_noise rows and
 // base images are taken by index), with labels and x_T drawn from `gen`. Error naming

@@ -31,13 +31,14 @@ std::string choose_steps(const SampleConfig& s, const DiffusionConfig& d, Sample
   } else if (s.steps > 0) {
     const ScheduleDefaults defaults = default_schedule(ns, s.steps);
     const std::string name = s.schedule.empty() ? defaults.name : s.schedule;
-    const double cap = s.sigma_max >= 0 ? s.sigma_max : defaults.sigma_max;
-    out.schedule = make_step_schedule(ns, name, s.steps, s.t_start, s.final_sigma == "zero", cap);
-    const bool capped = out.schedule.num_steps() >= 2 &&
-                        ns.level(out.schedule.levels[0]).sigma_k() > cap && cap > 0;
-    out.schedule_name = str(name, " from t=", out.schedule.levels.front(),
-                            capped ? str(" (first step to sigma ", cap, ")") : std::string(),
-                            s.final_sigma == "zero" ? " to sigma 0" : " to t=0");
+    out.sigma_max = s.sigma_max >= 0 ? s.sigma_max : defaults.sigma_max;
+    out.schedule =
+        make_step_schedule(ns, name, s.steps, s.t_start, s.final_sigma == "zero", out.sigma_max);
+    const bool capped = first_step_capped(ns, out.schedule.levels.front(), s.steps, out.sigma_max);
+    out.schedule_name =
+        str(name, " from t=", out.schedule.levels.front(),
+            capped ? str(" (first step to sigma ", out.sigma_max, ")") : std::string(),
+            s.final_sigma == "zero" ? " to sigma 0" : " to t=0");
     std::vector<std::string> taken;
     if (s.sampler.empty() && !s.use_ddim) taken.push_back("--sampler unipc");
     if (s.schedule.empty()) taken.push_back("--schedule " + defaults.name);

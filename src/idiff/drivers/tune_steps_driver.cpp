@@ -50,10 +50,7 @@ TuneResult run_tune_steps(const TuneJob& tj) {
   ref_setup.solver = SolverOptions();
   ref_setup.solver.name = tj.tune.reference_sampler;
   if (tj.tune.reference_steps == 0) {
-    ref_setup.schedule.levels.clear();
-    for (double t = std::floor(t_start); t >= 0; --t) ref_setup.schedule.levels.push_back(t);
-    if (t_start != std::floor(t_start)) ref_setup.schedule.levels.front() = t_start;
-    ref_setup.schedule.levels.push_back(kCleanLevel);
+    ref_setup.schedule = every_step_schedule(t_start);
     ref_setup.schedule_name = str("every step from t=", t_start);
   } else {
     ref_setup.schedule = make_step_schedule(ns, "logsnr", tj.tune.reference_steps, t_start);
@@ -108,7 +105,7 @@ TuneResult run_tune_steps(const TuneJob& tj) {
   o.steps = s.steps;
   o.t_start = t_start;
   o.final_zero = s.final_sigma == "zero";
-  o.sigma_max = s.sigma_max >= 0 ? s.sigma_max : default_schedule(ns, s.steps).sigma_max;
+  o.sigma_max = setup.sigma_max;
   o.iterations = tj.tune.iterations;
   logger.log(str("tuning ", s.steps, " steps of ", setup.solver.name, " on ", s.num_samples,
                  " calibration samples (RMS error against the fine solution):"));

@@ -2,6 +2,7 @@
 // in a file of its own, and one row below; `--training_mode`, its help and the README
 // table follow.
 #include "idiff/common/error.h"
+#include "idiff/common/strings.h"
 #include "idiff/train/training_objective.h"
 
 namespace idiff {
@@ -20,11 +21,9 @@ const std::vector<ObjectiveRow>& objective_registry() {
 }
 
 std::string objective_names() {
-  std::string out;
-  for (const ObjectiveRow& row : objective_registry()) {
-    out += (out.empty() ? "" : ", ") + std::string(row.name);
-  }
-  return out;
+  std::vector<std::string> names;
+  for (const ObjectiveRow& row : objective_registry()) names.push_back(row.name);
+  return join(names, ", ");
 }
 
 const ObjectiveRow& find_objective(const std::string& name) {

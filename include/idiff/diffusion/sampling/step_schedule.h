@@ -40,6 +40,10 @@ const char* step_schedule_names();
 StepSchedule make_step_schedule(const NoiseSchedule& ns, const std::string& name, int64_t steps,
                                 double t_start = -1, bool final_zero = true, double sigma_max = 0);
 
+// Whether make_step_schedule(ns, *, steps, t_start, *, sigma_max) takes its first step
+// straight to sigma_max (t_start resolved: not -1).
+bool first_step_capped(const NoiseSchedule& ns, double t_start, int64_t steps, double sigma_max);
+
 // The schedule `--steps N` takes when --schedule and --sigma_max are not given, chosen by
 // measurement for the kind of model and N (README, "Sampling accuracy from full noise").
 struct ScheduleDefaults {
@@ -48,6 +52,10 @@ struct ScheduleDefaults {
   std::string why;  // for the log and --help
 };
 ScheduleDefaults default_schedule(const NoiseSchedule& ns, int64_t steps);
+
+// Every step of the process from t_start down: the integer timesteps below it (a fractional
+// t_start first), then sigma 0. The fine solutions of tune-steps and the solver bench.
+StepSchedule every_step_schedule(double t_start);
 
 // The reference's respacing string over a process of T steps: its kept steps, descending,
 // then the clean end.

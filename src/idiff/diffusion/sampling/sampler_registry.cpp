@@ -104,10 +104,9 @@ const std::vector<SamplerRow>& sampler_registry() {
 }
 
 std::string sampler_names() {
-  std::string out;
-  for (const SamplerRow& row : sampler_registry())
-    out += (out.empty() ? "" : ", ") + std::string(row.name);
-  return out;
+  std::vector<std::string> names;
+  for (const SamplerRow& row : sampler_registry()) names.push_back(row.name);
+  return join(names, ", ");
 }
 
 const SamplerRow& find_sampler(const std::string& name) {
@@ -119,11 +118,11 @@ const SamplerRow& find_sampler(const std::string& name) {
 }
 
 std::string setting_names(unsigned bits) {
-  std::string out;
+  std::vector<std::string> names;
   for (const SolverSettingRow& s : solver_settings()) {
-    if (bits & s.bit) out += (out.empty() ? "" : ", ") + std::string(s.name);
+    if (bits & s.bit) names.push_back(s.name);
   }
-  return out.empty() ? "none" : out;
+  return names.empty() ? "none" : join(names, ", ");
 }
 
 void check_solver_settings(const SamplerRow& row, const SolverOptions& options) {

@@ -76,6 +76,10 @@ std::vector<double> spacing(const NoiseSchedule& ns, const std::string& name, do
 
 }  // namespace
 
+bool first_step_capped(const NoiseSchedule& ns, double t_start, int64_t steps, double sigma_max) {
+  return sigma_max > 0 && steps >= 2 && ns.level(t_start).sigma_k() > sigma_max;
+}
+
 StepSchedule make_step_schedule(const NoiseSchedule& ns, const std::string& name, int64_t steps,
                                 double t_start, bool final_zero, double sigma_max) {
   const int64_t T = ns.num_timesteps();
@@ -89,7 +93,7 @@ StepSchedule make_step_schedule(const NoiseSchedule& ns, const std::string& name
   // Points made by the spacing: the model times, plus the last level with final "min".
   const int64_t n = final_zero ? steps : steps + 1;
   std::vector<double> pts;
-  if (sigma_max > 0 && steps >= 2 && ns.level(t_start).sigma_k() > sigma_max) {
+  if (first_step_capped(ns, t_start, steps, sigma_max)) {
     // One step from t_start straight to the level of sigma_max, then the spacing from there.
     pts = spacing(ns, name, ns.t_of_lambda(-std::log(sigma_max)), n - 1);
     pts.insert(pts.begin(), t_start);
@@ -132,6 +136,14 @@ ScheduleDefaults default_schedule(const NoiseSchedule& ns, int64_t steps) {
     d.why = "steps uniform in log-SNR (measured best from full noise with clipping, README)";
   }
   return d;
+}
+
+StepSchedule every_step_schedule(double t_start) {
+  StepSchedule s;
+  if (t_start != std::floor(t_start)) s.levels.push_back(t_start);
+  for (double t = std::floor(t_start); t >= 0; --t) s.levels.push_back(t);
+  s.levels.push_back(kCleanLevel);
+  return s;
 }
 
 StepSchedule respacing_schedule(int64_t num_timesteps, const std::string& section_counts) {
