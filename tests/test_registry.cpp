@@ -34,9 +34,14 @@ at::Tensor toy_model(const at::Tensor& x, const at::Tensor& t) {
 at::Tensor sample_with(const SamplerRow& row, const at::Tensor& x_T) {
   const DiffusionParams params = cosine_params();
   const NoiseSchedule ns = noise_schedule_of(params);
-  // Reference rows on respaced integer steps; the others on Karras levels.
+  // Reference rows on respaced integer steps; the others on Karras levels from t = 300, as
+  // many steps and ending where the row says (from the top, multistep's fresh noise would
+  // swamp the toy model's clipped x_0 at every level).
   const StepSchedule schedule =
-      row.engine == nullptr ? respacing_schedule(1000, "4") : make_step_schedule(ns, "karras", 4);
+      row.engine == nullptr
+          ? respacing_schedule(1000, "4")
+          : make_step_schedule(ns, "karras", row.fixed_steps > 0 ? row.fixed_steps : 4, 300,
+                               !row.final_min);
   SolverOptions o;
   o.name = row.name;
   const auto solver = make_solver(o, params, schedule, toy_model, {});

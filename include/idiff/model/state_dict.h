@@ -16,9 +16,15 @@ namespace idiff {
 TensorMap state_dict(const torch::nn::Module& module);
 
 // Copies every tensor of `sd` into the module's parameter/buffer of the same name,
-// converting dtype as PyTorch's load_state_dict does. Throws FileError naming `source`
+// converting dtype as PyTorch's load_state_dict does. A 1x1 Conv2d weight [O, C, 1, 1] loads
+// into a Conv1d weight [O, C, 1] (the same numbers): consistency_models' attention blocks
+// are 2-d convolutions where guided-diffusion's are 1-d. Throws FileError naming `source`
 // and listing all missing, unexpected and mis-shaped keys when they do not match exactly.
 void load_state_dict(torch::nn::Module& module, const TensorMap& sd, const std::string& source);
+
+// The state dict as consistency_models stores it: the attention's qkv and proj_out weights
+// [O, C, 1] as 1x1 Conv2d weights [O, C, 1, 1] (views, no copy).
+TensorMap with_conv2d_attention(const TensorMap& sd);
 
 // Number of parameter elements.
 int64_t parameter_count(const torch::nn::Module& module);

@@ -42,6 +42,21 @@ TensorMap state_dict(const torch::nn::Module& module) {
   return out;
 }
 
+bool is_conv2d_of_conv1d(at::IntArrayRef file, at::IntArrayRef model) {
+  return model.size() == 3 && model[2] == 1 && file.size() == 4 && file[2] == 1 && file[3] == 1 &&
+         file[0] == model[0] && file[1] == model[1];
+}
+
+TensorMap with_conv2d_attention(const TensorMap& sd) {
+  TensorMap out;
+  for (const auto& [name, t] : sd) {
+    const bool attention = name.size() > 11 && (name.rfind(".qkv.weight") == name.size() - 11 ||
+                                                name.rfind(".proj_out.weight") == name.size() - 16);
+    out.insert(name, attention && t.dim() == 3 && t.size(2) == 1 ? t.unsqueeze(3) : t);
+  }
+  return out;
+}
+
 void load_state_dict(torch::nn::Module& module, const TensorMap& sd, const std::string& source) {
   const TensorMap own = state_dict(module);
   std::vector<std::string> missing, unexpected, mismatched;
@@ -49,7 +64,7 @@ void load_state_dict(torch::nn::Module& module, const TensorMap& sd, const std::
     const at::Tensor* src = sd.find(name);
     if (!src) {
       missing.push_back(name);
-    } else if (src->sizes() != t.sizes()) {
+    } else if (src->sizes() != t.sizes() && !is_conv2d_of_conv1d(src->sizes(), t.sizes())) {
       mismatched.push_back(name + " (file " + shape_str(src->sizes()) + ", model " +
                            shape_str(t.sizes()) + ")");
     }
@@ -88,7 +103,7 @@ void load_state_dict(torch::nn::Module& module, const TensorMap& sd, const std::
   torch::NoGradGuard no_grad;
   for (const auto& [name, t] : own) {
     at::Tensor dst = t;  // shares storage with the module's tensor
-    dst.copy_(sd.at(name));
+    dst.copy_(sd.at(name).view(t.sizes()));
   }
 }
 

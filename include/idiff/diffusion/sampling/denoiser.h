@@ -6,9 +6,12 @@
 // not host numbers, so one step's code runs eagerly and under a captured CUDA graph alike.
 #pragma once
 
+#include "idiff/diffusion/karras_diffusion.h"
 #include "idiff/diffusion/model_fn.h"
 
 #include <ATen/core/Tensor.h>
+
+#include <optional>
 
 namespace idiff {
 
@@ -28,6 +31,10 @@ struct DenoiserOptions {
   // Optional classifier guidance, applied after thresholding as guided-diffusion's
   // condition_score: epsilon - sigma g, i.e. x_0 + sigma^2 / alpha g (unclipped).
   CondFn cond_fn;
+  // Set: the model is a Karras denoiser's network (consistency_models), called on
+  // x / alpha at sigma_k = sigma / alpha with these scalings; predict_xstart and
+  // learned_variance do not apply.
+  std::optional<KarrasParams> karras;
 };
 
 class Denoiser {
@@ -46,6 +53,7 @@ class Denoiser {
 
   ModelFn model_;
   DenoiserOptions options_;
+  std::optional<KarrasDenoiser> karras_;
 };
 
 }  // namespace idiff

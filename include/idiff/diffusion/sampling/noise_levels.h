@@ -7,6 +7,11 @@
 // have a noise level too and t(lambda) is its exact inverse (the interpolation diffusers'
 // schedulers use for Karras sigmas, linear in log sigma_k = -lambda). The model sees t (or
 // t * 1000 / T with rescale_timesteps).
+//
+// The Karras denoisers of consistency_models (karras_diffusion.h) live on variance-exploding
+// levels sigma_k in [sigma_min, sigma_max]: NoiseSchedule::karras spaces T points uniformly
+// in log sigma_k (so lambda is exactly linear in t and the interpolation exact), and the
+// network sees 250 log sigma_k.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +39,9 @@ class NoiseSchedule {
  public:
   // alphas_cumprod of the full process (T values, decreasing, in (0, 1)).
   NoiseSchedule(std::vector<double> alphas_cumprod, bool rescale_timesteps);
+  // The levels of a Karras denoiser: sigma_k from sigma_min (t = 0) to sigma_max (t = T-1),
+  // uniform in log sigma_k; the model time is 250 log sigma_k.
+  static NoiseSchedule karras(double sigma_min, double sigma_max, int64_t num_timesteps = 1000);
 
   int64_t num_timesteps() const { return static_cast<int64_t>(lambdas_.size()); }
   // lambda at a (fractional) timestep in [0, T-1].
@@ -42,10 +50,19 @@ class NoiseSchedule {
   double t_of_lambda(double lam) const;
   // The level at t in [0, T-1], or the clean end for kCleanLevel.
   NoiseLevel level(double t) const;
+  // The level of noise sigma_k = sigma / alpha > 0, exact even outside the schedule's range
+  // (the stochastic churn and midpoints of Karras' samplers); t and the model time are
+  // those of the nearest level inside it.
+  NoiseLevel level_of_sigma_k(double sigma_k) const;
+  bool is_karras() const { return karras_; }
 
  private:
+  NoiseSchedule(std::vector<double> lambdas, bool rescale_timesteps, bool karras);
+  double model_time(double t, double lambda) const;
+
   std::vector<double> lambdas_;  // lambda at t = 0 .. T-1, decreasing
-  bool rescale_timesteps_;
+  bool rescale_timesteps_ = false;
+  bool karras_ = false;  // the model time is 250 log sigma_k = -250 lambda
 };
 
 }  // namespace idiff

@@ -47,6 +47,9 @@ struct SampleOptions {
   // default generator of the device. A CPU generator also works for CUDA samples: the
   // numbers are drawn on the CPU and copied, so a seed gives the same noise on any device.
   std::optional<at::Generator> generator;
+  // Set: every N(0, I) tensor (x_T, then each step's) is taken from it instead, e.g. noise
+  // saved by a reference run, or per-image streams.
+  std::function<at::Tensor(at::IntArrayRef shape, const at::TensorOptions& options)> draw;
   // Where x_T is drawn when noise is not given; none: the device of `noise`, else the CPU.
   std::optional<c10::Device> device;
 };

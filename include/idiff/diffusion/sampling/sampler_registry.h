@@ -26,6 +26,11 @@ enum SolverSetting : unsigned {
   kSettingOrder = 1u << 1,
   kSettingUnipcVariant = 1u << 2,
   kSettingLowerOrderFinal = 1u << 3,
+  kSettingSChurn = 1u << 4,
+  kSettingSTmin = 1u << 5,
+  kSettingSTmax = 1u << 6,
+  kSettingSNoise = 1u << 7,
+  kSettingsChurn = kSettingSChurn | kSettingSTmin | kSettingSTmax | kSettingSNoise,
 };
 
 struct SolverSettingRow {
@@ -38,11 +43,11 @@ struct SolverSettingRow {
 };
 const std::vector<SolverSettingRow>& solver_settings();
 
-// The engine's solver over continuous noise levels.
+// The engine's solver over continuous noise levels (`levels`: the schedule's, on `ns`).
 using EngineSolverFactory = std::unique_ptr<Solver> (*)(const SolverOptions& options,
                                                         const StepSchedule& schedule,
                                                         const std::vector<NoiseLevel>& levels,
-                                                        Denoiser denoiser);
+                                                        Denoiser denoiser, const NoiseSchedule& ns);
 
 // On integer timesteps ending at sigma 0, a row may run the reference's own sampler of a
 // SpacedDiffusion instead (bit for bit the reference's results).
@@ -54,11 +59,16 @@ struct SamplerRow {
   unsigned settings;  // SolverSetting bits it reads
   ReferenceSampler reference;
   EngineSolverFactory engine;  // nullptr: integer timesteps only (the reference's sampler)
+  // consistency_models' samplers: > 0, the sampler takes exactly this many steps (onestep);
+  // final_min, its schedule ends at the lowest level, not at sigma 0 (progdist).
+  int64_t fixed_steps = 0;
+  bool final_min = false;
 };
 
 const std::vector<SamplerRow>& sampler_registry();
 
-// The row of `name`; a ConfigError naming `sampler` and listing the names otherwise.
+// The row of `name` (or of the reference's other spelling: consistency_models' `ancestral`
+// is euler_a); a ConfigError naming `sampler` and listing the names otherwise.
 const SamplerRow& find_sampler(const std::string& name);
 
 // "ddpm, ddim, ...", for messages and help.

@@ -20,6 +20,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -63,6 +64,12 @@ struct SolverOptions {
   // Multistep solvers take first-order last steps (second-order second-last for 3M) below
   // 15 steps, as diffusers does; the step to sigma 0 is always first order.
   bool lower_order_final = true;
+  // heun, dpm: Karras et al.'s stochastic churn (Alg. 2) at levels sigma_k in
+  // [s_tmin, s_tmax] (linear_multistep.h, Churn); s_churn 0: none.
+  double s_churn = 0.0;
+  double s_tmin = 0.0;
+  double s_tmax = std::numeric_limits<double>::infinity();
+  double s_noise = 1.0;
 };
 
 // A solver of `options.name` (a row of sampler_registry.h) over `schedule` for the full (not
@@ -81,6 +88,12 @@ std::unique_ptr<Solver> make_reference_solver(const GaussianDiffusion& diffusion
                                               const ModelFn& model, bool ddim, double eta,
                                               bool clip_denoised, const DenoisedFn& denoised_fn,
                                               const CondFn& cond_fn = {});
+
+// The same over the continuous schedule `ns` (any model family: a Karras denoiser's levels
+// with denoiser.karras set), engine solvers only: a row without one is a ConfigError.
+std::unique_ptr<Solver> make_engine_solver(const SolverOptions& options, const NoiseSchedule& ns,
+                                           const StepSchedule& schedule, const ModelFn& model,
+                                           const DenoiserOptions& denoiser);
 
 // The continuous schedule of a full process.
 NoiseSchedule noise_schedule_of(const DiffusionParams& params);

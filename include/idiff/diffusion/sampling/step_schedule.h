@@ -57,6 +57,14 @@ ScheduleDefaults default_schedule(const NoiseSchedule& ns, int64_t steps);
 // t_start first), then sigma 0. The fine solutions of tune-steps and the solver bench.
 StepSchedule every_step_schedule(double t_start);
 
+// consistency_models' --ts (stochastic_iterative_sampler): the indices ts (increasing, in
+// [0, steps - 1], the last steps - 1) of a Karras spacing of `steps` levels from the top of
+// `ns` (sigma_max) down to its bottom (sigma_min); the last index (sigma_min) becomes
+// sigma 0, where the consistency model's x_0 is the sample. Bad values are ConfigErrors
+// naming --ts and --steps.
+StepSchedule consistency_schedule(const NoiseSchedule& ns, const std::vector<int64_t>& ts,
+                                  int64_t steps, double rho = 7.0);
+
 // The reference's respacing string over a process of T steps: its kept steps, descending,
 // then the clean end.
 StepSchedule respacing_schedule(int64_t num_timesteps, const std::string& section_counts);

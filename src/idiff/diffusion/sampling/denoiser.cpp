@@ -11,6 +11,12 @@ Denoiser::Denoiser(ModelFn model, DenoiserOptions options)
   IDIFF_REQUIRE(options_.dynamic_threshold_p > 0.0 && options_.dynamic_threshold_p <= 1.0,
                 ConfigError, "`dynamic_threshold` must lie in (0, 1], got ",
                 options_.dynamic_threshold_p);
+  if (options_.karras) {
+    IDIFF_REQUIRE(!options_.cond_fn, ConfigError,
+                  "classifier guidance (`classifier_path`) needs a Gaussian-diffusion model, not a "
+                  "Karras (EDM or consistency) one");
+    karras_.emplace(*options_.karras);
+  }
 }
 
 at::Tensor Denoiser::operator()(const at::Tensor& x, const at::Tensor& t_model,
@@ -18,6 +24,13 @@ at::Tensor Denoiser::operator()(const at::Tensor& x, const at::Tensor& t_model,
   const int64_t n = x.size(0), c = x.size(1);
   // The network's float32 timesteps (float64 for float64 samples: exact fractional times).
   const auto t_type = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  if (karras_) {
+    // D(x_ve, sigma_k) on x_ve = x / alpha (cm/karras_diffusion.py denoise).
+    const at::Tensor sigma_k = (sigma / alpha).to(t_type).expand({n});
+    at::Tensor x0 = karras_->denoise(model_, x / alpha, sigma_k).denoised.to(x.scalar_type());
+    if (options_.denoised_fn) x0 = options_.denoised_fn(x0);
+    return threshold(x0);
+  }
   at::Tensor out = model_(x, t_model.to(t_type).expand({n}));
   TORCH_CHECK(out.size(1) == (options_.learned_variance ? 2 * c : c), "the model returned ",
               out.size(1), " channels for ", c, "-channel samples");

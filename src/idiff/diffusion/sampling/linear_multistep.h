@@ -41,10 +41,28 @@ LinearPlan dpm_solver_pp_plan(const std::vector<NoiseLevel>& levels, int64_t ord
                               bool lower_order_final);
 LinearPlan unipc_plan(const std::vector<NoiseLevel>& levels, int64_t order, bool bh2,
                       bool lower_order_final);
+// consistency.cpp: sigma_min is the lowest level of the schedule (sigma_k at t = 0).
+LinearPlan consistency_plan(const std::vector<NoiseLevel>& levels, double sigma_min);
 
-// Heun (heun.cpp): not linear in the predictions, two calls a step.
+// Karras et al.'s stochastic churn (Alg. 2): at a level k_i within [s_tmin, s_tmax], the
+// sample is first noised up to k_hat = k_i (1 + gamma), gamma = min(s_churn / N, sqrt 2 - 1),
+// by s_noise sqrt(k_hat^2 - k_i^2) z.
+struct Churn {
+  NoiseLevel hat;      // the level the model is called at (level i without churn)
+  double noise = 0.0;  // the scale of z in x_ve (0: no churn at this step)
+};
+Churn churn_at(const NoiseSchedule& ns, const NoiseLevel& level, int64_t num_steps,
+               const SolverOptions& options);
+
+// Not linear in the predictions, two calls a step: Heun (heun.cpp) and the midpoint method
+// of consistency_models' sample_dpm (karras_dpm.cpp), both with the churn above.
 std::unique_ptr<Solver> make_heun_solver(const StepSchedule& schedule,
-                                         const std::vector<NoiseLevel>& levels, Denoiser denoiser);
+                                         const std::vector<NoiseLevel>& levels, Denoiser denoiser,
+                                         const NoiseSchedule& ns, const SolverOptions& options);
+std::unique_ptr<Solver> make_karras_dpm_solver(const StepSchedule& schedule,
+                                               const std::vector<NoiseLevel>& levels,
+                                               Denoiser denoiser, const NoiseSchedule& ns,
+                                               const SolverOptions& options);
 
 std::unique_ptr<Solver> make_linear_solver(std::string name, const StepSchedule& schedule,
                                            const std::vector<NoiseLevel>& levels, Denoiser denoiser,

@@ -28,8 +28,8 @@ at::Tensor initial_noise(at::IntArrayRef shape, const SampleOptions& options) {
   IDIFF_REQUIRE(shape.size() >= 2, Error, "sampling: the sample shape must be [N, C, ...], got ",
                 shape);
   const c10::Device device = options.device.value_or(c10::Device(c10::kCPU));
-  return draw_normal(shape, at::TensorOptions().dtype(at::kFloat).device(device),
-                     options.generator);
+  const auto to = at::TensorOptions().dtype(at::kFloat).device(device);
+  return options.draw ? options.draw(shape, to) : draw_normal(shape, to, options.generator);
 }
 
 bool cuda_graphs_available() {
@@ -155,9 +155,11 @@ at::Tensor run_sampler(Solver& solver, const at::Tensor& x_start, const SampleOp
   std::map<int64_t, std::unique_ptr<StaticStep>> graphs;  // one per variant
   for (int64_t i = 0; i < n; ++i) {
     const at::Tensor row = table[i];
-    const at::Tensor noise = solver.draws_noise()
-                                 ? draw_normal(x.sizes(), x.options(), options.generator)
-                                 : at::Tensor();
+    at::Tensor noise;
+    if (solver.draws_noise()) {
+      noise = options.draw ? options.draw(x.sizes(), x.options()).to(x.options())
+                           : draw_normal(x.sizes(), x.options(), options.generator);
+    }
     const int64_t variant = solver.variant(i);
     SampleOutput out;
     if (!buffered || i < eager) {

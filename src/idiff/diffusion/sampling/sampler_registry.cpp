@@ -13,6 +13,16 @@ namespace idiff {
 namespace {
 
 using Levels = std::vector<NoiseLevel>;
+using NS = NoiseSchedule;
+
+std::string real(double v) {
+  return str(v);
+}
+
+void check_non_negative(double v, const char* flag) {
+  IDIFF_REQUIRE(!std::isnan(v) && v >= 0.0, ConfigError, "`", flag,
+                "` must be a non-negative number, got ", v);
+}
 
 std::unique_ptr<Solver> linear(const char* name, const StepSchedule& s, const Levels& l, Denoiser d,
                                LinearPlan plan) {
@@ -45,6 +55,21 @@ const std::vector<SolverSettingRow>& solver_settings() {
        "lower orders in the last steps below 15 steps (as diffusers)",
        [](const SolverOptions& o) { return std::string(o.lower_order_final ? "True" : "False"); },
        nullptr},
+      {kSettingSChurn, "s_churn", "stochastic churn of Karras et al. Alg. 2 (0: none)",
+       [](const SolverOptions& o) { return real(o.s_churn); },
+       [](const SolverOptions& o) { check_non_negative(o.s_churn, "s_churn"); }},
+      {kSettingSTmin, "s_tmin", "churn only at levels sigma >= s_tmin",
+       [](const SolverOptions& o) { return real(o.s_tmin); },
+       [](const SolverOptions& o) { check_non_negative(o.s_tmin, "s_tmin"); }},
+      {kSettingSTmax, "s_tmax", "churn only at levels sigma <= s_tmax",
+       [](const SolverOptions& o) { return real(o.s_tmax); },
+       [](const SolverOptions& o) {
+         IDIFF_REQUIRE(o.s_tmax >= o.s_tmin, ConfigError, "`s_tmax` (", o.s_tmax,
+                       ") must not be below `s_tmin` (", o.s_tmin, ")");
+       }},
+      {kSettingSNoise, "s_noise", "scale of the churn's noise",
+       [](const SolverOptions& o) { return real(o.s_noise); },
+       [](const SolverOptions& o) { check_non_negative(o.s_noise, "s_noise"); }},
   };
   return rows;
 }
@@ -57,48 +82,73 @@ const std::vector<SamplerRow>& sampler_registry() {
        "DDIM (Song et al. 2021): the reference's ddim_sample on integer timesteps, the same "
        "update on the continuous schedule otherwise",
        kSettingEta, ReferenceSampler::DdimSample,
-       [](const SolverOptions& o, const StepSchedule& s, const Levels& l, Denoiser d) {
+       [](const SolverOptions& o, const StepSchedule& s, const Levels& l, Denoiser d, const NS&) {
          return linear("ddim", s, l, std::move(d), ddim_plan(l, o.eta));
        }},
       {"dpmpp_2m", "DPM-Solver++(2M) (Lu et al. 2022)", kSettingLowerOrderFinal,
        ReferenceSampler::None,
-       [](const SolverOptions& o, const StepSchedule& s, const Levels& l, Denoiser d) {
+       [](const SolverOptions& o, const StepSchedule& s, const Levels& l, Denoiser d, const NS&) {
          return linear("dpmpp_2m", s, l, std::move(d),
                        dpm_solver_pp_plan(l, 2, false, o.lower_order_final));
        }},
       {"dpmpp_3m", "DPM-Solver++(3M) (Lu et al. 2022)", kSettingLowerOrderFinal,
        ReferenceSampler::None,
-       [](const SolverOptions& o, const StepSchedule& s, const Levels& l, Denoiser d) {
+       [](const SolverOptions& o, const StepSchedule& s, const Levels& l, Denoiser d, const NS&) {
          return linear("dpmpp_3m", s, l, std::move(d),
                        dpm_solver_pp_plan(l, 3, false, o.lower_order_final));
        }},
       {"dpmpp_2m_sde", "DPM-Solver++(2M) SDE, one noise draw a step (Lu et al. 2022)",
        kSettingLowerOrderFinal, ReferenceSampler::None,
-       [](const SolverOptions& o, const StepSchedule& s, const Levels& l, Denoiser d) {
+       [](const SolverOptions& o, const StepSchedule& s, const Levels& l, Denoiser d, const NS&) {
          return linear("dpmpp_2m_sde", s, l, std::move(d),
                        dpm_solver_pp_plan(l, 2, true, o.lower_order_final));
        }},
       {"unipc", "UniPC, predictor and corrector (Zhao et al. 2023)",
        kSettingOrder | kSettingUnipcVariant | kSettingLowerOrderFinal, ReferenceSampler::None,
-       [](const SolverOptions& o, const StepSchedule& s, const Levels& l, Denoiser d) {
+       [](const SolverOptions& o, const StepSchedule& s, const Levels& l, Denoiser d, const NS&) {
          return linear("unipc", s, l, std::move(d),
                        unipc_plan(l, o.order, o.unipc_variant == "bh2", o.lower_order_final));
        }},
       {"euler", "Euler's method on the probability-flow ODE (Karras et al. 2022)", 0,
        ReferenceSampler::None,
-       [](const SolverOptions&, const StepSchedule& s, const Levels& l, Denoiser d) {
+       [](const SolverOptions&, const StepSchedule& s, const Levels& l, Denoiser d, const NS&) {
          return linear("euler", s, l, std::move(d), ddim_plan(l, 0.0));
        }},
-      {"heun", "Heun's method, two model calls a step (Karras et al. 2022, Alg. 1)", 0,
-       ReferenceSampler::None,
-       [](const SolverOptions&, const StepSchedule& s, const Levels& l, Denoiser d) {
-         return make_heun_solver(s, l, std::move(d));
-       }},
+      {"heun",
+       "Heun's method, two model calls a step, with optional churn (Karras et al. 2022, Alg. 2)",
+       kSettingsChurn, ReferenceSampler::None,
+       [](const SolverOptions& o, const StepSchedule& s, const Levels& l, Denoiser d,
+          const NS& ns) { return make_heun_solver(s, l, std::move(d), ns, o); }},
       {"euler_a", "Euler ancestral, one noise draw a step (Karras et al. 2022)", 0,
        ReferenceSampler::None,
-       [](const SolverOptions&, const StepSchedule& s, const Levels& l, Denoiser d) {
+       [](const SolverOptions&, const StepSchedule& s, const Levels& l, Denoiser d, const NS&) {
          return linear("euler_a", s, l, std::move(d), euler_ancestral_plan(l));
        }},
+      {"dpm",
+       "consistency_models' midpoint method (DPM-Solver-2 style), two model calls a step, "
+       "with optional churn",
+       kSettingsChurn, ReferenceSampler::None,
+       [](const SolverOptions& o, const StepSchedule& s, const Levels& l, Denoiser d,
+          const NS& ns) { return make_karras_dpm_solver(s, l, std::move(d), ns, o); }},
+      {"multistep",
+       "consistency sampling (Song et al. 2023, Alg. 1): x_0, then fresh noise to the next "
+       "level; with --ts",
+       0, ReferenceSampler::None,
+       [](const SolverOptions&, const StepSchedule& s, const Levels& l, Denoiser d, const NS& ns) {
+         return linear("multistep", s, l, std::move(d), consistency_plan(l, ns.level(0).sigma_k()));
+       }},
+      {"onestep", "one model call from the first level: a consistency model's x_0", 0,
+       ReferenceSampler::None,
+       [](const SolverOptions&, const StepSchedule& s, const Levels& l, Denoiser d, const NS& ns) {
+         return linear("onestep", s, l, std::move(d), consistency_plan(l, ns.level(0).sigma_k()));
+       },
+       1},
+      {"progdist", "Euler steps ending at the lowest level, not at sigma 0 (consistency_models')",
+       0, ReferenceSampler::None,
+       [](const SolverOptions&, const StepSchedule& s, const Levels& l, Denoiser d, const NS&) {
+         return linear("progdist", s, l, std::move(d), ddim_plan(l, 0.0));
+       },
+       0, true},
   };
   return rows;
 }
@@ -110,8 +160,9 @@ std::string sampler_names() {
 }
 
 const SamplerRow& find_sampler(const std::string& name) {
+  const std::string key = name == "ancestral" ? "euler_a" : name;
   for (const SamplerRow& row : sampler_registry()) {
-    if (name == row.name) return row;
+    if (key == row.name) return row;
   }
   throw ConfigError(
       str("`sampler`: unknown sampler '", name, "' (expected one of ", sampler_names(), ")"));

@@ -52,7 +52,20 @@ std::unique_ptr<Solver> make_solver(const SolverOptions& o, const DiffusionParam
   }
   IDIFF_REQUIRE(params.model_mean_type != ModelMeanType::PreviousX, ConfigError, "`sampler` ",
                 row.name, " needs a model that predicts epsilon or x_0, not x_{t-1}");
-  return row.engine(o, schedule, levels_of(ns, schedule), Denoiser(model, denoiser));
+  return make_engine_solver(o, ns, schedule, model, denoiser);
+}
+
+std::unique_ptr<Solver> make_engine_solver(const SolverOptions& o, const NoiseSchedule& ns,
+                                           const StepSchedule& schedule, const ModelFn& model,
+                                           const DenoiserOptions& denoiser) {
+  check_step_schedule(schedule, ns.num_timesteps(), "the step schedule");
+  const SamplerRow& row = find_sampler(o.name);
+  check_solver_settings(row, o);
+  IDIFF_REQUIRE(row.engine != nullptr, ConfigError, "`sampler` ", row.name,
+                " is the reference's Gaussian-diffusion loop; ",
+                denoiser.karras ? "a Karras (EDM or consistency) model" : "this model",
+                " needs another sampler");
+  return row.engine(o, schedule, levels_of(ns, schedule), Denoiser(model, denoiser), ns);
 }
 
 }  // namespace idiff

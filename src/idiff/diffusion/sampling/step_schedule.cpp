@@ -107,6 +107,30 @@ StepSchedule make_step_schedule(const NoiseSchedule& ns, const std::string& name
   return s;
 }
 
+StepSchedule consistency_schedule(const NoiseSchedule& ns, const std::vector<int64_t>& ts,
+                                  int64_t steps, double rho) {
+  IDIFF_REQUIRE(steps >= 2, ConfigError,
+                "`ts` indexes `steps` levels: `steps` must be at least 2, got ", steps);
+  IDIFF_REQUIRE(ts.size() >= 2, ConfigError,
+                "`ts` needs at least two indices (the first level and steps - 1), got ", ts.size());
+  const double T = static_cast<double>(ns.num_timesteps() - 1);
+  const double hi = std::pow(ns.level(T).sigma_k(), 1.0 / rho);
+  const double lo = std::pow(ns.level(0).sigma_k(), 1.0 / rho);
+  StepSchedule s;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    IDIFF_REQUIRE(ts[i] >= 0 && ts[i] < steps && (i == 0 || ts[i] > ts[i - 1]), ConfigError,
+                  "`ts` must increase within [0, ", steps - 1, "] (`steps` ", steps, "), got ",
+                  ts[i], " at position ", i + 1);
+    const double r = static_cast<double>(ts[i]) / static_cast<double>(steps - 1);
+    const double sigma = std::pow(hi + r * (lo - hi), rho);
+    s.levels.push_back(i == 0 && ts[i] == 0 ? T : ns.t_of_lambda(-std::log(sigma)));
+  }
+  IDIFF_REQUIRE(ts.back() == steps - 1, ConfigError, "`ts` must end at steps - 1 = ", steps - 1,
+                " (sigma_min, where sampling ends), got ", ts.back());
+  s.levels.back() = kCleanLevel;
+  return s;
+}
+
 ScheduleDefaults default_schedule(const NoiseSchedule& ns, int64_t steps) {
   // Measured from full noise with clipping on two trained cosine-schedule models (README,
   // "Sampling accuracy from full noise"): at 10 and 20 calls uniform log-SNR steps from

@@ -1,0 +1,202 @@
+// consistency_models' Karras denoiser and samplers against its own numbers
+// (tests/data/cm_tiny.*, from ../shared/fixtures/cm): the small CM UNet with formula weights,
+// denoise with both scalings, the EDM loss terms, and every sampler of karras_sample from the
+// fixture's noise, through the one sampling loop.
+#include "test_util.h"
+
+#include "idiff/diffusion/karras_diffusion.h"
+#include "idiff/diffusion/sampling/karras_sample.h"
+#include "idiff/model/factory.h"
+#include "idiff/model/state_dict.h"
+#include "idiff/model/unet.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+
+namespace idiff::test {
+namespace {
+
+// The cm_tiny network at `image_size` (attention at downsample rate 2), seed 41: the
+// student of every case. The CM UNet's attention is guided-diffusion's new order.
+UNetModel cm_tiny_model(int64_t image_size, uint64_t seed = 41) {
+  ModelConfig m = model_config_from_flags(load_json("cm_tiny.json")["flags"]);
+  m.image_size = image_size;
+  m.attention_resolutions = std::to_string(image_size / 2);
+  m.use_new_attention_order = true;
+  UNetModel model = create_model(m);
+  set_formula_weights(*model, seed);
+  model->eval();
+  return model;
+}
+
+ModelFn fn_of(UNetModel model, const at::Tensor& y) {
+  return [model, y](const at::Tensor& x, const at::Tensor& t) mutable {
+    return model->forward(x, t, y);
+  };
+}
+
+KarrasParams params(bool distillation) {
+  KarrasParams p;
+  p.distillation = distillation;
+  return p;
+}
+
+TEST(Karras, TheCmUnetHasTheReleasedKeysShapesAndCount) {
+  const auto json = load_json("cm_tiny.json");
+  UNetModel model = cm_tiny_model(32);
+  const TensorMap sd = with_conv2d_attention(state_dict(*model));
+  ASSERT_EQ(sd.size(), json["keys"].size());
+  int64_t count = 0;
+  size_t i = 0;
+  for (const auto& [key, t] : sd) {
+    EXPECT_EQ(key, json["keys"][i][0].get<std::string>());
+    EXPECT_EQ(t.sizes().vec(), json["keys"][i][1].get<std::vector<int64_t>>());
+    count += t.numel();
+    ++i;
+  }
+  EXPECT_EQ(count, json["params"].get<int64_t>());
+  // and the file layout loads back into the model.
+  UNetModel other = cm_tiny_model(32, 7);
+  load_state_dict(*other, sd, "cm_tiny");
+  EXPECT_TRUE(at::equal(other->named_parameters()["middle_block.1.qkv.weight"],
+                        model->named_parameters()["middle_block.1.qkv.weight"]));
+}
+
+TEST(Karras, DenoiseMatchesTheReferenceWithBothScalings) {
+  const TensorMap f = load_fixture("cm_tiny.denoise.safetensors");
+  UNetModel model = cm_tiny_model(32);
+  const ModelFn fn = fn_of(model, f.at("y"));
+  const at::Tensor x = f.at("x_t"), sigma = f.at("sigma");
+  c10::NoGradGuard no_grad;
+  const KarrasDenoiser edm(params(false)), cm(params(true));
+  EXPECT_TRUE(all_close(KarrasDenoiser::model_time(sigma), f.at("t_in"), 1e-6));
+  const KarrasScalings se = edm.scalings(sigma), sc = cm.scalings(sigma);
+  EXPECT_TRUE(all_close(se.c_skip, f.at("c_skip_edm"), 1e-6));
+  EXPECT_TRUE(all_close(se.c_out, f.at("c_out_edm"), 1e-6));
+  EXPECT_TRUE(all_close(se.c_in, f.at("c_in_edm"), 1e-6));
+  EXPECT_TRUE(all_close(sc.c_skip, f.at("c_skip_cm"), 1e-6));
+  EXPECT_TRUE(all_close(sc.c_out, f.at("c_out_cm"), 1e-6));
+  const KarrasDenoised de = edm.denoise(fn, x, sigma), dc = cm.denoise(fn, x, sigma);
+  // The output depends on the input: another x changes it well beyond the tolerance.
+  EXPECT_GT(
+      rel_error(model->forward(f.at("x_in") * 0.5, f.at("t_in"), f.at("y")), f.at("model_output")),
+      1e-2);
+  EXPECT_TRUE(all_close(de.model_output, f.at("model_output"), 1e-4));
+  EXPECT_TRUE(all_close(de.denoised, f.at("denoised_edm"), 1e-4));
+  EXPECT_TRUE(all_close(dc.denoised, f.at("denoised_cm"), 1e-4));
+  // The boundary condition: at sigma_min a consistency model returns its input.
+  EXPECT_TRUE(at::equal(dc.denoised[0], x[0]));
+}
+
+TEST(Karras, EdmLossTermsMatchTheReferenceForEveryWeightSchedule) {
+  const TensorMap f = load_fixture("cm_tiny.edm_losses.safetensors");
+  UNetModel model = cm_tiny_model(32);
+  c10::NoGradGuard no_grad;
+  for (const char* ws : {"karras", "uniform", "snr", "snr+1", "truncated-snr"}) {
+    KarrasParams p;
+    p.weight_schedule = ws;
+    const LossTerms t = KarrasDenoiser(p).training_losses(fn_of(model, f.at("y")), f.at("x_start"),
+                                                          f.at("sigma"), f.at("noise"));
+    for (const char* term : {"xs_mse", "mse", "loss"}) {
+      EXPECT_TRUE(all_close(t.at(term), f.at(std::string(ws) + "." + term), 1e-4)) << ws << term;
+    }
+  }
+}
+
+// Each run of cm_tiny.samplers: the draws come from the fixture's noise in order.
+at::Tensor run_fixture_sampler(const TensorMap& f, const std::string& key, const std::string& name,
+                               int64_t steps, double s_churn, bool distillation,
+                               std::vector<int64_t> ts = {},
+                               std::vector<at::Tensor>* traj = nullptr) {
+  UNetModel model = cm_tiny_model(16);
+  KarrasSampleOptions o;
+  o.solver.name = name;
+  o.solver.s_churn = s_churn;
+  o.steps = steps;
+  o.ts = std::move(ts);
+  const at::Tensor noise = f.at("noise");
+  auto next = std::make_shared<int64_t>(0);
+  SampleOptions s;
+  s.draw = [noise, next](at::IntArrayRef, const at::TensorOptions&) { return noise[(*next)++]; };
+  const KarrasParams p = params(distillation);
+  const auto solver = make_karras_solver(p, fn_of(model, f.at("y")), o);
+  // The reference's sigmas are the solver's levels.
+  const NoiseSchedule ns = karras_noise_schedule(p);
+  if (o.ts.empty() && name != "onestep") {
+    std::vector<double> sig;
+    for (double t : solver->schedule().levels) sig.push_back(t < 0 ? 0.0 : ns.level(t).sigma_k());
+    // progdist's file holds get_sigmas_karras(steps + 1) with its unused 0.
+    const at::Tensor want = f.at(key + ".sigmas").to(at::kDouble);
+    const int64_t n = std::min<int64_t>(want.size(0), static_cast<int64_t>(sig.size()));
+    EXPECT_TRUE(all_close(at::tensor(sig, at::kDouble).narrow(0, 0, n), want.narrow(0, 0, n), 1e-6))
+        << key;
+  }
+  const at::Tensor x_T = initial_noise(noise[0].sizes(), s) * karras_noise_scale(p, *solver);
+  const auto on_step = [&](const SampleStep& st) {
+    if (traj != nullptr && st.index + 1 < st.num_steps) {
+      const double t = solver->schedule().levels[static_cast<size_t>(st.index + 1)];
+      traj->push_back(st.sample / ns.level(t).alpha);  // x_ve at the start of the next step
+    }
+  };
+  return run_sampler(*solver, x_T, s, {}, on_step).clamp(-1, 1);
+}
+
+TEST(Karras, EverySamplerMatchesKarrasSampleFromTheFixtureNoise) {
+  const TensorMap f = load_fixture("cm_tiny.samplers.safetensors");
+  struct Run {
+    const char *key, *name;
+    int64_t steps;
+    double churn;
+    bool distillation;
+    std::vector<int64_t> ts;
+  };
+  const std::vector<Run> runs = {
+      {"heun", "heun", 18, 0, false, {}},      {"heun_churn", "heun", 6, 40, false, {}},
+      {"euler", "euler", 6, 0, false, {}},     {"ancestral", "ancestral", 6, 0, false, {}},
+      {"dpm", "dpm", 6, 0, false, {}},         {"progdist", "progdist", 6, 0, false, {}},
+      {"onestep", "onestep", 40, 0, true, {}}, {"multistep", "multistep", 40, 0, true, {0, 22, 39}},
+  };
+  c10::NoGradGuard no_grad;
+  for (const Run& r : runs) {
+    std::vector<at::Tensor> traj;
+    const at::Tensor x =
+        run_fixture_sampler(f, r.key, r.name, r.steps, r.churn, r.distillation, r.ts, &traj);
+    EXPECT_TRUE(all_close(x, f.at(std::string(r.key) + ".sample"), 1e-4)) << r.key;
+    // Where the reference's callback sees the state at the start of a step (no churn), the
+    // trajectories agree step by step.
+    if (f.contains(std::string(r.key) + ".traj_x") && r.churn == 0 && std::string(r.key) != "dpm" &&
+        std::string(r.key) != "heun") {
+      const at::Tensor want = f.at(std::string(r.key) + ".traj_x");
+      for (size_t i = 0; i < traj.size(); ++i) {
+        EXPECT_TRUE(all_close(traj[i], want[static_cast<int64_t>(i) + 1], 1e-4)) << r.key << i;
+      }
+    }
+  }
+}
+
+TEST(Karras, BadSettingsAreOneLineErrors) {
+  KarrasParams p;
+  p.sigma_min = 80;
+  EXPECT_NE(error_of([&] { KarrasDenoiser d(p); }).find("`sigma_max` must be greater than"),
+            std::string::npos);
+  p = KarrasParams();
+  p.weight_schedule = "lpips";
+  EXPECT_NE(error_of([&] { KarrasDenoiser d(p); }).find("`weight_schedule` must be one of"),
+            std::string::npos);
+  const NoiseSchedule ns = NoiseSchedule::karras(0.002, 80);
+  EXPECT_NE(error_of([&] {
+              consistency_schedule(ns, {0, 39, 22}, 40);
+            }).find("`ts` must increase"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              consistency_schedule(ns, {0, 22, 40}, 40);
+            }).find("`ts` must increase"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              consistency_schedule(ns, {0, 22}, 40);
+            }).find("must end at steps - 1"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace idiff::test
