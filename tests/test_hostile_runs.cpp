@@ -129,7 +129,7 @@ TEST(HostileFlags, ValuesTheLibraryRefusesExitTwo) {
       {train, {"--precision", "fp64"}, "--precision"},
       {train, {"--ema_rate", "1.5"}, "--ema_rate"},
       {train, {"--microbatch", "3", "--batch_size", "4"}, "--microbatch"},
-      {train, {"--training_mode", "edm9"}, "--training_mode: unknown objective 'edm9'"},
+      {train, {"--training_mode", "edm9"}, "--training_mode must be improved_diffusion, edm,"},
       {train, {"--schedule_sampler", "bogus"}, "bogus"},
       {{"eval", "--ref", dir.file("r.npz")}, {}, "--samples is required"},
   };

@@ -5,6 +5,7 @@
 #include "test_util.h"
 
 #include "idiff/diffusion/karras_diffusion.h"
+#include "idiff/diffusion/sampling/karras_edit.h"
 #include "idiff/diffusion/sampling/karras_sample.h"
 #include "idiff/model/factory.h"
 #include "idiff/model/state_dict.h"
@@ -60,6 +61,27 @@ TEST(Karras, TheCmUnetHasTheReleasedKeysShapesAndCount) {
   load_state_dict(*other, sd, "cm_tiny");
   EXPECT_TRUE(at::equal(other->named_parameters()["middle_block.1.qkv.weight"],
                         model->named_parameters()["middle_block.1.qkv.weight"]));
+}
+
+// The released architectures (ImageNet-64 and LSUN-256): keys, order, shapes and parameter
+// counts of consistency_models' files.
+TEST(Karras, ReleasedArchitecturesHaveTheReferencesKeysShapesAndCounts) {
+  const auto published = load_json("cm_published.json");
+  for (const auto& [name, arch] : published["architectures"].items()) {
+    ModelConfig m = model_config_from_flags(arch["full_flags"]);
+    m.use_new_attention_order = true;
+    const TensorMap sd = with_conv2d_attention(state_dict(*create_model(m)));
+    ASSERT_EQ(sd.size(), arch["keys"].size()) << name;
+    int64_t count = 0;
+    size_t i = 0;
+    for (const auto& [key, t] : sd) {
+      EXPECT_EQ(key, arch["keys"][i][0].get<std::string>()) << name;
+      EXPECT_EQ(t.sizes().vec(), arch["keys"][i][1].get<std::vector<int64_t>>()) << name << key;
+      count += t.numel();
+      ++i;
+    }
+    EXPECT_EQ(count, arch["params"].get<int64_t>()) << name;
+  }
 }
 
 TEST(Karras, DenoiseMatchesTheReferenceWithBothScalings) {
@@ -172,6 +194,62 @@ TEST(Karras, EverySamplerMatchesKarrasSampleFromTheFixtureNoise) {
       }
     }
   }
+}
+
+TEST(Karras, InpaintingMatchesIterativeInpainting) {
+  const TensorMap f = load_fixture("cm_tiny.inpaint.safetensors");
+  UNetModel model = cm_tiny_model(32);
+  const EditTask task = inpaint_task(f.at("images"), f.at("mask"));
+  EXPECT_TRUE(all_close(task.known, f.at("images_masked"), 1e-6));
+  KarrasSampleOptions o;
+  o.solver.name = "multistep";
+  o.ts = {0, 22, 39};
+  o.replace_fn = task.replace;
+  // The draws: the starting point (unit noise times sigma_max), then each step's.
+  const std::vector<at::Tensor> draws = {f.at("x") / 80.0, f.at("step_noise")[0],
+                                         f.at("step_noise")[1]};
+  auto next = std::make_shared<size_t>(0);
+  SampleOptions s;
+  s.draw = [draws, next](at::IntArrayRef, const at::TensorOptions&) { return draws[(*next)++]; };
+  c10::NoGradGuard no_grad;
+  const at::Tensor x =
+      karras_sample(params(true), fn_of(model, f.at("y")), f.at("x").sizes(), o, s);
+  EXPECT_EQ(*next, 3u);
+  EXPECT_TRUE(all_close(x, f.at("sample"), 1e-4));
+}
+
+// Colorization and super-resolution have no fixture: what they keep is checked in closed
+// form (the luminance; each 8x8 patch's mean) and what they take from x_0 (the rest).
+TEST(Karras, ColorizeAndSuperresKeepWhatTheyShould) {
+  at::manual_seed(4);
+  const at::Tensor img = at::rand({2, 3, 16, 16}) * 2 - 1, x0 = at::rand({2, 3, 16, 16}) * 2 - 1;
+  const at::Tensor grey = at::tensor({0.2989f, 0.5870f, 0.1140f}).view({1, 3, 1, 1});
+  const auto luminance = [&](const at::Tensor& t) { return (t * grey).sum(1); };
+  const EditTask c = colorize_task(img);
+  EXPECT_TRUE(all_close(luminance(c.known), luminance(img), 1e-5));
+  const at::Tensor mixed = c.replace(x0);
+  EXPECT_TRUE(all_close(luminance(mixed), luminance(img), 1e-5));
+  // The colour of x_0 stays: what is orthogonal to the grey axis.
+  const at::Tensor g = grey / grey.norm();
+  const auto chroma = [&](const at::Tensor& t) { return t - (t * g).sum(1, true) * g; };
+  EXPECT_TRUE(all_close(chroma(mixed), chroma(x0), 1e-5));
+  const EditTask s = superres_task(img);
+  const auto means = [](const at::Tensor& t) { return at::avg_pool2d(t, 8); };
+  EXPECT_TRUE(all_close(means(s.known), means(img), 1e-5));
+  const at::Tensor up = s.replace(x0);
+  EXPECT_TRUE(all_close(means(up), means(img), 1e-5));
+  EXPECT_TRUE(all_close(up - at::upsample_nearest2d(means(up), {16, 16}),
+                        x0 - at::upsample_nearest2d(means(x0), {16, 16}), 1e-5));
+  EXPECT_NE(error_of([&] { make_edit_task("inpaint", img, at::Tensor()); }).find("`mask`"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              inpaint_task(img, at::ones({1, 1, 8, 8}));
+            }).find("the mask is"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              superres_task(at::rand({1, 3, 12, 12}));
+            }).find("multiple of 8"),
+            std::string::npos);
 }
 
 TEST(Karras, BadSettingsAreOneLineErrors) {

@@ -195,7 +195,7 @@ TEST(ObjectiveRegistry, EveryRowConstructsAndItsLossesDependOnTheModel) {
   for (const ObjectiveRow& row : objective_registry()) {
     SCOPED_TRACE(row.name);
     EXPECT_GT(std::string(row.help).size(), 10u);
-    const auto objective = row.make(ObjectiveContext{diffusion, tc});
+    const auto objective = row.make(ObjectiveContext{diffusion, tc, dc});
     EXPECT_EQ(objective->name(), row.name);
     const ObjectiveDraws d = objective->draw(batch, batch.images);
     ASSERT_EQ(d.t.sizes(), (at::IntArrayRef{4}));

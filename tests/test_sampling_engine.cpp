@@ -236,7 +236,7 @@ TEST(StepSchedule, BadSchedulesAreClearErrors) {
   EXPECT_NE(test::error_of([&] { make_step_schedule(ns, "linspace", 30, 20); }).find("decrease"),
             std::string::npos);
   SolverOptions o;
-  o.name = "dpm";
+  o.name = "dpm_fast";
   EXPECT_NE(test::error_of([&] {
               make_solver(o, cosine_params(), make_step_schedule(ns, "karras", 5), {}, {});
             }).find("dpmpp_2m"),

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -81,8 +82,19 @@ struct DiffusionConfig {
   bool rescale_learned_sigmas = true;
   // Whose defaults the two above started from: "improved-diffusion" (True, the reference's)
   // or "guided-diffusion" (False; its checkpoints do not record them). For the logs, which
-  // say it; the command line sets the two fields from it (--defaults).
+  // say it; the command line sets the two fields from it (--defaults). "consistency-models":
+  // consistency_models' model defaults and --training_mode edm.
   std::string defaults = "improved-diffusion";
+  // The model family and its training objective (consistency_models' --training_mode;
+  // training_objective.h): improved_diffusion (the Gaussian diffusion above, also
+  // guided-diffusion's), or a Karras denoiser (karras_diffusion.h): edm,
+  // consistency_distillation, consistency_training (boundary-condition scalings).
+  std::string training_mode = "improved_diffusion";
+  // The Karras denoiser's settings (cm/script_util.py model_and_diffusion_defaults).
+  double sigma_min = 0.002;
+  double sigma_max = 80.0;  // `idiff sample` reads its own --sigma_max (SampleConfig)
+  double sigma_data = 0.5;
+  std::string weight_schedule = "karras";
 };
 
 // The training loop (reference: scripts/image_train.py create_argparser and
@@ -106,7 +118,6 @@ struct TrainConfig {
   int64_t max_steps = 0;     // stop after this many steps in total (resumed ones count)
   double max_minutes = 0.0;  // stop (and save) after this much wall time in this run
   uint64_t seed = 0;
-  std::string training_mode = "improved_diffusion";  // the objective (training_objective.h)
   std::string device = "auto";
   std::string precision = "fp32";  // fp32, fp16 (same as --use_fp16 True), bf16 (CUDA autocast)
   bool skip_bad_images = false;
@@ -143,15 +154,29 @@ struct SampleConfig {
   int64_t steps = 0;          // 0: the steps of --timestep_respacing (else every step)
   std::string schedule = "";  // with --steps: the step schedule ("": karras)
   double t_start = -1;        // the timestep sampling starts at (-1: the last)
-  double sigma_max = -1;  // with --steps: cap of the first level after x_T (-1: default, 0: none)
+  // with --steps: cap of the first level after x_T (-1: default, 0: none); Karras models:
+  // where sampling starts (-1: the diffusion's sigma_max, 80)
+  double sigma_max = -1;
   std::string final_sigma = "zero";  // zero: the last step goes to sigma 0; min: it ends at t = 0
   std::string steps_file = "";       // a schedule written by `idiff tune-steps`
+  std::string ts = "";               // multistep: indices of a --steps Karras spacing ("0,22,39")
+  std::string generator = "determ";  // determ: a stream per rank; determ-indiv: per image
   int64_t order = 2;                 // unipc's order
   std::string unipc_variant = "bh2";
   bool lower_order_final = true;  // multistep solvers: lower orders in the last steps (< 15 steps)
   double dynamic_threshold = 0;   // > 0: dynamic thresholding at this quantile instead of clipping
-  std::string init_image = "";    // SDEdit: start from this image noised to --t_start
-  bool save_float = false;        // also write samples_float.safetensors (float32, [-1, 1])
+  // heun and dpm: Karras et al.'s stochastic churn (SolverOptions)
+  double s_churn = 0.0;
+  double s_tmin = 0.0;
+  double s_tmax = std::numeric_limits<double>::infinity();
+  double s_noise = 1.0;
+  std::string init_image = "";  // SDEdit: start from this image noised to --t_start
+  // `idiff edit` (consistency models' zero-shot editing, karras_edit.h): the task
+  // (inpaint, colorize, superres), the image and, to inpaint, the mask (white: keep).
+  std::string edit_task = "";
+  std::string edit_image = "";
+  std::string edit_mask = "";
+  bool save_float = false;  // also write samples_float.safetensors (float32, [-1, 1])
   // Guidance (guided-diffusion's classifier_sample.py; Ho & Salimans 2022).
   std::string classifier_path = "";  // a noisy-image classifier: classifier guidance
   double classifier_scale = 1.0;     // its gradient's scale

@@ -11,7 +11,7 @@
 namespace idiff::cli {
 namespace {
 
-enum class Mode { Sample, SuperRes, Nll };
+enum class Mode { Sample, SuperRes, Nll, Edit };
 
 void setup(CLI::App& sub, Mode mode) {
   auto job = std::make_shared<SampleJob>();
@@ -52,9 +52,18 @@ void setup(CLI::App& sub, Mode mode) {
   if (mode != Mode::Nll) {
     add_sampler_flags(f, s);
     sub.footer(sampler_table_help());
-    if (mode == Mode::Sample) {
+    if (mode == Mode::Edit) {
+      const std::string ge = "Editing (consistency models)";
+      f.add("task", s.edit_task, "inpaint, colorize or superres (8x8 patch means kept)")->group(ge);
+      f.add("image", s.edit_image, "the image to edit (resized as training data)")->group(ge);
+      f.add("mask", s.edit_mask, "inpaint: white where the image is kept, black to fill")
+          ->group(ge);
+    }
+    if (mode == Mode::Sample || mode == Mode::Edit) {
       f.add("class", s.classes, "class labels to sample, e.g. 3 or 3,7 (cycled; default: random)")
           ->group(a);
+    }
+    if (mode == Mode::Sample) {
       const std::string gg = "Guidance";
       f.add("classifier_path", s.classifier_path,
             "classifier guidance with this noisy-image classifier (guided-diffusion's)")
@@ -115,6 +124,11 @@ const bool registered_sample =
 const bool registered_sr =
     register_command({"super-res-sample", "upsample a samples file (scripts/super_res_sample.py)",
                       40, [](CLI::App& sub) { setup(sub, Mode::SuperRes); }});
+const bool registered_edit =
+    register_command({"edit",
+                      "zero-shot editing with a consistency model: inpaint, colorize, superres "
+                      "(consistency_models' iterative_inpainting ...)",
+                      25, [](CLI::App& sub) { setup(sub, Mode::Edit); }});
 const bool registered_nll =
     register_command({"nll", "bits/dim of images under a model (scripts/image_nll.py)", 50,
                       [](CLI::App& sub) { setup(sub, Mode::Nll); }});

@@ -12,9 +12,18 @@
 namespace idiff::cli {
 namespace {
 
-void setup(CLI::App& sub, bool super_res) {
+enum class Kind { Train, SuperRes, Edm };
+
+void setup(CLI::App& sub, Kind kind) {
   auto job = std::make_shared<TrainJob>();
+  const bool super_res = kind == Kind::SuperRes;
   job->super_res = super_res;
+  if (kind == Kind::Edm) {
+    // scripts/edm_train.py: consistency_models' model defaults and its EDM objective.
+    job->diffusion.defaults = "consistency-models";
+    job->diffusion.training_mode = "edm";
+    job->train.schedule_sampler = "lognormal";
+  }
   if (super_res) {
     // sr_model_and_diffusion_defaults: the upsampler's sizes.
     job->model.large_size = 256;
@@ -34,10 +43,14 @@ void setup(CLI::App& sub, bool super_res) {
 
 const bool registered_train =
     register_command({"train", "train a diffusion model on images (scripts/image_train.py)", 10,
-                      [](CLI::App& sub) { setup(sub, false); }});
+                      [](CLI::App& sub) { setup(sub, Kind::Train); }});
 const bool registered_sr = register_command(
     {"super-res-train", "train a super-resolution model (scripts/super_res_train.py)", 30,
-     [](CLI::App& sub) { setup(sub, true); }});
+     [](CLI::App& sub) { setup(sub, Kind::SuperRes); }});
+const bool registered_edm = register_command(
+    {"edm-train",
+     "train an EDM model (consistency_models' scripts/edm_train.py; = train --training_mode edm)",
+     35, [](CLI::App& sub) { setup(sub, Kind::Edm); }});
 
 }  // namespace
 }  // namespace idiff::cli

@@ -2,6 +2,7 @@
 
 #include "idiff/common/error.h"
 #include "idiff/common/strings.h"
+#include "idiff/diffusion/factory.h"
 #include "idiff/diffusion/sampling/sampler_registry.h"
 #include "idiff/train/training_objective.h"
 
@@ -152,10 +153,48 @@ void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& m, DiffusionConfi
   f.add("class_dropout_prob", m.class_dropout_prob, {0.0, 0.999999},
         "classifier-free guidance: a null label, given to this share of the training images")
       ->group("Model (idiff additions)");
-  add_diffusion_flags(app, d, super_res);
+  add_diffusion_flags(app, d, super_res, &m);
 }
 
-void add_diffusion_flags(CLI::App& app, DiffusionConfig& d, bool super_res) {
+namespace {
+
+// consistency_models' flags (cm/script_util.py): the family (--training_mode) and the
+// Karras denoiser's settings. `idiff sample` has its own --sigma_max (the sampler's).
+void add_karras_flags(CLI::App& app, DiffusionConfig& d) {
+  Flags f(app);
+  const std::string g = "Karras denoiser (consistency_models)";
+  f.add("training_mode", d.training_mode,
+        "the model family and objective: improved_diffusion (improved- and guided-diffusion), "
+        "edm, consistency_distillation or consistency_training (consistency_models')")
+      ->group(g);
+  f.add("sigma_min", d.sigma_min, {0.0, kNoMax}, "the lowest noise level sigma")->group(g);
+  if (app.get_option_no_throw("--sigma_max") == nullptr) {
+    f.add("sigma_max", d.sigma_max, {0.0, kNoMax}, "the highest noise level sigma")->group(g);
+  }
+  f.add("sigma_data", d.sigma_data, {0.0, kNoMax}, "the data's standard deviation (scalings)")
+      ->group(g);
+  f.add("weight_schedule", d.weight_schedule,
+        std::string("loss weights by noise level: ") + weight_schedule_names())
+      ->group(g);
+}
+
+// --defaults consistency-models: cm/script_util.py's model defaults where guided-diffusion's
+// differ, and the EDM family; flags given explicitly win.
+void apply_consistency_models_defaults(CLI::App& app, DiffusionConfig& d, ModelConfig* m) {
+  const auto given = [&app](const char* flag) {
+    const CLI::Option* o = app.get_option_no_throw(flag);
+    return o != nullptr && o->count() > 0;
+  };
+  if (!given("--training_mode")) d.training_mode = "edm";
+  if (m == nullptr) return;
+  if (!given("--attention_resolutions")) m->attention_resolutions = "32,16,8";
+  if (!given("--num_head_channels")) m->num_head_channels = 64;
+}
+
+}  // namespace
+
+void add_diffusion_flags(CLI::App& app, DiffusionConfig& d, bool super_res, ModelConfig* model) {
+  add_karras_flags(app, d);
   Flags f(app);
   const std::string dgroup = "Diffusion";
   if (!super_res) {
@@ -176,18 +215,23 @@ void add_diffusion_flags(CLI::App& app, DiffusionConfig& d, bool super_res) {
       f.add("rescale_learned_sigmas", d.rescale_learned_sigmas, "hybrid loss (rescaled MSE + VLB)")
           ->group(dgroup);
   f.add("defaults", d.defaults,
-        "improved-diffusion (rescale_timesteps and rescale_learned_sigmas True) or "
-        "guided-diffusion (both False, for its checkpoints); explicit flags win")
+        "improved-diffusion (rescale_timesteps and rescale_learned_sigmas True), "
+        "guided-diffusion (both False, for its checkpoints) or consistency-models (its model "
+        "defaults, --training_mode edm); explicit flags win")
       ->group(dgroup);
   // After parsing, so that --defaults may come anywhere and explicit flags win.
-  app.parse_complete_callback([&d, rescale_t, rescale_s] {
-    IDIFF_REQUIRE(d.defaults == "improved-diffusion" || d.defaults == "guided-diffusion",
-                  ConfigError, "`defaults` must be improved-diffusion or guided-diffusion, got '",
+  app.parse_complete_callback([&app, &d, model, rescale_t, rescale_s] {
+    IDIFF_REQUIRE(d.defaults == "improved-diffusion" || d.defaults == "guided-diffusion" ||
+                      d.defaults == "consistency-models",
+                  ConfigError,
+                  "`defaults` must be improved-diffusion, guided-diffusion or consistency-models, "
+                  "got '",
                   d.defaults, "'");
     if (d.defaults == "guided-diffusion") {
       if (rescale_t->count() == 0) d.rescale_timesteps = false;
       if (rescale_s->count() == 0) d.rescale_learned_sigmas = false;
     }
+    if (d.defaults == "consistency-models") apply_consistency_models_defaults(app, d, model);
   });
 }
 
@@ -226,7 +270,6 @@ void add_train_flags(CLI::App& app, TrainConfig& t) {
         "stop and save after this many minutes (0: no limit)")
       ->group(a);
   f.add("seed", t.seed, "seed of the weights, data order, timesteps and noise")->group(a);
-  f.add("training_mode", t.training_mode, "the objective: " + objective_names())->group(a);
   f.add("device", t.device, "auto, cpu, cuda or cuda:N")->group(a);
   f.add("precision", t.precision, "fp32, fp16 (as --use_fp16 True) or bf16 (CUDA autocast)")
       ->group(a);
@@ -309,6 +352,10 @@ void add_sampler_flags(Flags& f, SampleConfig& s, bool outputs) {
         "see the log)")
       ->group(g);
   f.add("steps_file", s.steps_file, "the steps written by `idiff tune-steps`")->group(g);
+  f.add("ts", s.ts,
+        "multistep: indices of a --steps Karras spacing to visit, e.g. 0,22,39 "
+        "(consistency_models')")
+      ->group(g);
   f.add("t_start", s.t_start, {-1.0, 100000.0},
         "with --steps: the timestep to start at (-1: the last)")
       ->group(g);
@@ -325,10 +372,18 @@ void add_sampler_flags(Flags& f, SampleConfig& s, bool outputs) {
   f.add("unipc_variant", s.unipc_variant, solver_setting_help("unipc_variant"))->group(g);
   f.add("lower_order_final", s.lower_order_final, solver_setting_help("lower_order_final"))
       ->group(g);
+  f.add("s_churn", s.s_churn, {-kNoMax, kNoMax}, solver_setting_help("s_churn"))->group(g);
+  f.add("s_tmin", s.s_tmin, {-kNoMax, kNoMax}, solver_setting_help("s_tmin"))->group(g);
+  f.add("s_tmax", s.s_tmax, {-kNoMax, kNoMax}, solver_setting_help("s_tmax"))->group(g);
+  f.add("s_noise", s.s_noise, {-kNoMax, kNoMax}, solver_setting_help("s_noise"))->group(g);
   f.add("dynamic_threshold", s.dynamic_threshold, {0.0, 1.0},
         "dynamic thresholding of x_0 at this quantile (e.g. 0.995) instead of --clip_denoised")
       ->group(g);
   if (!outputs) return;  // tune-steps: no starting image, no sample files
+  f.add("generator", s.generator,
+        "the noise: determ (one stream per rank, from --seed) or determ-indiv (one per image: "
+        "an image's noise does not depend on --batch_size or the ranks)")
+      ->group(g);
   f.add("init_image", s.init_image, "SDEdit: start from this image noised to --t_start")->group(g);
   f.add("save_float", s.save_float,
         "also write samples_float.safetensors (float32 [N, C, H, W] in [-1, 1], key samples)")

@@ -47,9 +47,11 @@ class Flags {
 void add_model_and_diffusion_flags(CLI::App& app, ModelConfig& model, DiffusionConfig& diffusion,
                                    bool super_res = false);
 
-// The diffusion flags alone (diffusion_steps ... rescale_learned_sigmas, --defaults), for
-// commands without a UNet (classifier-train).
-void add_diffusion_flags(CLI::App& app, DiffusionConfig& diffusion, bool super_res = false);
+// The diffusion flags alone (diffusion_steps ... rescale_learned_sigmas, --defaults, and
+// consistency_models' --training_mode, --sigma_min ...), for commands without a UNet
+// (classifier-train). `model`: the UNet's settings that --defaults and --training_mode set.
+void add_diffusion_flags(CLI::App& app, DiffusionConfig& diffusion, bool super_res = false,
+                         ModelConfig* model = nullptr);
 
 // The training flags of scripts/image_train.py (data_dir ... fp16_scale_growth) and
 // idiff's additions (log_dir, max_steps, max_minutes, seed, device, precision, ...).

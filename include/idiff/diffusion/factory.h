@@ -8,6 +8,7 @@
 #pragma once
 
 #include "idiff/config.h"
+#include "idiff/diffusion/karras_diffusion.h"
 #include "idiff/diffusion/respace.h"
 
 namespace idiff {
@@ -18,6 +19,13 @@ DiffusionParams diffusion_params(const DiffusionConfig& config);
 // Always a SpacedDiffusion, as in the reference (with every step kept when
 // timestep_respacing is empty). Bad settings are ConfigErrors naming the flag.
 SpacedDiffusion create_gaussian_diffusion(const DiffusionConfig& config);
+
+// Whether --training_mode names a Karras denoiser of consistency_models (edm,
+// consistency_distillation, consistency_training) rather than improved_diffusion; an unknown
+// mode is a ConfigError naming the flag.
+bool is_karras(const DiffusionConfig& config);
+// Its settings (distillation for the consistency modes), checked.
+KarrasParams karras_params(const DiffusionConfig& config);
 
 // For the logs: "rescale_timesteps False, rescale_learned_sigmas False (guided-diffusion's
 // defaults)", or "(set by flags)" when they are not the defaults named.

@@ -12,13 +12,18 @@
 
 namespace idiff {
 
+// The UNet settings of the model family: consistency_models' UNet (a Karras --training_mode)
+// always splits q, k and v before the heads (its "flash" attention layout).
+ModelConfig family_model_config(const ModelConfig& model, const DiffusionConfig& diffusion);
+
 // Builds the model the flags describe and loads `path` (.pt or .safetensors, model or EMA
 // file) into it, in eval mode on `device`. When the file does not fit the flags the error
 // lists the mismatched keys and the flags the checkpoint implies. config.use_fp16: the
 // torso is converted to float16 after loading (guided-diffusion's use_fp16); use_bf16: to
-// bfloat16.
+// bfloat16. karras: a Karras denoiser's network (consistency_models' UNet, whose attention
+// splits q, k, v first); a file of the other family is a FileError saying which it is.
 UNetModel load_model(const ModelConfig& config, bool super_res, const std::string& path,
-                     c10::Device device);
+                     c10::Device device, bool karras = false);
 
 // The noisy-image classifier the flags describe for image_size, loaded from `path`
 // (guided-diffusion's *_classifier.pt), in eval mode on `device`, its torso in float16

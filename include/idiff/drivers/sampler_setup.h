@@ -8,6 +8,7 @@
 #include "idiff/diffusion/sampling/solver.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace idiff {
@@ -20,7 +21,13 @@ struct SamplerSetup {
   std::string schedule_name;  // for the log: "karras from t=999", "respacing ddim50", a file
   std::string defaults_note;  // for the log: which defaults --steps took, and why ("": none)
   double sigma_max = 0.0;     // with --steps: the cap of the first step (0: none), as resolved
+  // A Karras denoiser (--training_mode edm, consistency_*): its settings, sigma_max as
+  // sampled from; the solver runs on its levels and `params` is unused.
+  std::optional<KarrasParams> karras;
 };
+
+// The continuous levels the setup's schedule lives on.
+NoiseSchedule noise_schedule_of(const SamplerSetup& setup);
 
 // Bad or conflicting flags are ConfigErrors naming them.
 SamplerSetup sampler_setup(const SampleConfig& s, const DiffusionConfig& d);

@@ -22,6 +22,10 @@ TensorMap state_dict(const torch::nn::Module& module);
 // and listing all missing, unexpected and mis-shaped keys when they do not match exactly.
 void load_state_dict(torch::nn::Module& module, const TensorMap& sd, const std::string& source);
 
+// Whether a file tensor of shape `file` loads into a parameter of shape `model`: the same
+// shape, or a 1x1 Conv2d weight into a Conv1d one.
+bool loads_into(at::IntArrayRef file, at::IntArrayRef model);
+
 // The state dict as consistency_models stores it: the attention's qkv and proj_out weights
 // [O, C, 1] as 1x1 Conv2d weights [O, C, 1, 1] (views, no copy).
 TensorMap with_conv2d_attention(const TensorMap& sd);

@@ -4,13 +4,16 @@
 // draws what a batch's microbatches share and returns each sample's loss terms.
 //
 // Rows: improved_diffusion (improved_diffusion/gaussian_diffusion.py training_losses: the
-// hybrid, KL or MSE loss the diffusion flags choose, at timesteps from --schedule_sampler).
-// The EDM and consistency objectives are added as rows of their own.
+// hybrid, KL or MSE loss the diffusion flags choose, at timesteps from --schedule_sampler);
+// edm (consistency_models' KarrasDenoiser.training_losses at lognormal noise levels,
+// scripts/edm_train.py). The consistency objectives are added as rows of their own.
 #pragma once
 
 #include "idiff/config.h"
 #include "idiff/diffusion/gaussian_diffusion.h"
+#include "idiff/diffusion/karras_diffusion.h"
 #include "idiff/diffusion/resample.h"
+#include "idiff/io/tensor_map.h"
 #include "idiff/model/unet.h"
 
 #include <ATen/core/Tensor.h>
@@ -38,6 +41,7 @@ struct ObjectiveDraws {
   at::Tensor t;        // [N] int64 in [0, num_timesteps()): the per-quarter statistics
   at::Tensor weights;  // [N] each sample's loss weight
   at::Tensor noise;    // like the images
+  at::Tensor sigmas;   // [N] Karras objectives: each sample's noise level (else undefined)
 };
 
 class TrainingObjective {
@@ -56,6 +60,9 @@ class TrainingObjective {
   virtual void observe(const at::Tensor& t, const at::Tensor& losses) {}
   // The range of ObjectiveDraws::t.
   virtual int64_t num_timesteps() const = 0;
+  // The model's state dict as the family's reference stores it (checkpoints are written
+  // so): as it is, or consistency_models' 1x1 Conv2d attention weights.
+  virtual TensorMap file_layout(const TensorMap& state_dict) const { return state_dict; }
 };
 
 // improved-diffusion's objective over `diffusion` with timesteps from `sampler`.
@@ -65,10 +72,17 @@ std::unique_ptr<TrainingObjective> make_diffusion_objective(
 // The timestep sampler of an improved_diffusion objective (nullptr for other objectives).
 const ScheduleSampler* schedule_sampler_of(const TrainingObjective& objective);
 
+// consistency_models' EDM objective (edm_objective.cpp): KarrasDenoiser.training_losses at
+// sigmas exp(N(p_mean, p_std^2)) (its LogNormalSampler, -1.2 and 1.2), weights 1; the
+// per-quarter statistics bucket log sigma over [sigma_min, sigma_max].
+std::unique_ptr<TrainingObjective> make_edm_objective(const KarrasParams& params,
+                                                      double p_mean = -1.2, double p_std = 1.2);
+
 // What a factory of the registry may use.
 struct ObjectiveContext {
   const GaussianDiffusion& diffusion;
   const TrainConfig& train;
+  const DiffusionConfig& config;  // the flags `diffusion` was made from (and the Karras ones)
 };
 
 struct ObjectiveRow {

@@ -35,7 +35,39 @@ SpacedDiffusion create_gaussian_diffusion(const DiffusionConfig& config) {
   return SpacedDiffusion(use_timesteps, params);
 }
 
+bool is_karras(const DiffusionConfig& c) {
+  if (c.training_mode == "improved_diffusion") return false;
+  IDIFF_REQUIRE(c.training_mode == "edm" || c.training_mode == "consistency_distillation" ||
+                    c.training_mode == "consistency_training",
+                ConfigError,
+                "`training_mode` must be improved_diffusion, edm, consistency_distillation or "
+                "consistency_training, got '",
+                c.training_mode, "'");
+  return true;
+}
+
+KarrasParams karras_params(const DiffusionConfig& c) {
+  IDIFF_REQUIRE(is_karras(c), ConfigError, "`training_mode` ", c.training_mode,
+                " is not a Karras (EDM or consistency) model");
+  IDIFF_REQUIRE(!c.learn_sigma, ConfigError,
+                "`learn_sigma` True: a Karras (EDM or consistency) "
+                "model predicts x_0 through its scalings, with no variance channels");
+  KarrasParams p;
+  p.sigma_min = c.sigma_min;
+  p.sigma_max = c.sigma_max;
+  p.sigma_data = c.sigma_data;
+  p.weight_schedule = c.weight_schedule;
+  p.distillation = c.training_mode != "edm";
+  check_karras_params(p);
+  return p;
+}
+
 std::string describe_defaults(const DiffusionConfig& c) {
+  if (is_karras(c)) {
+    return str("Karras denoiser (", c.training_mode, "): sigma ", c.sigma_min, "..", c.sigma_max,
+               ", sigma_data ", c.sigma_data, ", ",
+               c.training_mode == "edm" ? "EDM scalings" : "boundary-condition scalings");
+  }
   const bool guided = c.defaults == "guided-diffusion";
   const bool as_named = c.rescale_timesteps == !guided && c.rescale_learned_sigmas == !guided;
   auto b = [](bool v) { return v ? "True" : "False"; };

@@ -22,6 +22,10 @@ NllResult run_nll(const SampleJob& job, DistContext* dist) {
   check_checkpoint_and_counts(s);
   IDIFF_REQUIRE(!s.data_dir.empty(), ConfigError,
                 "`data_dir` is required (the images to evaluate)");
+  IDIFF_REQUIRE(!is_karras(job.diffusion), ConfigError, "`training_mode` ",
+                job.diffusion.training_mode,
+                ": bits/dim is the Gaussian diffusion's variational bound; a Karras (EDM or "
+                "consistency) model has none");
   const Ranks ranks = join_sampling_ranks(dist, job.model, job.diffusion, s);
   DistContext& ctx = *ranks.ctx;
   const c10::Device device = ctx.device();

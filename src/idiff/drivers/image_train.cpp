@@ -7,6 +7,7 @@
 #include "idiff/diffusion/factory.h"
 #include "idiff/distributed/dist_context.h"
 #include "idiff/distributed/rank_agreement.h"
+#include "idiff/drivers/load_model.h"
 #include "idiff/drivers/ranks.h"
 #include "idiff/drivers/super_res.h"
 #include "idiff/io/atomic_file.h"
@@ -28,7 +29,7 @@ RankSettings train_settings(const TrainJob& job) {
   const auto n = [](auto v) { return str(v); };
   RankSettings out = model_and_diffusion_settings(job.model, job.diffusion);
   const RankSettings train = {
-      {"`training_mode`", t.training_mode},
+      {"`training_mode`", job.diffusion.training_mode},
       {"`schedule_sampler`", t.schedule_sampler},
       {"`lr`", n(t.lr)},
       {"`lr_anneal_steps`", n(t.lr_anneal_steps)},
@@ -78,12 +79,14 @@ StopReason run_training(const TrainJob& job) {
   UNetModel model{nullptr};
   {
     ScopedSeed seed(tc.seed, c10::kCPU);  // the initial weights (rank 0's reach every rank)
-    model = job.super_res ? sr_create_model(job.model) : create_model(job.model);
+    const ModelConfig m = family_model_config(job.model, job.diffusion);
+    model = job.super_res ? sr_create_model(m) : create_model(m);
   }
   const GaussianDiffusion diffusion = create_gaussian_diffusion(job.diffusion);
   logger.log(str("model parameters: ", with_commas(parameter_count(*model))));
   std::unique_ptr<TrainingObjective> objective =
-      find_objective(tc.training_mode).make(ObjectiveContext{diffusion, tc});
+      find_objective(job.diffusion.training_mode)
+          .make(ObjectiveContext{diffusion, tc, job.diffusion});
   logger.log("objective: " + objective->name());
 
   // Before the first collective (TrainLoop broadcasts the weights): the ranks agree.

@@ -8,12 +8,14 @@
 #include "idiff/data/image_grid.h"
 #include "idiff/data/image_resize.h"
 #include "idiff/diffusion/factory.h"
+#include "idiff/diffusion/sampling/karras_edit.h"
 #include "idiff/drivers/guided_models.h"
 #include "idiff/drivers/load_model.h"
 #include "idiff/io/npz.h"
 #include "idiff/io/tensor_file.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
@@ -35,6 +37,13 @@ at::Tensor read_init_image(const std::string& path, int64_t size, int64_t channe
   at::Tensor out = at::empty({1, 3, size, size}, at::kFloat);
   rgb_to_chw_float(rgb, out.data_ptr<float>());
   return channels == 1 ? rgb_to_grey(out) : out;
+}
+
+// --mask: white (above mid-grey) where the image is kept, [1, 1, size, size] of 0 and 1,
+// resized as the image is.
+at::Tensor read_mask(const std::string& path, int64_t size) {
+  const at::Tensor grey = rgb_to_grey(read_init_image(path, size, 3));  // [1, 1, size, size]
+  return (grey > 0).to(at::kFloat);
 }
 
 // --initial_noise: x_T for every sample, [num_samples, C, size, size] float32.
@@ -83,6 +92,32 @@ at::Tensor batch_conditioning(const SamplingPlan& plan, int64_t start, int64_t n
   return y;
 }
 
+// The seed of the image of global index `index` (a multiplier of its own, so the streams
+// differ from the ranks' of the same --seed).
+uint64_t image_seed(uint64_t seed, uint64_t index) {
+  return seed + (index + 1) * 0xD1B54A32D192ED03ull;
+}
+
+// --generator determ-indiv: image `start + i` draws all its noise from a stream of its own
+// (seeded from --seed and its global index), so its noise does not depend on the batch size
+// or the ranks (consistency_models' get_generator("determ-indiv")).
+std::function<at::Tensor(at::IntArrayRef, const at::TensorOptions&)> per_image_draws(uint64_t seed,
+                                                                                     int64_t start,
+                                                                                     int64_t n) {
+  auto gens = std::make_shared<std::vector<at::Generator>>();
+  for (int64_t i = 0; i < n; ++i) {
+    gens->push_back(at::make_generator<at::CPUGeneratorImpl>(
+        image_seed(seed, static_cast<uint64_t>(start + i))));
+  }
+  return [gens](at::IntArrayRef shape, const at::TensorOptions& options) {
+    std::vector<int64_t> one = shape.vec();
+    one[0] = 1;
+    std::vector<at::Tensor> parts;
+    for (at::Generator& g : *gens) parts.push_back(at::randn(one, g, at::kFloat));
+    return at::cat(parts).to(options);
+  };
+}
+
 }  // namespace
 
 void check_checkpoint_and_counts(const SampleConfig& s) {
@@ -117,6 +152,19 @@ void check_sample_job(const SampleJob& job) {
       "`guidance_scale` (classifier-free guidance) needs a class-conditional model "
       "trained with a null label (`class_cond` True, `class_dropout_prob` > 0)",
       m.class_cond ? "" : "; an unconditional model is guided by a classifier (`classifier_path`)");
+  IDIFF_REQUIRE(s.edit_task.empty() || is_karras(job.diffusion), ConfigError,
+                "`idiff edit` edits with a consistency model (`training_mode` "
+                "consistency_distillation or consistency_training)");
+  IDIFF_REQUIRE(s.edit_task.empty() || !s.edit_image.empty(), ConfigError,
+                "`image` is required: the image to edit");
+  IDIFF_REQUIRE(s.edit_task != "inpaint" || !s.edit_mask.empty(), ConfigError,
+                "--task inpaint needs `mask` (white: keep)");
+  IDIFF_REQUIRE(s.edit_task.empty() || s.init_image.empty(), ConfigError,
+                "`init_image` starts SDEdit; `idiff edit` takes its image as `image`");
+  IDIFF_REQUIRE(s.generator == "determ" || s.generator == "determ-indiv", ConfigError,
+                "`generator` must be determ or determ-indiv, got '", s.generator, "'");
+  IDIFF_REQUIRE(!is_karras(job.diffusion) || !job.super_res, ConfigError, "`training_mode` ",
+                job.diffusion.training_mode, ": consistency_models has no super-resolution models");
   IDIFF_REQUIRE(!(classifier_guided && job.super_res), ConfigError,
                 "`classifier_path`: classifier guidance is for `idiff sample`");
   for (int64_t c : classes) {
@@ -141,16 +189,29 @@ SamplingPlan prepare_sampling(const SampleJob& job, SamplerSetup setup, c10::Dev
   p.with_labels = job.super_res ? p.base.labels.defined() : m.class_cond || p.classifier_guided;
   logger.log("loading " + s.model_path + "...");
   logger.log("diffusion: " + describe_defaults(job.diffusion));
-  p.model = load_model(m, job.super_res, s.model_path, device);
+  p.model = load_model(m, job.super_res, s.model_path, device, is_karras(job.diffusion));
   if (p.classifier_guided) {
     logger.log("loading classifier " + s.classifier_path + "...");
     p.classifier =
         load_classifier(job.classifier, m.image_size, m.image_channels, s.classifier_path, device);
   }
-  p.first_level = noise_schedule_of(setup.params).level(setup.schedule.levels.front());
+  p.first_level = noise_schedule_of(setup).level(setup.schedule.levels.front());
   if (!s.init_image.empty()) p.init = read_init_image(s.init_image, p.size, p.channels);
   if (!s.initial_noise.empty()) {
     p.noise = read_initial_noise(s.initial_noise, s.num_samples, p.channels, p.size);
+  }
+  if (!s.edit_task.empty()) {
+    const at::Tensor image = read_init_image(s.edit_image, p.size, p.channels).to(device);
+    const at::Tensor mask = s.edit_mask.empty() ? at::Tensor() : read_mask(s.edit_mask, p.size);
+    const EditTask task =
+        make_edit_task(s.edit_task, image, mask.defined() ? mask.to(device) : mask);
+    setup.denoiser.replace_fn = task.replace;
+    p.edit_known = task.known.cpu();
+    if (!logger.dir().empty()) {
+      const std::string known = logger.dir() + "/edit_input.png";
+      write_png(known, samples_to_uint8(p.edit_known)[0]);
+      logger.log(str(s.edit_task, ": what is kept of ", s.edit_image, " is in ", known));
+    }
   }
   // The solver is made once, over the batch's model and cond_fn (sample_batch sets them).
   const std::shared_ptr<BatchModel> current = p.current;
@@ -202,13 +263,18 @@ BatchImages sample_batch(SamplingPlan& p, int64_t start, int64_t n, at::Generato
   opts.generator = gen;
   opts.device = p.device;
   opts.progress = progress;
+  if (s.generator == "determ-indiv") opts.draw = per_image_draws(s.seed, start, n);
   if (p.noise.defined()) opts.noise = p.noise.narrow(0, start, n).to(p.device);
-  // x_T, or with --init_image that image noised to the first level (SDEdit).
+  // x_T, or with --init_image that image noised to the first level (SDEdit). A Karras
+  // model's x_T is sigma_max times the unit noise (x / alpha of the first level).
   at::Tensor x = initial_noise({n, p.channels, p.size, p.size}, opts);
   if (p.init.defined()) {
     x = p.init.to(p.device).expand_as(x) * p.first_level.alpha + x * p.first_level.sigma;
+  } else if (p.setup.karras) {
+    x = x * p.first_level.sigma;
   }
   x = run_sampler(*p.solver, x, opts, p.loop);
+  if (p.setup.karras) x = x.clamp(-1, 1);  // karras_sample's last line
   IDIFF_REQUIRE(at::isfinite(x).all().item<bool>(), Error, "the samples of batch ", batch_number,
                 " hold NaN or infinity (model ", s.model_path, "); not writing them");
   BatchImages out;

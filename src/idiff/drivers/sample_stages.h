@@ -40,9 +40,10 @@ struct SamplingPlan {
   c10::Device device = c10::kCPU;
   UNetModel model{nullptr};
   EncoderUNetModel classifier{nullptr};
-  BaseSamples base;  // super-res: the low-resolution images
-  at::Tensor init;   // --init_image [1, C, size, size], or undefined
-  at::Tensor noise;  // --initial_noise [num_samples, C, size, size], or undefined
+  BaseSamples base;       // super-res: the low-resolution images
+  at::Tensor init;        // --init_image [1, C, size, size], or undefined
+  at::Tensor noise;       // --initial_noise [num_samples, C, size, size], or undefined
+  at::Tensor edit_known;  // `idiff edit`: the part of --image kept [1, C, size, size]
   NoiseLevel first_level;
   SamplerSetup setup;
   std::shared_ptr<BatchModel> current = std::make_shared<BatchModel>();

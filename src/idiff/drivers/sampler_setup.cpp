@@ -3,11 +3,88 @@
 #include "idiff/common/error.h"
 #include "idiff/common/strings.h"
 #include "idiff/diffusion/factory.h"
+#include "idiff/diffusion/sampling/karras_sample.h"
 #include "idiff/diffusion/sampling/sampler_registry.h"
 
 namespace idiff {
 
 namespace {
+
+void fill_solver_settings(const SampleConfig& s, SolverOptions& o) {
+  o.eta = s.eta;
+  o.order = s.order;
+  o.unipc_variant = s.unipc_variant;
+  o.lower_order_final = s.lower_order_final;
+  o.s_churn = s.s_churn;
+  o.s_tmin = s.s_tmin;
+  o.s_tmax = s.s_tmax;
+  o.s_noise = s.s_noise;
+}
+
+// The flags no Karras model takes: the Gaussian diffusion's steps and the reference's loops.
+void refuse_gaussian_flags(const SampleConfig& s, const DiffusionConfig& d) {
+  const auto refuse = [&d](bool given, const char* flag, const char* why) {
+    IDIFF_REQUIRE(!given, ConfigError, "`", flag, "` ", why, " (`training_mode` ", d.training_mode,
+                  " is a Karras denoiser)");
+  };
+  refuse(!d.timestep_respacing.empty(), "timestep_respacing",
+         "respaces a Gaussian diffusion; give `steps`");
+  refuse(s.use_ddim, "use_ddim", "runs the reference's Gaussian-diffusion loop; give `sampler`");
+  refuse(!s.steps_file.empty(), "steps_file", "holds timesteps of a Gaussian diffusion");
+  refuse(s.dynamic_threshold > 0, "dynamic_threshold", "is not applied to Karras models");
+  refuse(s.final_sigma != "zero", "final_sigma", "is chosen by the sampler (progdist ends at min)");
+}
+
+// consistency_models' image_sample.py: --sampler (heun), --steps (40) of a Karras spacing
+// from --sigma_max (the diffusion's, 80) to --sigma_min, or the --ts of multistep.
+SamplerSetup karras_setup(const SampleConfig& s, const DiffusionConfig& d) {
+  refuse_gaussian_flags(s, d);
+  SamplerSetup out;
+  KarrasParams p = karras_params(d);
+  if (s.sigma_max >= 0) p.sigma_max = s.sigma_max;
+  check_karras_params(p);
+  out.karras = p;
+  const NoiseSchedule ns = karras_noise_schedule(p);
+  // `idiff edit` samples with the consistency sampler, by default at the reference's ts.
+  const bool edit = !s.edit_task.empty();
+  const char* default_sampler = edit ? "multistep" : "heun";
+  const bool default_ts = edit && s.sampler.empty() && s.ts.empty() && s.steps == 0;
+  KarrasSampleOptions o;
+  o.solver.name = s.sampler.empty() ? default_sampler : s.sampler;
+  fill_solver_settings(s, o.solver);
+  o.steps = s.steps > 0 ? s.steps : 40;
+  o.ts = default_ts ? std::vector<int64_t>{0, 22, 39} : parse_int_list(s.ts, "`ts`");
+  o.clip_denoised = s.clip_denoised;
+  const SamplerRow& row = find_sampler(o.solver.name);
+  check_solver_settings(row, o.solver);
+  const std::vector<std::string> unread = unread_settings(row, o.solver);
+  IDIFF_REQUIRE(unread.empty(), ConfigError, "`sampler` ", row.name, " does not read ",
+                join(unread, ", "), " (it reads: ", setting_names(row.settings), ")");
+  IDIFF_REQUIRE(o.ts.empty() || std::string(row.name) == "multistep", ConfigError,
+                "`ts` is read by multistep, not by ", row.name);
+  out.solver = o.solver;
+  if (!s.schedule.empty() || s.t_start >= 0) {
+    out.schedule = make_step_schedule(ns, s.schedule.empty() ? "karras" : s.schedule, o.steps,
+                                      s.t_start, !row.final_min, 0.0);
+  } else {
+    out.schedule = karras_step_schedule(ns, o);
+  }
+  out.schedule_name = !o.ts.empty()
+                          ? str("ts ", s.ts, " of ", o.steps, " Karras levels")
+                          : str(s.schedule.empty() ? "karras" : s.schedule, " from sigma ",
+                                ns.level(out.schedule.levels.front()).sigma_k());
+  std::vector<std::string> taken;
+  if (s.sampler.empty()) taken.push_back(str("--sampler ", default_sampler));
+  if (s.steps == 0) taken.push_back("--steps 40");
+  if (default_ts) taken.push_back("--ts 0,22,39");
+  if (!taken.empty()) {
+    out.defaults_note =
+        str("defaults: ", join(taken, " "), " (consistency_models' image_sample.py)");
+  }
+  out.denoiser.karras = p;
+  out.denoiser.threshold = s.clip_denoised ? Threshold::Clip : Threshold::None;
+  return out;
+}
 
 // The steps: --steps_file (and the sampler it names), --steps of --schedule, or the
 // reference's --timestep_respacing. Returns the file's sampler ("" without).
@@ -69,10 +146,7 @@ void choose_solver(const SampleConfig& s, const std::string& file_sampler, Sampl
     out.defaults_note =
         str("--sampler ", file_sampler, ": the sampler ", s.steps_file, " was tuned for");
   }
-  out.solver.eta = s.eta;
-  out.solver.order = s.order;
-  out.solver.unipc_variant = s.unipc_variant;
-  out.solver.lower_order_final = s.lower_order_final;
+  fill_solver_settings(s, out.solver);
   const SamplerRow& row = find_sampler(out.solver.name);
   check_solver_settings(row, out.solver);
   const std::vector<std::string> unread = unread_settings(row, out.solver);
@@ -83,6 +157,10 @@ void choose_solver(const SampleConfig& s, const std::string& file_sampler, Sampl
 }  // namespace
 
 SamplerSetup sampler_setup(const SampleConfig& s, const DiffusionConfig& d) {
+  IDIFF_REQUIRE(s.ts.empty() || is_karras(d), ConfigError,
+                "`ts` indexes the Karras levels of consistency_models' samplers (`training_mode` "
+                "edm or consistency_*); give `steps`");
+  if (is_karras(d)) return karras_setup(s, d);
   SamplerSetup out;
   DiffusionConfig full = d;
   full.timestep_respacing = "";
@@ -97,7 +175,15 @@ SamplerSetup sampler_setup(const SampleConfig& s, const DiffusionConfig& d) {
   return out;
 }
 
+NoiseSchedule noise_schedule_of(const SamplerSetup& setup) {
+  return setup.karras ? karras_noise_schedule(*setup.karras) : noise_schedule_of(setup.params);
+}
+
 std::unique_ptr<Solver> make_solver(const SamplerSetup& setup, const ModelFn& model) {
+  if (setup.karras) {
+    return make_engine_solver(setup.solver, noise_schedule_of(setup), setup.schedule, model,
+                              setup.denoiser);
+  }
   return make_solver(setup.solver, setup.params, setup.schedule, model, setup.denoiser);
 }
 

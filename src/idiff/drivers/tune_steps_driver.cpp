@@ -3,6 +3,7 @@
 #include "idiff/common/device.h"
 #include "idiff/common/error.h"
 #include "idiff/common/logger.h"
+#include "idiff/diffusion/factory.h"
 #include "idiff/diffusion/sampling/sample_loop.h"
 #include "idiff/drivers/load_model.h"
 #include "idiff/drivers/sampler_setup.h"
@@ -38,6 +39,10 @@ TuneResult run_tune_steps(const TuneJob& tj) {
   IDIFF_REQUIRE(tj.tune.reference_steps == 0 || tj.tune.reference_steps >= 2, ConfigError,
                 "`reference_steps` must be 0 (every step) or at least 2, got ",
                 tj.tune.reference_steps);
+  IDIFF_REQUIRE(!is_karras(tj.job.diffusion), ConfigError, "`training_mode` ",
+                tj.job.diffusion.training_mode,
+                ": tune-steps tunes Gaussian-diffusion models; a Karras model samples with "
+                "`idiff sample --sampler ... --steps N`");
   // The schedule comes from the search: sampler_setup must not read the output file. The
   // setting is exactly `idiff sample`'s with these flags (start, cap, clipping).
   SampleConfig flags = s;

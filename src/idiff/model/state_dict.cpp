@@ -42,9 +42,9 @@ TensorMap state_dict(const torch::nn::Module& module) {
   return out;
 }
 
-bool is_conv2d_of_conv1d(at::IntArrayRef file, at::IntArrayRef model) {
-  return model.size() == 3 && model[2] == 1 && file.size() == 4 && file[2] == 1 && file[3] == 1 &&
-         file[0] == model[0] && file[1] == model[1];
+bool loads_into(at::IntArrayRef file, at::IntArrayRef model) {
+  return file == model || (model.size() == 3 && model[2] == 1 && file.size() == 4 && file[2] == 1 &&
+                           file[3] == 1 && file[0] == model[0] && file[1] == model[1]);
 }
 
 TensorMap with_conv2d_attention(const TensorMap& sd) {
@@ -64,7 +64,7 @@ void load_state_dict(torch::nn::Module& module, const TensorMap& sd, const std::
     const at::Tensor* src = sd.find(name);
     if (!src) {
       missing.push_back(name);
-    } else if (src->sizes() != t.sizes() && !is_conv2d_of_conv1d(src->sizes(), t.sizes())) {
+    } else if (!loads_into(src->sizes(), t.sizes())) {
       mismatched.push_back(name + " (file " + shape_str(src->sizes()) + ", model " +
                            shape_str(t.sizes()) + ")");
     }

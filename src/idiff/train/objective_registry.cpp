@@ -3,6 +3,7 @@
 // table follow.
 #include "idiff/common/error.h"
 #include "idiff/common/strings.h"
+#include "idiff/diffusion/factory.h"
 #include "idiff/train/training_objective.h"
 
 namespace idiff {
@@ -15,6 +16,18 @@ const std::vector<ObjectiveRow>& objective_registry() {
        [](const ObjectiveContext& c) {
          return make_diffusion_objective(
              c.diffusion, create_named_schedule_sampler(c.train.schedule_sampler, c.diffusion));
+       }},
+      {"edm",
+       "consistency_models' EDM loss: the Karras denoiser's weighted squared error at lognormal "
+       "noise levels (--schedule_sampler lognormal)",
+       [](const ObjectiveContext& c) {
+         IDIFF_REQUIRE(
+             c.train.schedule_sampler == "lognormal" || c.train.schedule_sampler == "uniform",
+             ConfigError,
+             "`training_mode` edm draws its noise levels by `schedule_sampler` "
+             "lognormal, got '",
+             c.train.schedule_sampler, "'");
+         return make_edm_objective(karras_params(c.config));
        }},
   };
   return rows;

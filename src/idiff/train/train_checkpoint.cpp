@@ -105,7 +105,10 @@ void TrainLoop::load_ema(double rate, std::vector<at::Tensor>& ema) {
                   ": ", item.key(),
                   t.is_floating_point() ? " holds NaN or infinity" : " is not floating point",
                   "; the EMA checkpoint is broken");
-    loaded.push_back(t.to(device_, at::kFloat));
+    IDIFF_REQUIRE(loads_into(t.sizes(), item.value().sizes()), FileError, path, ": ", item.key(),
+                  " has shape ", t.sizes(), " where the model has ", item.value().sizes(),
+                  "; the EMA checkpoint is of another model");
+    loaded.push_back(t.reshape(item.value().sizes()).to(device_, at::kFloat));
   }
   ema = fp16_ ? make_master_params(loaded) : loaded;
   for (auto& t : ema) t = t.detach().clone();
@@ -159,7 +162,7 @@ TensorMap TrainLoop::params_to_state_dict(const std::vector<at::Tensor>& params)
   for (const auto& item : model_->named_parameters()) {
     sd.insert(item.key(), unflat.at(i++).detach().to(at::kCPU, at::kFloat).contiguous());
   }
-  return sd;
+  return objective_->file_layout(sd);
 }
 
 void TrainLoop::save() {

@@ -31,6 +31,9 @@ struct DenoiserOptions {
   // Optional classifier guidance, applied after thresholding as guided-diffusion's
   // condition_score: epsilon - sigma g, i.e. x_0 + sigma^2 / alpha g (unclipped).
   CondFn cond_fn;
+  // Optional, applied after thresholding: zero-shot editing's replacement of the known part
+  // of the image (karras_edit.h).
+  DenoisedFn replace_fn;
   // Set: the model is a Karras denoiser's network (consistency_models), called on
   // x / alpha at sigma_k = sigma / alpha with these scalings; predict_xstart and
   // learned_variance do not apply.

@@ -24,6 +24,7 @@ struct KarrasSampleOptions {
   int64_t steps = 40;
   std::vector<int64_t> ts;  // multistep: indices of a `steps`-level spacing (step_schedule.h)
   bool clip_denoised = true;
+  DenoisedFn replace_fn;  // zero-shot editing (karras_edit.h): after clipping
 
   static SolverOptions heun() {
     SolverOptions o;

@@ -29,7 +29,8 @@ at::Tensor Denoiser::operator()(const at::Tensor& x, const at::Tensor& t_model,
     const at::Tensor sigma_k = (sigma / alpha).to(t_type).expand({n});
     at::Tensor x0 = karras_->denoise(model_, x / alpha, sigma_k).denoised.to(x.scalar_type());
     if (options_.denoised_fn) x0 = options_.denoised_fn(x0);
-    return threshold(x0);
+    x0 = threshold(x0);
+    return options_.replace_fn ? options_.replace_fn(x0) : x0;
   }
   at::Tensor out = model_(x, t_model.to(t_type).expand({n}));
   TORCH_CHECK(out.size(1) == (options_.learned_variance ? 2 * c : c), "the model returned ",
@@ -44,7 +45,7 @@ at::Tensor Denoiser::operator()(const at::Tensor& x, const at::Tensor& t_model,
     // eps' = eps - sigma g  <=>  x_0' = (x - sigma eps') / alpha = x_0 + sigma^2 / alpha g.
     x0 = x0 + sigma * sigma / alpha * options_.cond_fn(x, t_model.to(t_type).expand({n}));
   }
-  return x0;
+  return options_.replace_fn ? options_.replace_fn(x0) : x0;
 }
 
 at::Tensor Denoiser::threshold(const at::Tensor& x0) const {

@@ -31,6 +31,7 @@ std::unique_ptr<Solver> make_karras_solver(const KarrasParams& params, const Mod
   DenoiserOptions d;
   d.karras = params;
   d.threshold = o.clip_denoised ? Threshold::Clip : Threshold::None;
+  d.replace_fn = o.replace_fn;
   return make_engine_solver(o.solver, ns, karras_step_schedule(ns, o), model, d);
 }
 

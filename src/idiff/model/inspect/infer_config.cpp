@@ -172,7 +172,24 @@ InferredModel infer_model_config(const TensorMap& sd) {
   else
     f += str(" --channel_mult ", join(m.channel_mult));
   f += str(" --use_scale_shift_norm ", yes_no(c.use_scale_shift_norm));
-  if (c.resblock_updown) f += " --resblock_updown True --defaults guided-diffusion";
+  // consistency_models stores its attention projections as 1x1 Conv2d weights.
+  bool cm = false;
+  for (const auto& [name, t] : sd) {
+    if (name.size() > 11 && name.compare(name.size() - 11, 11, ".qkv.weight") == 0) {
+      cm = t.dim() == 4;
+      break;
+    }
+  }
+  if (c.resblock_updown) f += " --resblock_updown True";
+  if (cm) {
+    f += " --training_mode edm";
+    m.notes.push_back(
+        "a consistency_models file (1x1 Conv2d attention weights): --training_mode edm for its "
+        "EDM models, consistency_distillation or consistency_training for its consistency models "
+        "(the weights do not say which)");
+  } else if (c.resblock_updown) {
+    f += " --defaults guided-diffusion";
+  }
   if (c.class_dropout_prob > 0) f += " --class_dropout_prob 0.1";
   if (channels != 3) f += str(" --image_channels ", channels);
   m.flags = f;
