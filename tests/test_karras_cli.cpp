@@ -73,6 +73,18 @@ TEST(KarrasCli, SamplesMatchTheReferenceFromUnitNoise) {
   EXPECT_NE(multi.out.find("multistep, 2 steps (2 model calls)"), std::string::npos) << multi.err;
 }
 
+// `idiff info` tells a consistency_models file from the other families' and says which
+// flags it implies.
+TEST(KarrasCli, InfoTellsAConsistencyModelsFile) {
+  const CmFiles f;
+  const RunResult r = run_idiff({"info", f.model});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("--training_mode edm"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("a consistency_models file"), std::string::npos) << r.out;
+  const RunResult adm = run_idiff({"info", data_path("unet_tiny.weights.safetensors")});
+  EXPECT_EQ(adm.out.find("--training_mode"), std::string::npos) << adm.out;
+}
+
 // scripts/launch.sh's sampling flags of every released file paste unchanged: the command
 // gets as far as the (missing) checkpoint.
 TEST(KarrasCli, TheReleasedFilesFlagsPasteUnchanged) {

@@ -195,7 +195,9 @@ TEST(ObjectiveRegistry, EveryRowConstructsAndItsLossesDependOnTheModel) {
   for (const ObjectiveRow& row : objective_registry()) {
     SCOPED_TRACE(row.name);
     EXPECT_GT(std::string(row.help).size(), 10u);
-    const auto objective = row.make(ObjectiveContext{diffusion, tc, dc});
+    DiffusionConfig row_dc = dc;  // the row's own family
+    row_dc.training_mode = row.name;
+    const auto objective = row.make(ObjectiveContext{diffusion, tc, row_dc});
     EXPECT_EQ(objective->name(), row.name);
     const ObjectiveDraws d = objective->draw(batch, batch.images);
     ASSERT_EQ(d.t.sizes(), (at::IntArrayRef{4}));

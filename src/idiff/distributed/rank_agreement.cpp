@@ -70,7 +70,12 @@ RankSettings model_and_diffusion_settings(const ModelConfig& m, const DiffusionC
           {"`use_kl`", b(d.use_kl)},
           {"`predict_xstart`", b(d.predict_xstart)},
           {"`rescale_timesteps`", b(d.rescale_timesteps)},
-          {"`rescale_learned_sigmas`", b(d.rescale_learned_sigmas)}};
+          {"`rescale_learned_sigmas`", b(d.rescale_learned_sigmas)},
+          {"`training_mode`", d.training_mode},
+          {"`sigma_min`", n(d.sigma_min)},
+          {"`sigma_max`", n(d.sigma_max)},
+          {"`sigma_data`", n(d.sigma_data)},
+          {"`weight_schedule`", d.weight_schedule}};
 }
 
 RankSettings shape_settings(const std::vector<at::Tensor>& parameters) {

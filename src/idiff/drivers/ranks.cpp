@@ -31,7 +31,7 @@ RankSettings sampling_settings(const SampleConfig& s, const SamplerSetup& setup)
   for (double level : setup.schedule.levels) levels.push_back(format_double(level));
   out.push_back(
       {"the step schedule (`steps`, `schedule`, `t_start`, `final_sigma`, "
-       "`steps_file`, `timestep_respacing`)",
+       "`steps_file`, `timestep_respacing`, `ts`, `sigma_max`)",
        join(levels, ",")});
   out.push_back({"`clip_denoised` / `dynamic_threshold`",
                  str(static_cast<int>(setup.denoiser.threshold), " ",
@@ -41,6 +41,9 @@ RankSettings sampling_settings(const SampleConfig& s, const SamplerSetup& setup)
   out.push_back({"`init_image`", s.init_image});
   out.push_back({"`initial_noise`", s.initial_noise});
   out.push_back({"`save_float`", str(s.save_float)});
+  out.push_back({"`generator`", s.generator});
+  out.push_back(
+      {"the edit (`task`, `image`, `mask`)", s.edit_task + " " + s.edit_image + " " + s.edit_mask});
   return out;
 }
 
