@@ -66,17 +66,20 @@ TEST(GuidanceCli, TrainWithANullLabelThenSampleWithClassifierFreeGuidance) {
   const auto npz = read_npz(out.file("samples_2x32x32x3.npz"));
   EXPECT_TRUE(at::equal(npz.at("arr_1"), at::tensor({1, 1}, at::kLong)));
 
-  // The same file without the null label's flag, and guidance on a model without one.
+  // The same file without the null label's flag (given: it wins over the run's
+  // flags.json), and guidance on a model without one.
   r = test::run_idiff(test::cat_args(
       std::vector<std::string>{"sample"}, test::fixture_flags("unet_tiny"),
       std::vector<std::string>{"--model_path", run.file("model000002.pt"), "--num_samples", "1",
                                "--log_dir", out.path(), "--device", "cpu"},
-      test::tiny_flags(), std::vector<std::string>{"--class_cond", "True"}));
+      test::tiny_flags(),
+      std::vector<std::string>{"--class_cond", "True", "--class_dropout_prob", "0"}));
   expect_error(r, "label_emb.weight");
   r = test::run_idiff(
       test::cat_args(std::vector<std::string>{"sample", "--model_path", run.file("model000002.pt"),
                                               "--num_samples", "1", "--guidance_scale", "2",
-                                              "--log_dir", out.path(), "--device", "cpu"},
+                                              "--log_dir", out.path(), "--device", "cpu",
+                                              "--class_cond", "False", "--class_dropout_prob", "0"},
                      test::tiny_flags()));
   expect_error(r, "--guidance_scale");
   r = test::run_idiff(
@@ -94,12 +97,7 @@ TEST(GuidanceCli, TheReleasedFilesFlagsPasteUnchanged) {
   for (const auto& [name, entry] : published.items()) {
     if (entry["kind"] == "classifier") continue;
     std::vector<std::string> args = {entry["kind"] == "super_res" ? "super-res-sample" : "sample"};
-    for (const auto& [flag, value] : entry["flags"].items()) {
-      args.push_back("--" + flag);
-      args.push_back(value.is_boolean()  ? (value.get<bool>() ? "True" : "False")
-                     : value.is_string() ? value.get<std::string>()
-                                         : value.dump());
-    }
+    for (const std::string& a : test::json_flags(entry["flags"])) args.push_back(a);
     const std::string missing = "/nonexistent/" + name + ".pt";
     args = test::cat_args(
         args, std::vector<std::string>{"--model_path", missing, "--defaults", "guided-diffusion",

@@ -91,12 +91,7 @@ TEST(KarrasCli, TheReleasedFilesFlagsPasteUnchanged) {
   const auto published = load_json("cm_published.json");
   for (const auto& [name, entry] : published["checkpoints"].items()) {
     std::vector<std::string> args = {"sample"};
-    for (const auto& [flag, value] : entry["flags"].items()) {
-      args.push_back("--" + flag);
-      args.push_back(value.is_boolean()  ? (value.get<bool>() ? "True" : "False")
-                     : value.is_string() ? value.get<std::string>()
-                                         : value.dump());
-    }
+    for (const std::string& a : json_flags(entry["flags"])) args.push_back(a);
     const std::string missing = "/nonexistent/" + name + ".pt";
     for (const std::string a : {"--model_path", missing.c_str(), "--device", "cpu"}) {
       args.push_back(a);

@@ -65,12 +65,29 @@ TEST(KarrasTrain, EdmTrainLossFallsResumesExactlyAndSamples) {
     // consistency_models' layout: the attention as 1x1 Conv2d weights.
     EXPECT_EQ(a.at("middle_block.1.qkv.weight").dim(), 4);
   }
-  r = run_idiff(cat_args(std::vector<std::string>{"sample", straight.file("ema_0.9_000006.pt"),
-                                                  "--training_mode", "edm", "--num_samples", "2",
-                                                  "--steps", "3", "--log_dir", samples.path()},
-                         edm_flags()));
+  // No model flags: the checkpoint's flags.json gives them, --training_mode edm included.
+  r = run_idiff({"sample", straight.file("ema_0.9_000006.pt"), "--num_samples", "2", "--steps", "3",
+                 "--log_dir", samples.path()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("--training_mode edm"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("heun, 3 steps"), std::string::npos) << r.out;
   EXPECT_TRUE(std::ifstream(samples.file("samples_2x32x32x3.npz")).good());
+}
+
+// A given flag wins over the checkpoint's: another width no longer fits the weights.
+TEST(KarrasTrain, GivenFlagsWinOverTheCheckpointsFlags) {
+  TempDir data, dir, out;
+  write_shape_folder(data.path(), 4);
+  auto r = run_idiff(cat_args(
+      std::vector<std::string>{"edm-train", "--data_dir", data.path(), "--batch_size", "2",
+                               "--max_steps", "1", "--device", "cpu", "--log_dir", dir.path()},
+      edm_flags()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_idiff({"sample", dir.file("model000001.pt"), "--num_channels", "64", "--num_samples", "1",
+                 "--log_dir", out.path()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("mis-shaped keys"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("--num_channels 32"), std::string::npos) << r.out;
 }
 
 TEST(KarrasTrain, LossFallsOnTheShapes) {

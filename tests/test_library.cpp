@@ -167,11 +167,12 @@ TEST(GreyImages, TrainSampleInfoAndPlotWithOneChannel) {
   EXPECT_EQ(npz.at("arr_0").sizes(), (std::vector<int64_t>{2, 32, 32, 1}));
   EXPECT_TRUE(std::ifstream(samples.file("samples_grid.png")).good());
 
-  // An RGB model's flags on the grey checkpoint: a clear error that says what the file is.
-  r = test::run_idiff(
-      test::cat_args({"sample", "--model_path", train.file("model000003.pt"), "--log_dir",
-                      samples.path(), "--num_samples", "1", "--device", "cpu"},
-                     test::tiny_flags()));
+  // An RGB model's flags on the grey checkpoint (given: they win over the run's
+  // flags.json): a clear error that says what the file is.
+  r = test::run_idiff(test::cat_args(
+      {"sample", "--model_path", train.file("model000003.pt"), "--log_dir", samples.path(),
+       "--num_samples", "1", "--device", "cpu", "--image_channels", "3"},
+      test::tiny_flags()));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--image_channels 1"), std::string::npos) << r.err;
 

@@ -199,7 +199,10 @@ RunResult run_idiff(const std::vector<std::string>& args) {
 }
 
 std::vector<std::string> fixture_flags(const std::string& name) {
-  const auto flags = load_json(name + ".json")["flags"];
+  return json_flags(load_json(name + ".json")["flags"]);
+}
+
+std::vector<std::string> json_flags(const nlohmann::json& flags) {
   std::vector<std::string> out;
   for (auto it = flags.begin(); it != flags.end(); ++it) {
     out.push_back("--" + it.key());

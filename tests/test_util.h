@@ -95,6 +95,8 @@ struct RunResult {
 
 // The reference flags of a fixture model (its NAME.json) as command-line flags.
 std::vector<std::string> fixture_flags(const std::string& name);
+// A JSON object of flags ({"image_size": 64, "class_cond": true, ...}) as command-line flags.
+std::vector<std::string> json_flags(const nlohmann::json& flags);
 
 // Runs the idiff program with the given arguments (each passed as one shell word).
 RunResult run_idiff(const std::vector<std::string>& args);

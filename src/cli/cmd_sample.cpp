@@ -105,7 +105,8 @@ void setup(CLI::App& sub, Mode mode) {
   f.add("use_bf16", job->model.use_bf16,
         "run the model's torso in bfloat16 (idiff's alternative to --use_fp16 on CUDA)")
       ->group("Model (idiff additions)");
-  sub.callback([job, mode] {
+  sub.callback([job, mode, &sub] {
+    apply_checkpoint_flags(sub, job->sample.model_path);
     // Allocator reuse on the CPU; not cuDNN autotuning, whose choice of algorithm may
     // differ between runs (a seed gives the same samples on a device).
     const c10::Device device = DistContext::device_for_local_rank(job->sample.device);

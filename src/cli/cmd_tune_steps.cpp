@@ -40,7 +40,10 @@ void setup(CLI::App& sub) {
       ->group(a);
   f.add("device", s.device, "auto, cpu, cuda or cuda:N")->group(a);
   add_model_and_diffusion_flags(sub, job->job.model, job->job.diffusion, false);
-  sub.callback([job] { run_tune_steps(*job); });
+  sub.callback([job, &sub] {
+    apply_checkpoint_flags(sub, job->job.sample.model_path);
+    run_tune_steps(*job);
+  });
 }
 
 const bool registered = register_command(

@@ -4,10 +4,12 @@
 #include "idiff/common/strings.h"
 #include "idiff/diffusion/factory.h"
 #include "idiff/diffusion/sampling/sampler_registry.h"
+#include "idiff/drivers/load_model.h"
 #include "idiff/train/training_objective.h"
 
 #include <cmath>
 #include <cstdint>
+#include <iostream>
 #include <stdexcept>
 
 namespace idiff::cli {
@@ -281,6 +283,37 @@ void add_train_flags(CLI::App& app, TrainConfig& t) {
         "multi-process runs: seconds to wait for the other ranks before giving up")
       ->group(a);
   add_max_image_pixels_flag(app, t.max_image_pixels);
+}
+
+void apply_checkpoint_flags(CLI::App& app, const std::string& model_path) {
+  if (model_path.empty()) return;
+  std::string source;
+  const auto flags = read_model_flags(model_path, &source);
+  if (flags.empty()) {
+    std::cout << "no " << source
+              << " beside the checkpoint: the model and diffusion settings are the flags' "
+                 "(the weights do not record --noise_schedule, --diffusion_steps or "
+                 "--training_mode)\n";
+    return;
+  }
+  std::vector<std::string> taken;
+  for (const auto& [name, value] : flags) {
+    // `idiff sample`'s --sigma_max is the sampler's; --timestep_respacing is the command's.
+    if (name == "sigma_max" || name == "timestep_respacing") continue;
+    CLI::Option* o = app.get_option_no_throw("--" + name);
+    if (o == nullptr || o->count() > 0) continue;
+    try {
+      o->clear();
+      o->add_result(value);
+      o->run_callback();
+    } catch (const CLI::Error& e) {
+      throw FileError(str(source, ": ", name, " '", value, "': ", e.what()));
+    }
+    taken.push_back(str("--", name, " ", value.empty() ? "''" : value));
+  }
+  if (!taken.empty()) {
+    std::cout << "flags from " << source << " (flags given win): " << join(taken, " ") << "\n";
+  }
 }
 
 void add_max_image_pixels_flag(CLI::App& app, int64_t& field) {

@@ -64,6 +64,12 @@ constexpr IntRange kImageSideRange{1, 16384};
 constexpr IntRange kWorkersRange{0, 256};
 constexpr RealRange kDistTimeoutRange{0.001, kNoMax};
 
+// The model and diffusion flags a checkpoint was trained with (the flags.json idiff train
+// writes beside it) become the values of this command's flags that were not given; a line
+// on stdout says which (or that the file has none). A bad value is a FileError naming the
+// flags file.
+void apply_checkpoint_flags(CLI::App& app, const std::string& model_path);
+
 // --max_image_pixels: images above it are refused before decoding.
 void add_max_image_pixels_flag(CLI::App& app, int64_t& field);
 

@@ -9,12 +9,25 @@
 #include <c10/core/Device.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace idiff {
 
 // The UNet settings of the model family: consistency_models' UNet (a Karras --training_mode)
 // always splits q, k and v before the heads (its "flash" attention layout).
 ModelConfig family_model_config(const ModelConfig& model, const DiffusionConfig& diffusion);
+
+// The model and diffusion flags a training run writes beside its checkpoints
+// (`flags.json` in the log folder), so that a command loading one of them can take them as
+// defaults: --image_size, --num_channels, ..., --noise_schedule, --training_mode, ...
+// with their values as the command line spells them.
+void write_model_flags(const std::string& dir, const ModelConfig& model,
+                       const DiffusionConfig& diffusion);
+// The flags of the checkpoint `path`: the flags.json beside it, or none (the reference's
+// files, or a folder without it). A malformed file is a FileError naming it.
+std::vector<std::pair<std::string, std::string>> read_model_flags(const std::string& path,
+                                                                  std::string* source = nullptr);
 
 // Builds the model the flags describe and loads `path` (.pt or .safetensors, model or EMA
 // file) into it, in eval mode on `device`. When the file does not fit the flags the error

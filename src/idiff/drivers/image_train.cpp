@@ -61,6 +61,8 @@ StopReason run_training(const TrainJob& job) {
   // Only rank 0 writes logs and checkpoints; the others keep quiet and write no files.
   Logger logger(dist->is_main() ? Logger::choose_dir(tc.log_dir) : "", !dist->is_main());
   logger.log("Logging to " + logger.dir());
+  // The flags every checkpoint of this folder was trained with: `idiff sample` takes them.
+  if (dist->is_main()) write_model_flags(logger.dir(), job.model, job.diffusion);
   if (dist->is_main()) {
     // The logger holds the folder's lock: temporaries of our names are an earlier run's.
     const int64_t stale = remove_stale_temporaries(logger.dir(), {"model", "ema_", "opt"});

@@ -1,14 +1,59 @@
 #include "idiff/drivers/load_model.h"
 
 #include "idiff/common/error.h"
+#include "idiff/common/filesystem.h"
 #include "idiff/common/strings.h"
 #include "idiff/diffusion/factory.h"
+#include "idiff/distributed/rank_agreement.h"
+#include "idiff/io/atomic_file.h"
 #include "idiff/io/tensor_file.h"
 #include "idiff/model/factory.h"
 #include "idiff/model/inspect/infer_config.h"
 #include "idiff/model/state_dict.h"
 
+#include <nlohmann/json.hpp>
+
 namespace idiff {
+
+namespace {
+
+constexpr uint64_t kMaxFlagsFileBytes = 1 << 20;
+constexpr const char* kFlagsFile = "flags.json";
+
+}  // namespace
+
+void write_model_flags(const std::string& dir, const ModelConfig& model,
+                       const DiffusionConfig& diffusion) {
+  nlohmann::json flags = nlohmann::json::object();
+  for (const auto& [name, value] : model_and_diffusion_settings(model, diffusion)) {
+    flags[name.substr(1, name.size() - 2)] = value;  // "`image_size`" -> image_size
+  }
+  nlohmann::json j = {{"written_by", "idiff train"}, {"flags", flags}};
+  write_bytes_atomically(dir + "/" + kFlagsFile, j.dump(2) + "\n");
+}
+
+std::vector<std::pair<std::string, std::string>> read_model_flags(const std::string& path,
+                                                                  std::string* source) {
+  const std::string file = parent_dir(path) + "/" + kFlagsFile;
+  if (source != nullptr) *source = file;
+  if (!path_exists(file)) return {};
+  const std::vector<uint8_t> bytes = read_regular_file(file, kMaxFlagsFileBytes, "the flags file");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(bytes.begin(), bytes.end());
+  } catch (const nlohmann::json::exception& e) {
+    throw FileError(str(file, ": not a flags file written by idiff train (", e.what(), ")"));
+  }
+  IDIFF_REQUIRE(j.is_object() && j.contains("flags") && j["flags"].is_object(), FileError, file,
+                ": expected {\"flags\": {...}} (written by idiff train)");
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [name, value] : j["flags"].items()) {
+    IDIFF_REQUIRE(value.is_string(), FileError, file, ": the value of ", name,
+                  " must be a string, got ", value.dump());
+    out.emplace_back(name, value.get<std::string>());
+  }
+  return out;
+}
 
 ModelConfig family_model_config(const ModelConfig& model, const DiffusionConfig& diffusion) {
   ModelConfig m = model;

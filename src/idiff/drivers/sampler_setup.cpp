@@ -10,6 +10,17 @@ namespace idiff {
 
 namespace {
 
+// The settings of --sampler's row: in range, and none given that it does not read. Returns
+// the row.
+const SamplerRow& checked_row(const SolverOptions& o) {
+  const SamplerRow& row = find_sampler(o.name);
+  check_solver_settings(row, o);
+  const std::vector<std::string> unread = unread_settings(row, o);
+  IDIFF_REQUIRE(unread.empty(), ConfigError, "`sampler` ", row.name, " does not read ",
+                join(unread, ", "), " (it reads: ", setting_names(row.settings), ")");
+  return row;
+}
+
 void fill_solver_settings(const SampleConfig& s, SolverOptions& o) {
   o.eta = s.eta;
   o.order = s.order;
@@ -55,11 +66,7 @@ SamplerSetup karras_setup(const SampleConfig& s, const DiffusionConfig& d) {
   o.steps = s.steps > 0 ? s.steps : 40;
   o.ts = default_ts ? std::vector<int64_t>{0, 22, 39} : parse_int_list(s.ts, "`ts`");
   o.clip_denoised = s.clip_denoised;
-  const SamplerRow& row = find_sampler(o.solver.name);
-  check_solver_settings(row, o.solver);
-  const std::vector<std::string> unread = unread_settings(row, o.solver);
-  IDIFF_REQUIRE(unread.empty(), ConfigError, "`sampler` ", row.name, " does not read ",
-                join(unread, ", "), " (it reads: ", setting_names(row.settings), ")");
+  const SamplerRow& row = checked_row(o.solver);
   IDIFF_REQUIRE(o.ts.empty() || std::string(row.name) == "multistep", ConfigError,
                 "`ts` is read by multistep, not by ", row.name);
   out.solver = o.solver;
@@ -147,11 +154,7 @@ void choose_solver(const SampleConfig& s, const std::string& file_sampler, Sampl
         str("--sampler ", file_sampler, ": the sampler ", s.steps_file, " was tuned for");
   }
   fill_solver_settings(s, out.solver);
-  const SamplerRow& row = find_sampler(out.solver.name);
-  check_solver_settings(row, out.solver);
-  const std::vector<std::string> unread = unread_settings(row, out.solver);
-  IDIFF_REQUIRE(unread.empty(), ConfigError, "`sampler` ", row.name, " does not read ",
-                join(unread, ", "), " (it reads: ", setting_names(row.settings), ")");
+  checked_row(out.solver);
 }
 
 }  // namespace
