@@ -46,6 +46,16 @@ void refuse_gaussian_flags(const SampleConfig& s, const DiffusionConfig& d) {
   refuse(s.final_sigma != "zero", "final_sigma", "is chosen by the sampler (progdist ends at min)");
 }
 
+// For the log: "ts 0,22,39 of 40 Karras levels" or "karras from sigma 80".
+std::string karras_schedule_name(const SampleConfig& s, const KarrasSampleOptions& o,
+                                 const NoiseLevel& first) {
+  if (o.ts.empty())
+    return str(s.schedule.empty() ? "karras" : s.schedule, " from sigma ", first.sigma_k());
+  std::vector<std::string> ts;
+  for (int64_t t : o.ts) ts.push_back(std::to_string(t));
+  return str("ts ", join(ts, ","), " of ", o.steps, " Karras levels");
+}
+
 // consistency_models' image_sample.py: --sampler (heun), --steps (40) of a Karras spacing
 // from --sigma_max (the diffusion's, 80) to --sigma_min, or the --ts of multistep.
 SamplerSetup karras_setup(const SampleConfig& s, const DiffusionConfig& d) {
@@ -76,10 +86,7 @@ SamplerSetup karras_setup(const SampleConfig& s, const DiffusionConfig& d) {
   } else {
     out.schedule = karras_step_schedule(ns, o);
   }
-  out.schedule_name = !o.ts.empty()
-                          ? str("ts ", s.ts, " of ", o.steps, " Karras levels")
-                          : str(s.schedule.empty() ? "karras" : s.schedule, " from sigma ",
-                                ns.level(out.schedule.levels.front()).sigma_k());
+  out.schedule_name = karras_schedule_name(s, o, ns.level(out.schedule.levels.front()));
   std::vector<std::string> taken;
   if (s.sampler.empty()) taken.push_back(str("--sampler ", default_sampler));
   if (s.steps == 0) taken.push_back("--steps 40");
