@@ -394,7 +394,8 @@ void add_sampler_flags(Flags& f, SampleConfig& s, bool outputs) {
       ->group(g);
   f.add("sigma_max", s.sigma_max, {-1.0, kNoMax},
         "with --steps: the first step goes from x_T straight to this noise level sigma/alpha "
-        "when x_T is noisier (-1: the model's default, see the log; 0: never)")
+        "when x_T is noisier (-1: the model's default, see the log; 0: never); Karras models "
+        "(--training_mode edm, consistency_*): the level sampling starts at (-1: 80)")
       ->group(g);
   f.add("final_sigma", s.final_sigma,
         "with --steps: zero (the last step goes to sigma 0) or min (end at t = 0)")
