@@ -57,7 +57,8 @@ TEST(GpuSampling, CudaGraphLoopRunsEverySolver) {
   const std::vector<std::pair<std::string, const StepSchedule*>> cases = {
       {"ddpm", &respaced},   {"ddim", &respaced},       {"ddim", &karras},  {"dpmpp_2m", &karras},
       {"dpmpp_3m", &karras}, {"dpmpp_2m_sde", &karras}, {"unipc", &karras}, {"euler", &karras},
-      {"heun", &karras},     {"euler_a", &karras}};
+      {"heun", &karras},     {"euler_a", &karras},      {"dpm", &karras},   {"multistep", &karras},
+      {"progdist", &karras}};
   for (const auto& [name, schedule] : cases) {
     SolverOptions o;
     o.name = name;
