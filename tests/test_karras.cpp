@@ -4,6 +4,7 @@
 // fixture's noise, through the one sampling loop.
 #include "test_util.h"
 
+#include "idiff/diffusion/consistency_losses.h"
 #include "idiff/diffusion/karras_diffusion.h"
 #include "idiff/diffusion/sampling/karras_edit.h"
 #include "idiff/diffusion/sampling/karras_sample.h"
@@ -250,6 +251,65 @@ TEST(Karras, ColorizeAndSuperresKeepWhatTheyShould) {
               superres_task(at::rand({1, 3, 12, 12}));
             }).find("multiple of 8"),
             std::string::npos);
+}
+
+// Consistency distillation (the teacher's Heun step) and training (the Euler step with x_0),
+// every loss norm of the fixture; student 41, target 42, teacher 43.
+TEST(Karras, ConsistencyLossesMatchTheReference) {
+  const TensorMap f = load_fixture("cm_tiny.consistency.safetensors");
+  const at::Tensor y = f.at("y");
+  const ModelFn student = fn_of(cm_tiny_model(16, 41), y), target = fn_of(cm_tiny_model(16, 42), y),
+                teacher = fn_of(cm_tiny_model(16, 43), y);
+  KarrasParams p = params(true);
+  p.weight_schedule = "uniform";
+  const KarrasDenoiser cm(p), edm(params(false));
+  c10::NoGradGuard no_grad;
+  for (const char* norm : {"l2", "l1", "l2-32"}) {
+    for (const std::string kind : {"cd", "ct"}) {
+      const ConsistencyTerms r =
+          consistency_losses(cm, student, target, kind == "cd" ? teacher : ModelFn(), edm,
+                             f.at("x_start"), 40, f.at("indices"), f.at("noise"), norm);
+      EXPECT_TRUE(all_close(r.t, f.at("t"), 1e-6));
+      EXPECT_TRUE(all_close(r.t2, f.at("t2"), 1e-6));
+      EXPECT_TRUE(all_close(r.distiller, f.at("student"), 1e-4));
+      EXPECT_TRUE(all_close(r.x_t2, f.at(kind + ".x_t2"), 1e-4)) << kind;
+      EXPECT_TRUE(all_close(r.target, f.at(kind + ".target"), 1e-4)) << kind;
+      EXPECT_TRUE(all_close(r.loss, f.at(kind + "." + norm + ".loss"), 1e-4)) << kind << norm;
+    }
+  }
+  // pseudo-Huber (iCT) in closed form: sqrt(d^2 + c^2) - c, c = 0.00054 sqrt(3 * 16 * 16).
+  const ConsistencyTerms h = consistency_losses(cm, student, target, teacher, edm, f.at("x_start"),
+                                                40, f.at("indices"), f.at("noise"), "pseudo_huber");
+  const double c = 0.00054 * std::sqrt(3.0 * 16 * 16);
+  const at::Tensor diff = h.distiller - h.target;
+  EXPECT_TRUE(all_close(h.loss, ((diff * diff + c * c).sqrt() - c).mean({1, 2, 3}), 1e-6));
+  EXPECT_NE(error_of([&] {
+              consistency_losses(cm, student, target, ModelFn(), edm, f.at("x_start"), 40,
+                                 f.at("indices"), f.at("noise"), "lpips");
+            }).find("`loss_norm` must be one of"),
+            std::string::npos);
+}
+
+TEST(Karras, EmaAndScalesFollowTheReference) {
+  const auto json = load_json("cm_ema_scales.json");
+  for (const auto& [name, c] : json["configs"].items()) {
+    EmaScalesOptions o;
+    o.target_ema_mode = c["args"]["target_ema_mode"];
+    o.start_ema = c["args"]["start_ema"];
+    o.scale_mode = c["args"]["scale_mode"];
+    o.start_scales = c["args"]["start_scales"];
+    o.end_scales = c["args"]["end_scales"];
+    o.total_steps = c["args"]["total_steps"];
+    o.distill_steps_per_iter = c["args"]["distill_steps_per_iter"];
+    for (size_t i = 0; i < c["steps"].size(); ++i) {
+      const EmaAndScales e = ema_and_scales(o, c["steps"][i].get<int64_t>());
+      EXPECT_NEAR(e.target_ema, c["target_ema"][i].get<double>(), 1e-12) << name << i;
+      EXPECT_EQ(e.scales, c["scales"][i].get<int64_t>()) << name << i;
+    }
+  }
+  EmaScalesOptions bad;
+  bad.target_ema_mode = "adaptive";
+  EXPECT_NE(error_of([&] { ema_and_scales(bad, 0); }).find("not a combination"), std::string::npos);
 }
 
 TEST(Karras, BadSettingsAreOneLineErrors) {

@@ -1,0 +1,63 @@
+// Consistency distillation and consistency training's loss (cm/karras_diffusion.py
+// KarrasDenoiser.consistency_losses; Song et al. 2023, Alg. 2 and 3) and the schedule of its
+// target EMA rate and number of scales (cm/script_util.py create_ema_and_scales_fn).
+//
+// For indices n drawn in [0, N - 1) of N Karras levels t_0 = sigma_max > ... > t_{N-1} =
+// sigma_min: x_t = x_0 + t_n z, then one ODE step to t_{n+1} — the teacher's Heun step
+// (distillation) or the Euler step with x_0 itself as the denoiser (training) — and the
+// loss compares the student at (x_t, t_n) with the target network at (x_t2, t_{n+1}),
+// weighted by the weight schedule at t_n.
+#pragma once
+
+#include "idiff/diffusion/karras_diffusion.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+
+namespace idiff {
+
+// "l1, l2, l2-32, pseudo_huber" (LPIPS needs its network: not here).
+const char* consistency_loss_norms();
+
+struct ConsistencyTerms {
+  at::Tensor t, t2;      // [N] the levels t_n and t_{n+1}
+  at::Tensor x_t, x_t2;  // [N, C, H, W]: the noised image and the ODE step's result
+  at::Tensor distiller;  // the student's x_0 at (x_t, t)
+  at::Tensor target;     // the target's x_0 at (x_t2, t2), no gradient
+  at::Tensor loss;       // [N] mean over C, H, W of the norm, times the weight
+};
+
+// `student`, `target`: networks of consistency models (the boundary-condition scalings of
+// `diffusion`); `teacher` (empty for consistency training) a network whose denoiser is
+// `teacher_diffusion` (EDM scalings). indices: [N] int64 in [0, num_scales - 1); noise like
+// x_start. loss_norm: one of consistency_loss_norms() (the reference's l2-32 resizes both
+// x_0 to 32x32 bilinearly first; pseudo_huber is iCT's sqrt(d^2 + c^2) - c with
+// c = 0.00054 sqrt(C H W), its mean taken over the image).
+ConsistencyTerms consistency_losses(const KarrasDenoiser& diffusion, const ModelFn& student,
+                                    const ModelFn& target, const ModelFn& teacher,
+                                    const KarrasDenoiser& teacher_diffusion,
+                                    const at::Tensor& x_start, int64_t num_scales,
+                                    const at::Tensor& indices, const at::Tensor& noise,
+                                    const std::string& loss_norm);
+
+// create_ema_and_scales_fn(...)(step): the target network's EMA rate and the number of
+// scales N at a training step. target_ema_mode fixed|adaptive, scale_mode
+// fixed|progressive|progdist (the combinations the reference has).
+struct EmaAndScales {
+  double target_ema = 0.0;
+  int64_t scales = 0;
+};
+struct EmaScalesOptions {
+  std::string target_ema_mode = "fixed";
+  double start_ema = 0.0;
+  std::string scale_mode = "fixed";
+  int64_t start_scales = 40;
+  int64_t end_scales = 40;
+  int64_t total_steps = 600000;
+  int64_t distill_steps_per_iter = 50000;
+};
+EmaAndScales ema_and_scales(const EmaScalesOptions& options, int64_t step);
+
+}  // namespace idiff
