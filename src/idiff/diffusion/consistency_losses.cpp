@@ -12,12 +12,6 @@
 namespace idiff {
 namespace {
 
-at::Tensor append_dims(const at::Tensor& v, int64_t dims) {
-  std::vector<int64_t> shape(static_cast<size_t>(dims), 1);
-  shape[0] = v.size(0);
-  return v.view(shape);
-}
-
 // Level `index` of `n` Karras levels from sigma_max down to sigma_min (rho spacing).
 at::Tensor karras_level(const KarrasParams& p, const at::Tensor& index, int64_t n) {
   const double hi = std::pow(p.sigma_max, 1.0 / p.rho), lo = std::pow(p.sigma_min, 1.0 / p.rho);

@@ -8,16 +8,6 @@
 #include <cmath>
 
 namespace idiff {
-namespace {
-
-// [N] -> [N, 1, ...] broadcastable against a tensor of `dims` dimensions (append_dims).
-at::Tensor append_dims(const at::Tensor& v, int64_t dims) {
-  std::vector<int64_t> shape(static_cast<size_t>(dims), 1);
-  shape[0] = v.size(0);
-  return v.view(shape);
-}
-
-}  // namespace
 
 const char* weight_schedule_names() {
   return "karras, snr, snr+1, truncated-snr, uniform";

@@ -36,6 +36,12 @@ at::Tensor discretized_gaussian_log_likelihood(const at::Tensor& x, const at::Te
       at::where(x > 0.999, log_one_minus_cdf_min, at::log(cdf_delta.clamp_min(1e-12))));
 }
 
+at::Tensor append_dims(const at::Tensor& v, int64_t dims) {
+  std::vector<int64_t> shape(static_cast<size_t>(dims), 1);
+  shape[0] = v.size(0);
+  return v.view(shape);
+}
+
 at::Tensor mean_flat(const at::Tensor& x) {
   if (x.dim() <= 1) return x;
   std::vector<int64_t> dims(static_cast<size_t>(x.dim() - 1));

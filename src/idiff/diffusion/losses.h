@@ -25,4 +25,7 @@ at::Tensor discretized_gaussian_log_likelihood(const at::Tensor& x, const at::Te
 // The mean over every dimension but the first: [N, ...] -> [N].
 at::Tensor mean_flat(const at::Tensor& x);
 
+// [N] -> [N, 1, ...] of `dims` dimensions, to broadcast against [N, C, ...] (append_dims).
+at::Tensor append_dims(const at::Tensor& v, int64_t dims);
+
 }  // namespace idiff
