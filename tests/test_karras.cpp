@@ -1,5 +1,5 @@
 // consistency_models' Karras denoiser and samplers against its own numbers
-// (tests/data/cm_tiny.*, from ../shared/fixtures/cm): the small CM UNet with formula weights,
+// (tests/data/cm_tiny.*, see tests/data/README.md): the small CM UNet with formula weights,
 // denoise with both scalings, the EDM loss terms, and every sampler of karras_sample from the
 // fixture's noise, through the one sampling loop.
 #include "test_util.h"

@@ -7,6 +7,7 @@
 
 #include <torch/nn/module.h>
 
+#include <optional>
 #include <string>
 
 namespace idiff {
@@ -29,6 +30,9 @@ bool loads_into(at::IntArrayRef file, at::IntArrayRef model);
 // The state dict as consistency_models stores it: the attention's qkv and proj_out weights
 // [O, C, 1] as 1x1 Conv2d weights [O, C, 1, 1] (views, no copy).
 TensorMap with_conv2d_attention(const TensorMap& sd);
+// Whether a file's attention is stored as consistency_models' 1x1 Conv2d weights (true) or
+// as improved-/guided-diffusion's Conv1d ones (false); none without attention.
+std::optional<bool> has_conv2d_attention(const TensorMap& sd);
 
 // Number of parameter elements.
 int64_t parameter_count(const torch::nn::Module& module);

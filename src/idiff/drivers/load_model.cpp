@@ -68,16 +68,12 @@ namespace {
 // family's weights as the other's would run (the shapes fit) and give wrong images, as the
 // attention layouts differ.
 void check_family(const TensorMap& sd, bool karras, const std::string& path) {
-  for (const auto& [name, t] : sd) {
-    if (name.size() < 11 || name.compare(name.size() - 11, 11, ".qkv.weight") != 0) continue;
-    const bool cm = t.dim() == 4;
-    IDIFF_REQUIRE(cm == karras, FileError, path, ": ",
-                  cm ? "a consistency_models checkpoint (1x1 Conv2d attention weights): give "
-                       "`training_mode` edm, consistency_distillation or consistency_training"
-                     : "an improved-/guided-diffusion checkpoint (Conv1d attention weights), "
-                       "not a Karras (EDM or consistency) model: drop `training_mode`");
-    return;
-  }
+  const std::optional<bool> cm = has_conv2d_attention(sd);
+  IDIFF_REQUIRE(!cm || *cm == karras, FileError, path, ": ",
+                *cm ? "a consistency_models checkpoint (1x1 Conv2d attention weights): give "
+                      "`training_mode` edm, consistency_distillation or consistency_training"
+                    : "an improved-/guided-diffusion checkpoint (Conv1d attention weights), "
+                      "not a Karras (EDM or consistency) model: drop `training_mode`");
 }
 
 }  // namespace

@@ -47,14 +47,29 @@ bool loads_into(at::IntArrayRef file, at::IntArrayRef model) {
                            file[3] == 1 && file[0] == model[0] && file[1] == model[1]);
 }
 
+namespace {
+
+bool ends_with(const std::string& name, const std::string& suffix) {
+  return name.size() >= suffix.size() &&
+         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
 TensorMap with_conv2d_attention(const TensorMap& sd) {
   TensorMap out;
   for (const auto& [name, t] : sd) {
-    const bool attention = name.size() > 11 && (name.rfind(".qkv.weight") == name.size() - 11 ||
-                                                name.rfind(".proj_out.weight") == name.size() - 16);
+    const bool attention = ends_with(name, ".qkv.weight") || ends_with(name, ".proj_out.weight");
     out.insert(name, attention && t.dim() == 3 && t.size(2) == 1 ? t.unsqueeze(3) : t);
   }
   return out;
+}
+
+std::optional<bool> has_conv2d_attention(const TensorMap& sd) {
+  for (const auto& [name, t] : sd) {
+    if (ends_with(name, ".qkv.weight")) return t.dim() == 4;
+  }
+  return std::nullopt;
 }
 
 void load_state_dict(torch::nn::Module& module, const TensorMap& sd, const std::string& source) {

@@ -63,12 +63,13 @@ struct SamplerRow {
   // final_min, its schedule ends at the lowest level, not at sigma 0 (progdist).
   int64_t fixed_steps = 0;
   bool final_min = false;
+  const char* alias = nullptr;  // another name --sampler takes for it (the reference's)
 };
 
 const std::vector<SamplerRow>& sampler_registry();
 
-// The row of `name` (or of the reference's other spelling: consistency_models' `ancestral`
-// is euler_a); a ConfigError naming `sampler` and listing the names otherwise.
+// The row named `name` or whose alias it is (consistency_models' `ancestral` is euler_a); a
+// ConfigError naming `sampler` and listing the names otherwise.
 const SamplerRow& find_sampler(const std::string& name);
 
 // "ddpm, ddim, ...", for messages and help.

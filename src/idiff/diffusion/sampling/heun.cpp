@@ -28,6 +28,10 @@ Churn churn_at(const NoiseSchedule& ns, const NoiseLevel& level, int64_t num_ste
   return c;
 }
 
+bool any_churn(const std::vector<Churn>& churn) {
+  return std::any_of(churn.begin(), churn.end(), [](const Churn& c) { return c.noise > 0; });
+}
+
 namespace {
 
 // Row: [t_model, alpha, sigma of the level the model is called at (k_hat); the same of level
@@ -47,9 +51,7 @@ class HeunSolver : public Solver {
     return (levels_[i + 1].clean() ? 0 : 1) + (churn_[i].noise > 0 ? 2 : 0);
   }
   int64_t model_calls(int64_t i) const override { return (variant(i) & 1) ? 2 : 1; }
-  bool draws_noise() const override {
-    return std::any_of(churn_.begin(), churn_.end(), [](const Churn& c) { return c.noise > 0; });
-  }
+  bool draws_noise() const override { return any_churn(churn_); }
 
   at::Tensor coefficients() const override {
     at::Tensor table = at::zeros({num_steps(), 10}, at::kDouble);

@@ -38,9 +38,7 @@ class KarrasDpmSolver : public Solver {
   std::string name() const override { return "dpm"; }
   int64_t variant(int64_t i) const override { return churn_[i].noise > 0 ? 1 : 0; }
   int64_t model_calls(int64_t) const override { return 2; }
-  bool draws_noise() const override {
-    return std::any_of(churn_.begin(), churn_.end(), [](const Churn& c) { return c.noise > 0; });
-  }
+  bool draws_noise() const override { return any_churn(churn_); }
 
   at::Tensor coefficients() const override {
     at::Tensor table = at::zeros({num_steps(), kCols}, at::kDouble);

@@ -53,6 +53,8 @@ struct Churn {
 };
 Churn churn_at(const NoiseSchedule& ns, const NoiseLevel& level, int64_t num_steps,
                const SolverOptions& options);
+// Whether any step churns (then every step takes a draw, as the reference's loop does).
+bool any_churn(const std::vector<Churn>& churn);
 
 // Not linear in the predictions, two calls a step: Heun (heun.cpp) and the midpoint method
 // of consistency_models' sample_dpm (karras_dpm.cpp), both with the churn above.

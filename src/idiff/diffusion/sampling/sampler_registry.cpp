@@ -123,7 +123,8 @@ const std::vector<SamplerRow>& sampler_registry() {
        ReferenceSampler::None,
        [](const SolverOptions&, const StepSchedule& s, const Levels& l, Denoiser d, const NS&) {
          return linear("euler_a", s, l, std::move(d), euler_ancestral_plan(l));
-       }},
+       },
+       0, false, "ancestral"},
       {"dpm",
        "consistency_models' midpoint method (DPM-Solver-2 style), two model calls a step, "
        "with optional churn",
@@ -160,9 +161,8 @@ std::string sampler_names() {
 }
 
 const SamplerRow& find_sampler(const std::string& name) {
-  const std::string key = name == "ancestral" ? "euler_a" : name;
   for (const SamplerRow& row : sampler_registry()) {
-    if (key == row.name) return row;
+    if (name == row.name || (row.alias != nullptr && name == row.alias)) return row;
   }
   throw ConfigError(
       str("`sampler`: unknown sampler '", name, "' (expected one of ", sampler_names(), ")"));

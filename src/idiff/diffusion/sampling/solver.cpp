@@ -28,11 +28,12 @@ std::unique_ptr<Solver> make_solver(const SolverOptions& o, const DiffusionParam
   denoiser.learned_variance = params.model_var_type == ModelVarType::Learned ||
                               params.model_var_type == ModelVarType::LearnedRange;
   const NoiseSchedule ns = noise_schedule_of(params);
-  check_step_schedule(schedule, ns.num_timesteps(), "the step schedule");
   const SamplerRow& row = find_sampler(o.name);
-  check_solver_settings(row, o);
   const bool integer = has_integer_levels(schedule);
   if (row.reference != ReferenceSampler::None && (integer || row.engine == nullptr)) {
+    // The engine's checks are make_engine_solver's; the reference's loop checks here.
+    check_step_schedule(schedule, ns.num_timesteps(), "the step schedule");
+    check_solver_settings(row, o);
     IDIFF_REQUIRE(integer && schedule.ends_clean(), ConfigError, "`sampler` ", row.name,
                   " needs integer timesteps ending at sigma 0 (a respacing string, or `schedule` "
                   "linspace/leading/trailing with `final_sigma` zero)");

@@ -2,6 +2,7 @@
 
 #include "idiff/common/error.h"
 #include "idiff/model/factory.h"
+#include "idiff/model/state_dict.h"
 
 #include <ATen/ATen.h>
 
@@ -172,16 +173,8 @@ InferredModel infer_model_config(const TensorMap& sd) {
   else
     f += str(" --channel_mult ", join(m.channel_mult));
   f += str(" --use_scale_shift_norm ", yes_no(c.use_scale_shift_norm));
-  // consistency_models stores its attention projections as 1x1 Conv2d weights.
-  bool cm = false;
-  for (const auto& [name, t] : sd) {
-    if (name.size() > 11 && name.compare(name.size() - 11, 11, ".qkv.weight") == 0) {
-      cm = t.dim() == 4;
-      break;
-    }
-  }
   if (c.resblock_updown) f += " --resblock_updown True";
-  if (cm) {
+  if (has_conv2d_attention(sd).value_or(false)) {  // consistency_models' layout
     f += " --training_mode edm";
     m.notes.push_back(
         "a consistency_models file (1x1 Conv2d attention weights): --training_mode edm for its "
