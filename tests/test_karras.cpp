@@ -286,7 +286,9 @@ TEST(Karras, ConsistencyLossesMatchTheReference) {
   EXPECT_NE(error_of([&] {
               consistency_losses(cm, student, target, ModelFn(), edm, f.at("x_start"), 40,
                                  f.at("indices"), f.at("noise"), "lpips");
-            }).find("`loss_norm` must be one of"),
+            }).find("`loss_norm` lpips needs the LPIPS network"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { check_consistency_loss_norm("l3"); }).find("`loss_norm` must be one of"),
             std::string::npos);
 }
 

@@ -35,7 +35,7 @@ std::vector<std::string> cm_sample_args(const CmFiles& f, const std::string& out
                                         const std::vector<std::string>& extra) {
   std::vector<std::string> args = {"sample", f.model};
   for (const std::string& a : fixture_flags("cm_tiny")) args.push_back(a);
-  for (const std::string& a :
+  for (const char* a :
        {"--image_size", "16", "--attention_resolutions", "8", "--num_samples", "2", "--batch_size",
         "2", "--class", "999,123", "--initial_noise", f.noise.c_str(), "--save_float", "True",
         "--grid_size", "0", "--log_dir", out.c_str()}) {

@@ -33,7 +33,7 @@ TEST(KarrasTrain, EdmObjectiveDrawsLognormalLevelsAndTheReferenceLoss) {
   EXPECT_GE(d.t.min().item<int64_t>(), 0);
   EXPECT_LT(d.t.max().item<int64_t>(), objective->num_timesteps());
   const ModelFn model = [](const at::Tensor& x, const at::Tensor&) { return at::tanh(x); };
-  const LossTerms got = objective->losses(model, batch.images, d, 0, 64);
+  const LossTerms got = objective->losses(model, batch.images, d, 0, 64, {});
   const LossTerms want = KarrasDenoiser(p).training_losses(model, batch.images, d.sigmas, d.noise);
   EXPECT_TRUE(at::equal(got.at("loss"), want.at("loss")));
 }

@@ -9,6 +9,7 @@
 #include "idiff/diffusion/sampling/sample_loop.h"
 #include "idiff/diffusion/sampling/sampler_registry.h"
 #include "idiff/drivers/ranks.h"
+#include "idiff/model/factory.h"
 #include "idiff/train/training_objective.h"
 
 #include <ATen/ATen.h>
@@ -197,7 +198,11 @@ TEST(ObjectiveRegistry, EveryRowConstructsAndItsLossesDependOnTheModel) {
     EXPECT_GT(std::string(row.help).size(), 10u);
     DiffusionConfig row_dc = dc;  // the row's own family
     row_dc.training_mode = row.name;
-    const auto objective = row.make(ObjectiveContext{diffusion, tc, row_dc});
+    // The consistency rows' networks (target, teacher) are small UNets of their own.
+    const ModelConfig mc = test::small_unet_config();
+    const UNetModel teacher =
+        row.name == std::string("consistency_distillation") ? create_model(mc) : nullptr;
+    const auto objective = row.make(ObjectiveContext{diffusion, tc, row_dc, mc, teacher});
     EXPECT_EQ(objective->name(), row.name);
     const ObjectiveDraws d = objective->draw(batch, batch.images);
     ASSERT_EQ(d.t.sizes(), (at::IntArrayRef{4}));
@@ -206,8 +211,8 @@ TEST(ObjectiveRegistry, EveryRowConstructsAndItsLossesDependOnTheModel) {
     EXPECT_EQ(d.weights.sizes(), (at::IntArrayRef{4}));
     EXPECT_EQ(d.noise.sizes(), batch.images.sizes());
     const at::Tensor x = batch.images.narrow(0, 1, 2);
-    const at::Tensor la = objective->losses(a, x, d, 1, 2).at("loss");
-    const at::Tensor lb = objective->losses(b, x, d, 1, 2).at("loss");
+    const at::Tensor la = objective->losses(a, x, d, 1, 2, {}).at("loss");
+    const at::Tensor lb = objective->losses(b, x, d, 1, 2, {}).at("loss");
     EXPECT_EQ(la.sizes(), (at::IntArrayRef{2}));
     EXPECT_TRUE(at::isfinite(la).all().item<bool>());
     EXPECT_GT((la - lb).abs().max().item<double>(), 1e-4);

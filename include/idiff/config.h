@@ -124,6 +124,18 @@ struct TrainConfig {
   int64_t num_workers = 2;                            // background decoding threads
   int64_t max_image_pixels = kDefaultMaxImagePixels;  // larger images are refused
   double dist_timeout = kDefaultDistTimeoutSeconds;   // seconds; multi-process runs only
+  // Consistency distillation and training (consistency_models' cm_train_defaults; `idiff
+  // cm-train`). loss_norm's reference default is lpips, whose network idiff does not ship.
+  std::string teacher_model_path = "";  // an EDM checkpoint (distillation)
+  double teacher_dropout = 0.1;
+  std::string target_ema_mode = "fixed";  // fixed or adaptive
+  std::string scale_mode = "fixed";       // fixed or progressive
+  double start_ema = 0.0;
+  int64_t start_scales = 40;
+  int64_t end_scales = 40;
+  int64_t distill_steps_per_iter = 50000;
+  std::string loss_norm = "l2";  // l1, l2, l2-32, pseudo_huber
+  int64_t total_training_steps = 600000;
 };
 
 // Sampling and evaluation (reference: scripts/image_sample.py, image_nll.py,

@@ -5,6 +5,7 @@
 
 #include "signals.h"
 
+#include "idiff/common/error.h"
 #include "idiff/common/runtime_tuning.h"
 #include "idiff/distributed/dist_context.h"
 #include "idiff/drivers/image_train.h"
@@ -12,7 +13,19 @@
 namespace idiff::cli {
 namespace {
 
-enum class Kind { Train, SuperRes, Edm };
+enum class Kind { Train, SuperRes, Edm, Consistency };
+
+// cm-train trains consistency models only, and CT takes no teacher flag.
+void check_consistency_mode(const CLI::App& sub, const std::string& mode) {
+  IDIFF_REQUIRE(mode == "consistency_distillation" || mode == "consistency_training", ConfigError,
+                "`training_mode`: idiff cm-train trains consistency_distillation or "
+                "consistency_training, got ",
+                mode, mode == "edm" ? " (EDM models: idiff edm-train)" : "");
+  const CLI::Option* dropout = sub.get_option_no_throw("--teacher_dropout");
+  IDIFF_REQUIRE(mode == "consistency_distillation" || dropout == nullptr || dropout->count() == 0,
+                ConfigError, "`teacher_dropout` is for consistency_distillation; ",
+                "consistency_training has no teacher");
+}
 
 void setup(CLI::App& sub, Kind kind) {
   auto job = std::make_shared<TrainJob>();
@@ -24,6 +37,11 @@ void setup(CLI::App& sub, Kind kind) {
     job->diffusion.training_mode = "edm";
     job->train.schedule_sampler = "lognormal";
   }
+  if (kind == Kind::Consistency) {
+    // scripts/cm_train.py: consistency_models' model defaults, distillation by default.
+    job->diffusion.defaults = "consistency-models";
+    job->diffusion.training_mode = "consistency_distillation";
+  }
   if (super_res) {
     // sr_model_and_diffusion_defaults: the upsampler's sizes.
     job->model.large_size = 256;
@@ -31,7 +49,9 @@ void setup(CLI::App& sub, Kind kind) {
   }
   add_train_flags(sub, job->train);
   add_model_and_diffusion_flags(sub, job->model, job->diffusion, super_res);
-  sub.callback([job] {
+  if (kind == Kind::Consistency) add_consistency_train_flags(sub, job->train);
+  sub.callback([job, &sub, kind] {
+    if (kind == Kind::Consistency) check_consistency_mode(sub, job->diffusion.training_mode);
     // What the library leaves to its caller: the stop signals, and tuning the process for
     // its device (allocator reuse on the CPU, cuDNN autotuning on CUDA).
     install_stop_signal_handlers();
@@ -51,6 +71,11 @@ const bool registered_edm = register_command(
     {"edm-train",
      "train an EDM model (consistency_models' scripts/edm_train.py; = train --training_mode edm)",
      35, [](CLI::App& sub) { setup(sub, Kind::Edm); }});
+const bool registered_cm = register_command(
+    {"cm-train",
+     "distil an EDM model into a consistency model, or train one (consistency_models' "
+     "scripts/cm_train.py)",
+     36, [](CLI::App& sub) { setup(sub, Kind::Consistency); }});
 
 }  // namespace
 }  // namespace idiff::cli

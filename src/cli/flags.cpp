@@ -187,7 +187,8 @@ void apply_consistency_models_defaults(CLI::App& app, DiffusionConfig& d, ModelC
     const CLI::Option* o = app.get_option_no_throw(flag);
     return o != nullptr && o->count() > 0;
   };
-  if (!given("--training_mode")) d.training_mode = "edm";
+  // The family's default model is EDM (a command may have chosen another Karras mode).
+  if (!given("--training_mode") && d.training_mode == "improved_diffusion") d.training_mode = "edm";
   if (m == nullptr) return;
   if (!given("--attention_resolutions")) m->attention_resolutions = "32,16,8";
   if (!given("--num_head_channels")) m->num_head_channels = 64;
@@ -283,6 +284,32 @@ void add_train_flags(CLI::App& app, TrainConfig& t) {
         "multi-process runs: seconds to wait for the other ranks before giving up")
       ->group(a);
   add_max_image_pixels_flag(app, t.max_image_pixels);
+}
+
+void add_consistency_train_flags(CLI::App& app, TrainConfig& t) {
+  Flags f(app);
+  const std::string g = "Consistency distillation and training (consistency_models' cm_train.py)";
+  f.add("teacher_model_path", t.teacher_model_path,
+        "distillation: the EDM teacher (idiff edm-train's ema_*.pt, or a released edm_*.pt)")
+      ->group(g);
+  f.add("teacher_dropout", t.teacher_dropout, {0.0, 0.999999},
+        "distillation: the teacher network's dropout (it runs in eval mode)")
+      ->group(g);
+  f.add("target_ema_mode", t.target_ema_mode, "the target network's EMA rate: fixed or adaptive")
+      ->group(g);
+  f.add("scale_mode", t.scale_mode, "the number of scales N over training: fixed or progressive")
+      ->group(g);
+  f.add("start_ema", t.start_ema, {0.0, 0.999999}, "the target network's EMA rate (at the start)")
+      ->group(g);
+  f.add("start_scales", t.start_scales, {2, 100000}, "N at the start")->group(g);
+  f.add("end_scales", t.end_scales, {2, 100000}, "N at the end (progressive)")->group(g);
+  f.add("total_training_steps", t.total_training_steps, {1, kMaxSteps},
+        "the schedules' length, and where training stops unless --max_steps says otherwise")
+      ->group(g);
+  f.add("distill_steps_per_iter", t.distill_steps_per_iter, {1, kMaxSteps},
+        "progdist: steps per halving of N")
+      ->group(g);
+  f.add("loss_norm", t.loss_norm, "l1, l2, l2-32 or pseudo_huber (lpips: not shipped)")->group(g);
 }
 
 void apply_checkpoint_flags(CLI::App& app, const std::string& model_path) {

@@ -56,6 +56,8 @@ void add_diffusion_flags(CLI::App& app, DiffusionConfig& diffusion, bool super_r
 // The training flags of scripts/image_train.py (data_dir ... fp16_scale_growth) and
 // idiff's additions (log_dir, max_steps, max_minutes, seed, device, precision, ...).
 void add_train_flags(CLI::App& app, TrainConfig& train);
+// `idiff cm-train`'s own flags (cm_train_defaults).
+void add_consistency_train_flags(CLI::App& app, TrainConfig& train);
 
 // Ranges shared by several commands (README: "Limits").
 constexpr IntRange kStepRange{0, kMaxSteps};

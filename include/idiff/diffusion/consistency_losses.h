@@ -6,7 +6,7 @@
 // sigma_min: x_t = x_0 + t_n z, then one ODE step to t_{n+1} — the teacher's Heun step
 // (distillation) or the Euler step with x_0 itself as the denoiser (training) — and the
 // loss compares the student at (x_t, t_n) with the target network at (x_t2, t_{n+1}),
-// weighted by the weight schedule at t_n.
+// weighted by the weight schedule at t_n. Both see the same dropout draw.
 #pragma once
 
 #include "idiff/diffusion/karras_diffusion.h"
@@ -20,6 +20,8 @@ namespace idiff {
 
 // "l1, l2, l2-32, pseudo_huber" (LPIPS needs its network: not here).
 const char* consistency_loss_norms();
+// A ConfigError naming `loss_norm` unless it is one of them.
+void check_consistency_loss_norm(const std::string& norm);
 
 struct ConsistencyTerms {
   at::Tensor t, t2;      // [N] the levels t_n and t_{n+1}

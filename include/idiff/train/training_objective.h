@@ -6,7 +6,8 @@
 // Rows: improved_diffusion (improved_diffusion/gaussian_diffusion.py training_losses: the
 // hybrid, KL or MSE loss the diffusion flags choose, at timesteps from --schedule_sampler);
 // edm (consistency_models' KarrasDenoiser.training_losses at lognormal noise levels,
-// scripts/edm_train.py). The consistency objectives are added as rows of their own.
+// scripts/edm_train.py); consistency_distillation and consistency_training (its
+// consistency_losses with a target network and a frozen teacher, scripts/cm_train.py).
 #pragma once
 
 #include "idiff/config.h"
@@ -18,11 +19,17 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <c10/core/Device.h>
+
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace idiff {
+
+class DistContext;
+class Logger;
 
 // One batch: images [N, C, H, W] in [-1, 1] and the model's conditioning.
 struct TrainBatch {
@@ -44,6 +51,16 @@ struct ObjectiveDraws {
   at::Tensor sigmas;   // [N] Karras objectives: each sample's noise level (else undefined)
 };
 
+// What TrainingObjective::start is given.
+struct ObjectiveStart {
+  const std::vector<at::Tensor>& params;  // the model's parameters, as named_parameters
+  std::string resume_dir;                 // the resumed checkpoint's folder ("": a new run)
+  int64_t resume_step = 0;
+  DistContext& dist;
+  Logger& logger;
+  c10::Device device;
+};
+
 class TrainingObjective {
  public:
   virtual ~TrainingObjective() = default;
@@ -52,9 +69,11 @@ class TrainingObjective {
   // batch.noise when given.
   virtual ObjectiveDraws draw(const TrainBatch& batch, const at::Tensor& images) = 0;
   // The loss terms ("loss", minimised, and what else is logged), each [len], of the
-  // samples [i, i + len) of the batch, x_start being those samples.
+  // samples [i, i + len) of the batch, x_start being those samples and kwargs their
+  // conditioning (which `model` already holds; networks of the objective's own take it).
   virtual LossTerms losses(const ModelFn& model, const at::Tensor& x_start,
-                           const ObjectiveDraws& draws, int64_t i, int64_t len) = 0;
+                           const ObjectiveDraws& draws, int64_t i, int64_t len,
+                           const ModelKwargs& kwargs) = 0;
   // Whether observe() wants every rank's t and losses after each step (a gather).
   virtual bool observes() const { return false; }
   virtual void observe(const at::Tensor& t, const at::Tensor& losses) {}
@@ -63,6 +82,17 @@ class TrainingObjective {
   // The model's state dict as the family's reference stores it (checkpoints are written
   // so): as it is, or consistency_models' 1x1 Conv2d attention weights.
   virtual TensorMap file_layout(const TensorMap& state_dict) const { return state_dict; }
+
+  // Objectives that keep networks of their own (consistency models' target network):
+  // start() is called once, when the model's parameters (`params`, float32, in
+  // named_parameters order) are loaded and the same on every rank; begin_step() before each
+  // step's draws with the number of completed steps; end_step() after each optimizer
+  // update; checkpoint_files() the files saved beside the model's, as {name prefix, state
+  // dict in the file layout} (prefix "target_model" -> target_model012345.pt).
+  virtual void start(const ObjectiveStart& start) {}
+  virtual void begin_step(int64_t step) {}
+  virtual void end_step(int64_t step, const std::vector<at::Tensor>& params) {}
+  virtual std::vector<std::pair<std::string, TensorMap>> checkpoint_files() const { return {}; }
 };
 
 // improved-diffusion's objective over `diffusion` with timesteps from `sampler`.
@@ -78,11 +108,22 @@ const ScheduleSampler* schedule_sampler_of(const TrainingObjective& objective);
 std::unique_ptr<TrainingObjective> make_edm_objective(const KarrasParams& params,
                                                       double p_mean = -1.2, double p_std = 1.2);
 
+// consistency_models' consistency distillation (with `teacher`, an EDM network) or
+// consistency training (teacher empty) objective (consistency_objective.cpp):
+// consistency_losses at indices drawn uniformly in [0, N - 1) for the N scales of
+// ema_and_scales(step), the target network an EMA of the model at its rate. `target`: a
+// network of the model's architecture (its weights are set by start()).
+std::unique_ptr<TrainingObjective> make_consistency_objective(const KarrasParams& params,
+                                                              const TrainConfig& train,
+                                                              UNetModel target, UNetModel teacher);
+
 // What a factory of the registry may use.
 struct ObjectiveContext {
   const GaussianDiffusion& diffusion;
   const TrainConfig& train;
   const DiffusionConfig& config;  // the flags `diffusion` was made from (and the Karras ones)
+  const ModelConfig& model;       // the model's flags (family_model_config applied)
+  UNetModel teacher{nullptr};     // consistency distillation: the loaded EDM teacher
 };
 
 struct ObjectiveRow {

@@ -4,6 +4,7 @@
 #include "idiff/diffusion/losses.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
@@ -31,11 +32,21 @@ at::Tensor norm_of(const at::Tensor& a, const at::Tensor& b, const std::string& 
     const double c = 0.00054 * std::sqrt(static_cast<double>(a[0].numel()));
     return mean_flat(((a - b).pow(2) + c * c).sqrt() - c);
   }
-  throw ConfigError(
-      str("`loss_norm` must be one of ", consistency_loss_norms(), ", got '", norm, "'"));
+  check_consistency_loss_norm(norm);
+  return {};
 }
 
 }  // namespace
+
+void check_consistency_loss_norm(const std::string& norm) {
+  IDIFF_REQUIRE(norm != "lpips", ConfigError,
+                "`loss_norm` lpips needs the LPIPS network, which idiff does not ship; use one "
+                "of ",
+                consistency_loss_norms(), " (pseudo_huber: improved consistency training's)");
+  IDIFF_REQUIRE(norm == "l1" || norm == "l2" || norm == "l2-32" || norm == "pseudo_huber",
+                ConfigError, "`loss_norm` must be one of ", consistency_loss_norms(), ", got '",
+                norm, "'");
+}
 
 const char* consistency_loss_norms() {
   return "l1, l2, l2-32, pseudo_huber";
@@ -55,6 +66,10 @@ ConsistencyTerms consistency_losses(const KarrasDenoiser& diffusion, const Model
   r.t = karras_level(diffusion.params(), indices, num_scales).to(dtype);
   r.t2 = karras_level(diffusion.params(), indices + 1, num_scales).to(dtype);
   r.x_t = x_start + noise * append_dims(r.t, d);
+  // The target network sees the same dropout draw as the student (the reference keeps the
+  // generator's state across the student's forward and puts it back for the target's).
+  at::Generator gen = at::globalContext().defaultGenerator(x_start.device());
+  const at::Tensor dropout_state = gen.get_state();
   r.distiller = diffusion.denoise(student, r.x_t, r.t).denoised;
   {
     const c10::NoGradGuard no_grad;
@@ -68,6 +83,7 @@ ConsistencyTerms consistency_losses(const KarrasDenoiser& diffusion, const Model
     const at::Tensor d1 = slope(r.x_t, r.t);
     r.x_t2 = r.x_t + d1 * dt;                                               // Euler
     if (teacher) r.x_t2 = r.x_t + (d1 + slope(r.x_t2, r.t2)) * (dt * 0.5);  // Heun
+    gen.set_state(dropout_state);
     r.target = diffusion.denoise(target, r.x_t2, r.t2).denoised;
   }
   r.loss = norm_of(r.distiller, r.target, loss_norm) * diffusion.weightings(r.t);

@@ -18,6 +18,8 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <set>
+
 namespace idiff {
 
 namespace {
@@ -42,15 +44,62 @@ RankSettings train_settings(const TrainJob& job) {
        n(t.resume_checkpoint.empty() ? 0 : parse_resume_step_from_filename(t.resume_checkpoint))},
       {"`use_fp16`", t.use_fp16 ? "True" : "False"},
       {"`precision`", t.precision},
-      {"`max_steps`", n(t.max_steps)}};
+      {"`max_steps`", n(t.max_steps)},
+      {"`teacher_model_path` (given)", t.teacher_model_path.empty() ? "no" : "yes"},
+      {"`target_ema_mode`, `scale_mode`", t.target_ema_mode + ", " + t.scale_mode},
+      {"`start_ema`, `start_scales`, `end_scales`",
+       str(t.start_ema, ", ", t.start_scales, ", ", t.end_scales)},
+      {"`total_training_steps`, `distill_steps_per_iter`",
+       str(t.total_training_steps, ", ", t.distill_steps_per_iter)},
+      {"`loss_norm`", t.loss_norm}};
   out.insert(out.end(), train.begin(), train.end());
   return out;
+}
+
+// consistency distillation's teacher (scripts/cm_train.py): the EDM network of the model's
+// flags with --teacher_dropout, from --teacher_model_path. Its flags.json, when it has one,
+// must describe the model being trained (the weights alone do not tell the image size).
+UNetModel load_teacher(const TrainJob& job, const ModelConfig& model, Logger& logger) {
+  const std::string& path = job.train.teacher_model_path;
+  std::string source;
+  const auto flags = read_model_flags(path, &source);
+  const std::set<std::string> own = {"training_mode", "weight_schedule", "dropout",
+                                     "use_checkpoint", "timestep_respacing"};
+  for (const auto& [name, student] : model_and_diffusion_settings(job.model, job.diffusion)) {
+    const std::string flag = name.substr(1, name.size() - 2);
+    if (own.count(flag) > 0) continue;
+    for (const auto& [teacher_flag, teacher] : flags) {
+      IDIFF_REQUIRE(teacher_flag != flag || teacher == student, ConfigError,
+                    "`teacher_model_path` ", path, " was trained with --", flag, " ", teacher, " (",
+                    source, "), the model to train has --", flag, " ", student,
+                    "; give the teacher's model flags");
+    }
+  }
+  if (flags.empty())
+    logger.log("no " + source + ": the teacher is taken to have the model's flags");
+  ModelConfig m = model;
+  m.dropout = job.train.teacher_dropout;
+  logger.log("loading the teacher " + path + "...");
+  return load_model(m, false, path, c10::kCPU, /*karras=*/true);
+}
+
+// The settings of the run: consistency models train for --total_training_steps (the end of
+// their schedules) unless --max_steps says otherwise.
+TrainConfig run_settings(const TrainJob& job) {
+  TrainConfig t = job.train;
+  const std::string& mode = job.diffusion.training_mode;
+  const bool consistency = mode == "consistency_distillation" || mode == "consistency_training";
+  IDIFF_REQUIRE(t.teacher_model_path.empty() || mode == "consistency_distillation", ConfigError,
+                "`teacher_model_path` is for `training_mode` consistency_distillation, not ", mode);
+  if (consistency && t.max_steps == 0 && t.lr_anneal_steps == 0)
+    t.max_steps = t.total_training_steps;
+  return t;
 }
 
 }  // namespace
 
 StopReason run_training(const TrainJob& job) {
-  const TrainConfig& tc = job.train;
+  const TrainConfig tc = run_settings(job);
   IDIFF_REQUIRE(
       !tc.data_dir.empty(), ConfigError,
       "`data_dir` is required (an image folder, a folder of IDX files, or fashion-mnist)");
@@ -65,7 +114,8 @@ StopReason run_training(const TrainJob& job) {
   if (dist->is_main()) write_model_flags(logger.dir(), job.model, job.diffusion);
   if (dist->is_main()) {
     // The logger holds the folder's lock: temporaries of our names are an earlier run's.
-    const int64_t stale = remove_stale_temporaries(logger.dir(), {"model", "ema_", "opt"});
+    const int64_t stale =
+        remove_stale_temporaries(logger.dir(), {"model", "ema_", "opt", "target_model"});
     if (stale > 0)
       logger.log(str("removed ", stale, " temporary files left by an interrupted run"));
   }
@@ -79,16 +129,22 @@ StopReason run_training(const TrainJob& job) {
   logger.log("creating model and diffusion...");
   logger.log("diffusion: " + describe_defaults(job.diffusion));
   UNetModel model{nullptr};
+  const ModelConfig m = family_model_config(job.model, job.diffusion);
   {
     ScopedSeed seed(tc.seed, c10::kCPU);  // the initial weights (rank 0's reach every rank)
-    const ModelConfig m = family_model_config(job.model, job.diffusion);
     model = job.super_res ? sr_create_model(m) : create_model(m);
   }
   const GaussianDiffusion diffusion = create_gaussian_diffusion(job.diffusion);
   logger.log(str("model parameters: ", with_commas(parameter_count(*model))));
+  UNetModel teacher{nullptr};
+  if (!tc.teacher_model_path.empty()) {
+    teacher = load_teacher(job, m, logger);
+    // The reference starts the student from the teacher's weights.
+    load_state_dict(*model, state_dict(*teacher), tc.teacher_model_path);
+  }
   std::unique_ptr<TrainingObjective> objective =
       find_objective(job.diffusion.training_mode)
-          .make(ObjectiveContext{diffusion, tc, job.diffusion});
+          .make(ObjectiveContext{diffusion, tc, job.diffusion, m, teacher});
   logger.log("objective: " + objective->name());
 
   // Before the first collective (TrainLoop broadcasts the weights): the ranks agree.

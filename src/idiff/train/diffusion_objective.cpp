@@ -43,7 +43,7 @@ class DiffusionObjective : public TrainingObjective {
   }
 
   LossTerms losses(const ModelFn& model, const at::Tensor& x_start, const ObjectiveDraws& d,
-                   int64_t i, int64_t len) override {
+                   int64_t i, int64_t len, const ModelKwargs&) override {
     return diffusion_.training_losses(model, x_start, d.t.narrow(0, i, len),
                                       d.noise.narrow(0, i, len));
   }

@@ -42,7 +42,7 @@ class EdmObjective : public TrainingObjective {
   }
 
   LossTerms losses(const ModelFn& model, const at::Tensor& x_start, const ObjectiveDraws& d,
-                   int64_t i, int64_t len) override {
+                   int64_t i, int64_t len, const ModelKwargs&) override {
     return karras_.training_losses(model, x_start, d.sigmas.narrow(0, i, len),
                                    d.noise.narrow(0, i, len));
   }

@@ -2,11 +2,23 @@
 // in a file of its own, and one row below; `--training_mode`, its help and the README
 // table follow.
 #include "idiff/common/error.h"
+#include "idiff/common/rng.h"
 #include "idiff/common/strings.h"
 #include "idiff/diffusion/factory.h"
+#include "idiff/model/factory.h"
 #include "idiff/train/training_objective.h"
 
 namespace idiff {
+namespace {
+
+// A network of the model's architecture for the consistency objectives' target (its weights
+// are the model's once training starts), made without moving the caller's random streams.
+UNetModel target_network(const ObjectiveContext& c) {
+  const ScopedSeed seed(c.train.seed, c10::kCPU);
+  return create_model(c.model);
+}
+
+}  // namespace
 
 const std::vector<ObjectiveRow>& objective_registry() {
   static const std::vector<ObjectiveRow> rows = {
@@ -28,6 +40,26 @@ const std::vector<ObjectiveRow>& objective_registry() {
              "lognormal, got '",
              c.train.schedule_sampler, "'");
          return make_edm_objective(karras_params(c.config));
+       }},
+      {"consistency_distillation",
+       "consistency_models' consistency distillation: the model matches its target network "
+       "one teacher Heun step closer to the data (--teacher_model_path, an EDM model)",
+       [](const ObjectiveContext& c) {
+         IDIFF_REQUIRE(!!c.teacher, ConfigError,
+                       "`training_mode` consistency_distillation needs `teacher_model_path` (an "
+                       "EDM checkpoint, e.g. from idiff edm-train)");
+         return make_consistency_objective(karras_params(c.config), c.train, target_network(c),
+                                           c.teacher);
+       }},
+      {"consistency_training",
+       "consistency_models' consistency training: as distillation, with the Euler step of x_0 "
+       "itself in place of a teacher",
+       [](const ObjectiveContext& c) {
+         IDIFF_REQUIRE(!c.teacher, ConfigError,
+                       "`teacher_model_path` is for consistency_distillation; "
+                       "`training_mode` consistency_training has no teacher");
+         return make_consistency_objective(karras_params(c.config), c.train, target_network(c),
+                                           nullptr);
        }},
   };
   return rows;

@@ -189,6 +189,9 @@ void TrainLoop::save() {
                        params_to_state_dict(ema_params_[i]));
     }
     save_optimizer_file(dir + "/" + step_checkpoint_name("opt", step_), *opt_);
+    for (const auto& [prefix, sd] : objective_->checkpoint_files()) {
+      save_tensor_file(dir + "/" + step_checkpoint_name(prefix, step_), sd);
+    }
   }
   // No rank runs ahead of a checkpoint: when any returns, the files are complete.
   dist_->barrier();

@@ -2,6 +2,7 @@
 
 #include "idiff/common/autocast.h"
 #include "idiff/common/error.h"
+#include "idiff/common/filesystem.h"
 #include "idiff/common/rng.h"
 #include "idiff/common/strings.h"
 #include "idiff/distributed/data_parallel.h"
@@ -91,6 +92,9 @@ TrainLoop::TrainLoop(UNetModel model, std::unique_ptr<TrainingObjective> objecti
   model_->train();
   for (auto& p : model_->parameters()) model_params_.push_back(p);
   load_and_sync_parameters();
+  objective_->start(ObjectiveStart{
+      model_params_, c.resume_checkpoint.empty() ? "" : parent_dir(c.resume_checkpoint),
+      resume_step_, *dist_, logger_, device_});
 
   if (fp16_) {
     master_params_ = make_master_params(model_params_);
@@ -185,12 +189,14 @@ void TrainLoop::run_step(const TrainBatch& batch) {
     // The step's draws come from the default generators seeded for this step; the
     // caller's generator states are back as they were afterwards.
     ScopedSeed seed(step_seed(config_.seed, step_, dist_->rank()), device_);
+    objective_->begin_step(step_);
     forward_backward(batch);
   }
-  if (fp16_) {
-    optimize_fp16();  // every rank holds the same averaged gradients: the same decision
-  } else {
-    optimize_normal();
+  // Every rank holds the same averaged gradients: the same decision on an fp16 overflow.
+  const bool took_step = fp16_ ? optimize_fp16() : (optimize_normal(), true);
+  if (took_step) {
+    objective_->end_step(
+        step_, fp16_ ? unflatten_master_params(model_params_, master_params_[0]) : master_params_);
   }
   logger_.logkv_int("step", step_);
   // Images seen by all ranks together (the reference's global_batch).
@@ -230,7 +236,7 @@ void TrainLoop::forward_backward(const TrainBatch& batch) {
     std::map<std::string, at::Tensor> losses;
     {
       AutocastGuard autocast(bf16_ ? device_.type() : c10::DeviceType::CPU, bf16_);
-      losses = objective_->losses(model_fn, micro, draws, i, len);
+      losses = objective_->losses(model_fn, micro, draws, i, len, kw);
     }
     all_losses.push_back(losses.at("loss").detach());
     accumulate_stats(t, losses, weights);

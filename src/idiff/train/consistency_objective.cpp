@@ -1,0 +1,157 @@
+// consistency_models' consistency distillation and consistency training objectives
+// (cm/train_util.py CMTrainLoop with cm/karras_diffusion.py consistency_losses; Song et al.
+// 2023, Alg. 2 and 3). Beside the model the objective keeps its target network, an EMA of
+// the model at the rate of create_ema_and_scales_fn (updated after every optimizer step,
+// saved as target_modelNNNNNN.pt and read back on resume), and for distillation the frozen
+// teacher (an EDM network, in eval mode). Each step draws indices n uniformly in
+// [0, N - 1) for the N scales of that step.
+#include "idiff/common/error.h"
+#include "idiff/common/filesystem.h"
+#include "idiff/common/logger.h"
+#include "idiff/diffusion/consistency_losses.h"
+#include "idiff/distributed/data_parallel.h"
+#include "idiff/distributed/dist_context.h"
+#include "idiff/io/tensor_file.h"
+#include "idiff/model/state_dict.h"
+#include "idiff/train/ema.h"
+#include "idiff/train/train_checkpoint.h"
+#include "idiff/train/training_objective.h"
+
+#include <ATen/ATen.h>
+
+namespace idiff {
+namespace {
+
+KarrasParams with_distillation(KarrasParams p, bool distillation) {
+  p.distillation = distillation;
+  return p;
+}
+
+std::vector<at::Tensor> parameters_of(const UNetModel& model) {
+  std::vector<at::Tensor> out;
+  for (const auto& p : model->parameters()) out.push_back(p);
+  return out;
+}
+
+class ConsistencyObjective : public TrainingObjective {
+ public:
+  ConsistencyObjective(const KarrasParams& params, const TrainConfig& train, UNetModel target,
+                       UNetModel teacher)
+      : diffusion_(with_distillation(params, true)),
+        teacher_diffusion_(with_distillation(params, false)),
+        target_(std::move(target)),
+        teacher_(std::move(teacher)),
+        loss_norm_(train.loss_norm) {
+    schedule_.target_ema_mode = train.target_ema_mode;
+    schedule_.start_ema = train.start_ema;
+    schedule_.scale_mode = train.scale_mode;
+    schedule_.start_scales = train.start_scales;
+    schedule_.end_scales = train.end_scales;
+    schedule_.total_steps = train.total_training_steps;
+    schedule_.distill_steps_per_iter = train.distill_steps_per_iter;
+    check_consistency_loss_norm(loss_norm_);
+    scales_ = ema_and_scales(schedule_, 0).scales;  // checks the combination of modes
+  }
+
+  std::string name() const override {
+    return teacher_ ? "consistency_distillation" : "consistency_training";
+  }
+
+  ObjectiveDraws draw(const TrainBatch& batch, const at::Tensor& images) override {
+    IDIFF_REQUIRE(!batch.timesteps.defined(), Error, "the ", name(),
+                  " objective draws its own noise levels, not timesteps");
+    const int64_t n = images.size(0);
+    ObjectiveDraws d;
+    d.t = at::randint(0, scales_ - 1, {n}, images.options().dtype(at::kLong));
+    d.weights = at::ones({n}, images.options().dtype(at::kFloat));
+    d.noise = batch.noise.defined() ? batch.noise.to(images.device(), images.scalar_type())
+                                    : at::randn_like(images);
+    IDIFF_REQUIRE(d.noise.sizes() == images.sizes(), Error, "the batch's noise has shape ",
+                  d.noise.sizes(), ", expected ", images.sizes());
+    return d;
+  }
+
+  LossTerms losses(const ModelFn& model, const at::Tensor& x_start, const ObjectiveDraws& d,
+                   int64_t i, int64_t len, const ModelKwargs& kwargs) override {
+    const ModelFn target = [this, kwargs](const at::Tensor& x, const at::Tensor& t) {
+      return target_->forward_kwargs(x, t, kwargs);
+    };
+    ModelFn teacher;
+    if (teacher_) {
+      teacher = [this, kwargs](const at::Tensor& x, const at::Tensor& t) {
+        return teacher_->forward_kwargs(x, t, kwargs);
+      };
+    }
+    const ConsistencyTerms terms =
+        consistency_losses(diffusion_, model, target, teacher, teacher_diffusion_, x_start, scales_,
+                           d.t.narrow(0, i, len), d.noise.narrow(0, i, len), loss_norm_);
+    return {{"loss", terms.loss}};
+  }
+
+  int64_t num_timesteps() const override { return scales_ - 1; }
+
+  TensorMap file_layout(const TensorMap& state_dict) const override {
+    return with_conv2d_attention(state_dict);
+  }
+
+  void start(const ObjectiveStart& s) override {
+    target_->to(s.device);
+    target_->train();  // the reference's target_model.train(): dropout as the model's
+    for (auto& p : target_->parameters()) p.set_requires_grad(false);
+    if (teacher_) {
+      teacher_->to(s.device);
+      teacher_->eval();
+      for (auto& p : teacher_->parameters()) p.set_requires_grad(false);
+    }
+    target_params_ = parameters_of(target_);
+    {
+      const at::NoGradGuard no_grad;
+      for (size_t i = 0; i < target_params_.size(); ++i) target_params_[i].copy_(s.params.at(i));
+    }
+    if (!s.resume_dir.empty() && s.dist.is_main()) {
+      const std::string path =
+          s.resume_dir + "/" + step_checkpoint_name("target_model", s.resume_step);
+      if (path_exists(path)) {
+        s.logger.log("loading target model from checkpoint: " + path + "...");
+        load_state_dict(*target_, load_tensor_file(path), path);
+      } else {
+        s.logger.warn("no target model checkpoint " + path +
+                      ": the target network restarts from the model weights");
+      }
+    }
+    sync_params(s.dist, target_params_);
+  }
+
+  void begin_step(int64_t step) override { scales_ = ema_and_scales(schedule_, step).scales; }
+
+  void end_step(int64_t step, const std::vector<at::Tensor>& params) override {
+    update_ema(target_params_, params, ema_and_scales(schedule_, step).target_ema);
+  }
+
+  std::vector<std::pair<std::string, TensorMap>> checkpoint_files() const override {
+    TensorMap sd;
+    for (const auto& item : target_->named_parameters()) {
+      sd.insert(item.key(), item.value().detach().to(at::kCPU, at::kFloat).contiguous());
+    }
+    return {{"target_model", file_layout(sd)}};
+  }
+
+ private:
+  KarrasDenoiser diffusion_, teacher_diffusion_;
+  UNetModel target_, teacher_;
+  std::string loss_norm_;
+  EmaScalesOptions schedule_;
+  int64_t scales_ = 0;
+  std::vector<at::Tensor> target_params_;
+};
+
+}  // namespace
+
+std::unique_ptr<TrainingObjective> make_consistency_objective(const KarrasParams& params,
+                                                              const TrainConfig& train,
+                                                              UNetModel target, UNetModel teacher) {
+  return std::make_unique<ConsistencyObjective>(params, train, std::move(target),
+                                                std::move(teacher));
+}
+
+}  // namespace idiff

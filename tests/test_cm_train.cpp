@@ -1,0 +1,150 @@
+// `idiff cm-train` (consistency_models' scripts/cm_train.py): consistency distillation from an
+// EDM teacher and consistency training, through the one TrainLoop. The run resumes bitwise,
+// the target network is the EMA of the model at the schedule's rate and is saved beside it,
+// the student samples in one call, the loss of consistency training falls, and bad flags
+// get one line each.
+#include "test_train_util.h"
+#include "test_util.h"
+
+#include "idiff/io/tensor_file.h"
+
+#include <fstream>
+
+namespace idiff::test {
+namespace {
+
+std::vector<std::string> small_flags() {
+  return {"--image_size=16",        "--num_channels=32",
+          "--num_res_blocks=1",     "--attention_resolutions=8",
+          "--num_head_channels=16", "--channel_mult=1,2",
+          "--device=cpu",           "--num_workers=1"};
+}
+
+// A small EDM teacher trained for two steps (its flags.json beside it).
+std::string train_teacher(const TempDir& data, const TempDir& dir) {
+  const auto r = run_idiff(
+      cat_args(std::vector<std::string>{"edm-train", "--data_dir", data.path(), "--batch_size", "4",
+                                        "--max_steps", "2", "--log_dir", dir.path()},
+               small_flags()));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return dir.file("model000002.pt");
+}
+
+bool same_file_tensors(const std::string& a, const std::string& b) {
+  const TensorMap x = load_tensor_file(a), y = load_tensor_file(b);
+  if (x.size() != y.size()) return false;
+  for (const auto& [key, t] : x) {
+    if (!at::equal(t, y.at(key))) return false;
+  }
+  return true;
+}
+
+TEST(CmTrain, DistillsResumesBitwiseAndSamplesInOneCall) {
+  TempDir data, teacher_dir, straight, first, second, samples;
+  write_shape_folder(data.path(), 8);
+  const std::string teacher = train_teacher(data, teacher_dir);
+  const auto common = cat_args(std::vector<std::string>{"cm-train",  "--data_dir",
+                                                        data.path(), "--teacher_model_path",
+                                                        teacher,     "--batch_size",
+                                                        "4",         "--save_interval",
+                                                        "2",         "--seed",
+                                                        "5",         "--ema_rate",
+                                                        "0.9",       "--lr",
+                                                        "1e-3",      "--start_scales",
+                                                        "10",        "--teacher_dropout",
+                                                        "0.2",       "--dropout",
+                                                        "0.1"},
+                               small_flags());
+  auto r = run_idiff(
+      cat_args(common, std::vector<std::string>{"--log_dir", straight.path(), "--max_steps", "4"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("objective: consistency_distillation"), std::string::npos) << r.out;
+  r = run_idiff(
+      cat_args(common, std::vector<std::string>{"--log_dir", first.path(), "--max_steps", "2"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_idiff(cat_args(
+      common, std::vector<std::string>{"--log_dir", second.path(), "--max_steps", "4",
+                                       "--resume_checkpoint", first.file("model000002.pt")}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("loading target model from checkpoint"), std::string::npos) << r.out;
+  for (const std::string name : {"model000004.pt", "ema_0.9_000004.pt", "target_model000004.pt"}) {
+    EXPECT_TRUE(same_file_tensors(straight.file(name), second.file(name))) << name;
+  }
+  // --start_ema 0 (the default, fixed): the target network is the model after every step;
+  // and the model moved away from the teacher it started from.
+  EXPECT_TRUE(
+      same_file_tensors(straight.file("model000004.pt"), straight.file("target_model000004.pt")));
+  EXPECT_FALSE(same_file_tensors(straight.file("model000004.pt"), teacher));
+  // The student alone, its flags from flags.json: one model call.
+  r = run_idiff({"sample", straight.file("ema_0.9_000004.pt"), "--sampler", "onestep",
+                 "--num_samples", "2", "--log_dir", samples.path()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("--training_mode consistency_distillation"), std::string::npos) << r.out;
+  EXPECT_TRUE(std::ifstream(samples.file("samples_2x16x16x3.npz")).good());
+}
+
+// With --start_ema above 0 the target lags the model: an EMA, not a copy.
+TEST(CmTrain, TrainingsTargetIsAnEmaAndItsLossFalls) {
+  TempDir data, dir;
+  write_shape_folder(data.path(), 8);
+  const auto r = run_idiff(cat_args(std::vector<std::string>{"cm-train",
+                                                             "--training_mode",
+                                                             "consistency_training",
+                                                             "--data_dir",
+                                                             data.path(),
+                                                             "--log_dir",
+                                                             dir.path(),
+                                                             "--batch_size",
+                                                             "8",
+                                                             "--lr",
+                                                             "2e-3",
+                                                             "--max_steps",
+                                                             "30",
+                                                             "--log_interval",
+                                                             "5",
+                                                             "--start_ema",
+                                                             "0.9",
+                                                             "--start_scales",
+                                                             "10",
+                                                             "--save_interval",
+                                                             "30"},
+                                    small_flags()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("objective: consistency_training"), std::string::npos) << r.out;
+  EXPECT_FALSE(same_file_tensors(dir.file("model000030.pt"), dir.file("target_model000030.pt")));
+  const auto losses = progress_column(dir.file("progress.csv"), "loss");
+  ASSERT_GE(losses.size(), 6u);
+  EXPECT_LT(losses.back(), 0.7 * losses.front())
+      << "first " << losses.front() << " last " << losses.back();
+}
+
+TEST(CmTrain, BadFlagsGetOneLineEach) {
+  TempDir data, teacher_dir, dir;
+  write_shape_folder(data.path(), 4);
+  const std::string teacher = train_teacher(data, teacher_dir);
+  const auto base =
+      cat_args(std::vector<std::string>{"cm-train", "--data_dir", data.path(), "--log_dir",
+                                        dir.path(), "--batch_size", "2", "--max_steps", "1"},
+               small_flags());
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--teacher_model_path", teacher, "--image_size", "32"}, "was trained with --image_size 16"},
+      {{"--training_mode", "consistency_training", "--teacher_model_path", teacher},
+       "--teacher_model_path is for --training_mode consistency_distillation"},
+      {{"--training_mode", "consistency_training", "--teacher_dropout", "0.3"},
+       "--teacher_dropout is for consistency_distillation"},
+      {{"--teacher_model_path", teacher, "--loss_norm", "lpips"}, "lpips needs the LPIPS network"},
+      {{}, "needs --teacher_model_path"},
+      {{"--training_mode", "edm"}, "idiff edm-train"},
+      {{"--training_mode", "consistency_training", "--target_ema_mode", "adaptive"},
+       "is not a combination consistency_models has"},
+  };
+  for (const auto& [extra, want] : cases) {
+    const RunResult r = run_idiff(cat_args(base, extra));
+    EXPECT_EQ(r.exit_code, 2) << join(extra, " ") << "\n" << r.err;  // a ConfigError
+    EXPECT_NE(r.err.find(want), std::string::npos) << join(extra, " ") << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+}
+
+}  // namespace
+}  // namespace idiff::test
