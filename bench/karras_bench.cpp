@@ -8,20 +8,15 @@
 // as many steps; the time is the wall time per image on this machine.
 //
 //   idiff_karras_bench --model_path ema.pt [--nfe 5,9,17,35] [--num_samples 16]
-#include "idiff/common/error.h"
+#include "karras_solve.h"
+
 #include "idiff/common/strings.h"
-#include "idiff/diffusion/sampling/karras_sample.h"
-#include "idiff/diffusion/sampling/sample_loop.h"
-#include "idiff/drivers/load_model.h"
-#include "idiff/io/tensor_file.h"
-#include "idiff/model/inspect/infer_config.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/InferenceMode.h>
 #include <CLI/CLI.hpp>
 
-#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -35,56 +30,22 @@ struct Settings {
   bool clip_denoised = true;
 };
 
-// Steps of `sampler` that spend at most `nfe` model calls (Heun: 2 a step, 1 the last;
-// dpm: 2 a step).
-int64_t steps_for(const std::string& sampler, int64_t nfe) {
-  if (sampler == "heun") return (nfe + 1) / 2;
-  if (sampler == "dpm") return nfe / 2;
-  return nfe;
-}
-
 int run(const Settings& st) {
-  const TensorMap sd = load_tensor_file(st.model_path);
-  const InferredModel inferred = infer_model_config(sd);
-  IDIFF_REQUIRE(inferred.is_unet && !inferred.super_res, ConfigError, st.model_path,
-                ": not a UNet checkpoint");
-  ModelConfig mc = inferred.config;
-  mc.num_heads = st.num_heads;
-  mc.num_head_channels = st.num_head_channels;
-  UNetModel model = load_model(mc, false, st.model_path, c10::Device(c10::kCPU), true);
+  const BenchModel m = load_bench_model(st.model_path, st.num_heads, st.num_head_channels);
   c10::InferenceMode inference;
-  const ModelFn fn = [&model](const at::Tensor& x, const at::Tensor& t) {
-    return model->forward(x, t);
-  };
   const KarrasParams params;  // EDM: sigma 0.002 .. 80, sigma_data 0.5
-  const std::vector<int64_t> shape = {st.num_samples, mc.image_channels, mc.image_size,
-                                      mc.image_size};
-  const at::Tensor unit = at::randn(shape, at::make_generator<at::CPUGeneratorImpl>(1));
-  struct Result {
-    at::Tensor x;
-    double seconds_per_image;
-    int64_t calls;
-  };
+  const at::Tensor unit =
+      at::randn({st.num_samples, m.config.image_channels, m.config.image_size, m.config.image_size},
+                at::make_generator<at::CPUGeneratorImpl>(1));
   const auto solve = [&](const std::string& sampler, int64_t steps) {
     KarrasSampleOptions o;
     o.solver.name = sampler;
     o.steps = steps;
     o.clip_denoised = st.clip_denoised;
-    const auto solver = make_karras_solver(params, fn, o);
-    SampleOptions s;
-    s.generator = at::make_generator<at::CPUGeneratorImpl>(2);
-    const auto t0 = std::chrono::steady_clock::now();
-    const at::Tensor x =
-        run_sampler(*solver, unit * karras_noise_scale(params, *solver), s).clamp(-1, 1);
-    const double secs =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return Result{x, secs / static_cast<double>(st.num_samples), solver->total_model_calls()};
+    return solve_karras(params, m.fn, unit, o);
   };
-  const auto rms = [](const at::Tensor& a, const at::Tensor& b) {
-    return (a - b).pow(2).mean().sqrt().item<double>();
-  };
-  const Result fine = solve("heun", st.fine_steps);
-  const Result half = solve("heun", st.fine_steps / 2);
+  const KarrasRun fine = solve("heun", st.fine_steps);
+  const KarrasRun half = solve("heun", st.fine_steps / 2);
   std::printf(
       "fine solution: heun, %lld steps (%lld calls), %lld samples; vs %lld steps: RMS "
       "%.2e\n\n",
@@ -107,7 +68,7 @@ int run(const Settings& st) {
         std::printf(" - |");
         continue;
       }
-      const Result r = solve(sampler, steps);
+      const KarrasRun r = solve(sampler, steps);
       const double e = rms(r.x, fine.x);
       std::printf(" %.2e (%lld) |", e, static_cast<long long>(r.calls));
       secs = r.seconds_per_image;
