@@ -6,7 +6,12 @@
 #include "test_train_util.h"
 #include "test_util.h"
 
+#include "idiff/diffusion/consistency_losses.h"
+#include "idiff/diffusion/factory.h"
+#include "idiff/diffusion/sampling/solver.h"
 #include "idiff/io/tensor_file.h"
+
+#include <ATen/ATen.h>
 
 #include <fstream>
 
@@ -116,6 +121,70 @@ TEST(CmTrain, TrainingsTargetIsAnEmaAndItsLossFalls) {
   ASSERT_GE(losses.size(), 6u);
   EXPECT_LT(losses.back(), 0.7 * losses.front())
       << "first " << losses.front() << " last " << losses.back();
+}
+
+// An improved-diffusion network as a denoiser of sigma levels: at each integer timestep t,
+// sigma = sqrt((1 - a_t) / a_t), it is called at t (rescaled) on the VP state x sqrt(a_t)
+// and returns the x_0 its epsilon implies; between them at fractional times.
+TEST(CmTrain, VpTeacherDenoiserIsTheTeachersX0AtIntegerTimesteps) {
+  DiffusionConfig dc;
+  dc.diffusion_steps = 10;
+  dc.noise_schedule = "cosine";
+  const DiffusionSchedule sched(diffusion_params(dc).betas);
+  const NoiseSchedule ns = noise_schedule_of(diffusion_params(dc));
+  at::Tensor seen;
+  const ModelFn net = [&seen](const at::Tensor& x, const at::Tensor& t) {
+    seen = t;
+    return 0.3 * x + 0.01 * t.reshape({-1, 1, 1, 1});
+  };
+  const DenoiseFn d = vp_denoiser(net, ns, false, false, /*clip=*/false);
+  at::manual_seed(0);
+  const at::Tensor x_start = at::rand({3, 2, 4, 4}) * 2 - 1, z = at::randn({3, 2, 4, 4});
+  for (int64_t t : {0, 4, 9}) {
+    const double a = sched.alphas_cumprod[t], sigma = std::sqrt((1 - a) / a);
+    const at::Tensor x_ve = x_start + sigma * z;
+    const at::Tensor got = d(x_ve, at::full({3}, sigma, at::kDouble));
+    // rescale_timesteps (improved-diffusion's default): the model sees t * 1000 / T.
+    EXPECT_NEAR(seen[0].item<double>(), t * 100.0, 1e-3) << t;
+    const at::Tensor x_vp = x_ve * std::sqrt(a);
+    const at::Tensor eps = 0.3 * x_vp + 0.01 * t * 100.0;
+    EXPECT_TRUE(at::allclose(got, (x_vp - std::sqrt(1 - a) * eps) / std::sqrt(a), 1e-4, 1e-5)) << t;
+  }
+  // Between two steps: a time strictly between them, and x_0 still depends on the input.
+  const double a4 = sched.alphas_cumprod[4], a5 = sched.alphas_cumprod[5];
+  const double mid = 0.5 * (std::sqrt((1 - a4) / a4) + std::sqrt((1 - a5) / a5));
+  const at::Tensor m1 = d(x_start + mid * z, at::full({3}, mid, at::kDouble));
+  EXPECT_GT(seen[0].item<double>(), 400.0);
+  EXPECT_LT(seen[0].item<double>(), 500.0);
+  EXPECT_GT((m1 - d(x_start, at::full({3}, mid, at::kDouble))).abs().max().item<double>(), 1e-3);
+}
+
+// Distilling an improved-diffusion checkpoint (epsilon prediction, learned sigmas, cosine
+// schedule): its flags come from its flags.json, the student's sigma range is clipped to
+// the teacher's, and the student samples in one call.
+TEST(CmTrain, DistillsAnImprovedDiffusionTeacher) {
+  TempDir data, teacher_dir, dir, samples;
+  write_shape_folder(data.path(), 4);
+  auto r = run_idiff(
+      cat_args(std::vector<std::string>{"train", "--data_dir", data.path(), "--batch_size", "2",
+                                        "--max_steps", "1", "--noise_schedule", "cosine",
+                                        "--log_dir", teacher_dir.path()},
+               small_flags(), std::vector<std::string>{"--learn_sigma", "True"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_idiff(cat_args(
+      std::vector<std::string>{"cm-train", "--data_dir", data.path(), "--teacher_model_path",
+                               teacher_dir.file("model000001.pt"), "--batch_size", "2",
+                               "--max_steps", "2", "--start_scales", "10", "--log_dir", dir.path()},
+      small_flags()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("improved-/guided-diffusion teacher"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("architecture differs"), std::string::npos) << r.out;  // learn_sigma
+  std::ifstream flags(dir.file("flags.json"));
+  const std::string text((std::istreambuf_iterator<char>(flags)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.find("\"sigma_min\": \"0.002\""), std::string::npos) << text;  // clipped
+  r = run_idiff({"sample", dir.file("model000002.pt"), "--sampler", "onestep", "--num_samples", "2",
+                 "--log_dir", samples.path()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
 }
 
 TEST(CmTrain, BadFlagsGetOneLineEach) {

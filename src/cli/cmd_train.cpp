@@ -9,6 +9,7 @@
 #include "idiff/common/runtime_tuning.h"
 #include "idiff/distributed/dist_context.h"
 #include "idiff/drivers/image_train.h"
+#include "idiff/drivers/load_model.h"
 
 namespace idiff::cli {
 namespace {
@@ -25,6 +26,18 @@ void check_consistency_mode(const CLI::App& sub, const std::string& mode) {
   IDIFF_REQUIRE(mode == "consistency_distillation" || dropout == nullptr || dropout->count() == 0,
                 ConfigError, "`teacher_dropout` is for consistency_distillation; ",
                 "consistency_training has no teacher");
+}
+
+// An improved-/guided-diffusion teacher's own model and diffusion flags, from the flags.json
+// beside it (none: the teacher is an EDM network of the model's flags, as the reference's).
+void read_teacher_flags(TrainJob& job) {
+  const std::string& path = job.train.teacher_model_path;
+  if (path.empty() || read_model_flags(path).empty()) return;
+  CLI::App app;
+  add_model_and_diffusion_flags(app, job.teacher_model, job.teacher_diffusion, false);
+  app.parse(std::vector<std::string>{});
+  apply_checkpoint_flags(app, path);
+  job.teacher_flags = true;
 }
 
 void setup(CLI::App& sub, Kind kind) {
@@ -51,7 +64,10 @@ void setup(CLI::App& sub, Kind kind) {
   add_model_and_diffusion_flags(sub, job->model, job->diffusion, super_res);
   if (kind == Kind::Consistency) add_consistency_train_flags(sub, job->train);
   sub.callback([job, &sub, kind] {
-    if (kind == Kind::Consistency) check_consistency_mode(sub, job->diffusion.training_mode);
+    if (kind == Kind::Consistency) {
+      check_consistency_mode(sub, job->diffusion.training_mode);
+      read_teacher_flags(*job);
+    }
     // What the library leaves to its caller: the stop signals, and tuning the process for
     // its device (allocator reuse on the CPU, cuDNN autotuning on CUDA).
     install_stop_signal_handlers();

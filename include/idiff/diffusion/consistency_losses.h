@@ -10,10 +10,12 @@
 #pragma once
 
 #include "idiff/diffusion/karras_diffusion.h"
+#include "idiff/diffusion/sampling/noise_levels.h"
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace idiff {
@@ -43,6 +45,26 @@ ConsistencyTerms consistency_losses(const KarrasDenoiser& diffusion, const Model
                                     const at::Tensor& x_start, int64_t num_scales,
                                     const at::Tensor& indices, const at::Tensor& noise,
                                     const std::string& loss_norm);
+
+// A teacher as a denoiser D(x, sigma) of variance-exploding noise levels: x [N, C, H, W] =
+// x_0 + sigma z, sigma [N]; returns the x_0 estimate.
+using DenoiseFn = std::function<at::Tensor(const at::Tensor& x, const at::Tensor& sigma)>;
+// The same with the teacher as a denoiser (empty: consistency training).
+ConsistencyTerms consistency_losses(const KarrasDenoiser& diffusion, const ModelFn& student,
+                                    const ModelFn& target, const DenoiseFn& teacher,
+                                    const at::Tensor& x_start, int64_t num_scales,
+                                    const at::Tensor& indices, const at::Tensor& noise,
+                                    const std::string& loss_norm);
+
+// An improved-/guided-diffusion network as a denoiser of sigma levels (a teacher for
+// consistency distillation): at sigma the input is x / sqrt(1 + sigma^2) (the VP state) and
+// the network is called at the fractional timestep of that noise level (log-SNR
+// interpolation between the schedule's integer steps, noise_levels.h); the x_0 it implies
+// (epsilon or x_0 prediction; learned-variance channels dropped) is clipped to [-1, 1] with
+// `clip`, as the reference samples. `schedule`: the teacher's (NoiseSchedule of its
+// alphas_cumprod and rescale_timesteps).
+DenoiseFn vp_denoiser(const ModelFn& net, const NoiseSchedule& schedule, bool predict_xstart,
+                      bool learned_variance, bool clip);
 
 // create_ema_and_scales_fn(...)(step): the target network's EMA rate and the number of
 // scales N at a training step. target_ema_mode fixed|adaptive, scale_mode

@@ -14,6 +14,12 @@ struct TrainJob {
   DiffusionConfig diffusion;
   TrainConfig train;
   bool super_res = false;  // train a SuperResModel at large_size on low-res copies at small_size
+  // Consistency distillation from an improved-/guided-diffusion checkpoint: its own flags
+  // (the flags.json beside it; teacher_flags false: the teacher is an EDM network of the
+  // model's flags, as the reference's).
+  bool teacher_flags = false;
+  ModelConfig teacher_model;
+  DiffusionConfig teacher_diffusion;
   // Asked after every step: a non-empty answer stops the run, saved (see StopCheck).
   StopCheck stop;
 };

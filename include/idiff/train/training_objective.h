@@ -11,6 +11,7 @@
 #pragma once
 
 #include "idiff/config.h"
+#include "idiff/diffusion/consistency_losses.h"
 #include "idiff/diffusion/gaussian_diffusion.h"
 #include "idiff/diffusion/karras_diffusion.h"
 #include "idiff/diffusion/resample.h"
@@ -21,6 +22,7 @@
 
 #include <c10/core/Device.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -108,22 +110,29 @@ const ScheduleSampler* schedule_sampler_of(const TrainingObjective& objective);
 std::unique_ptr<TrainingObjective> make_edm_objective(const KarrasParams& params,
                                                       double p_mean = -1.2, double p_std = 1.2);
 
-// consistency_models' consistency distillation (with `teacher`, an EDM network) or
-// consistency training (teacher empty) objective (consistency_objective.cpp):
-// consistency_losses at indices drawn uniformly in [0, N - 1) for the N scales of
-// ema_and_scales(step), the target network an EMA of the model at its rate. `target`: a
-// network of the model's architecture (its weights are set by start()).
+// How a distillation teacher's network (its conditioning bound) becomes a denoiser of sigma
+// levels: an EDM network through the Karras scalings, an improved-/guided-diffusion one by
+// vp_denoiser (consistency_losses.h).
+using TeacherDenoiser = std::function<DenoiseFn(const ModelFn& net)>;
+
+// consistency_models' consistency distillation (with `teacher`) or consistency training
+// (teacher empty) objective (consistency_objective.cpp): consistency_losses at indices drawn
+// uniformly in [0, N - 1) for the N scales of ema_and_scales(step), the target network an
+// EMA of the model at its rate. `target`: a network of the model's architecture (its
+// weights are set by start()). `denoiser`: the teacher's (empty: an EDM teacher of `params`).
 std::unique_ptr<TrainingObjective> make_consistency_objective(const KarrasParams& params,
                                                               const TrainConfig& train,
-                                                              UNetModel target, UNetModel teacher);
+                                                              UNetModel target, UNetModel teacher,
+                                                              TeacherDenoiser denoiser = {});
 
 // What a factory of the registry may use.
 struct ObjectiveContext {
   const GaussianDiffusion& diffusion;
   const TrainConfig& train;
-  const DiffusionConfig& config;  // the flags `diffusion` was made from (and the Karras ones)
-  const ModelConfig& model;       // the model's flags (family_model_config applied)
-  UNetModel teacher{nullptr};     // consistency distillation: the loaded EDM teacher
+  const DiffusionConfig& config;     // the flags `diffusion` was made from (and the Karras ones)
+  const ModelConfig& model;          // the model's flags (family_model_config applied)
+  UNetModel teacher{nullptr};        // consistency distillation: the loaded teacher
+  TeacherDenoiser teacher_denoiser;  // and how it denoises (empty: an EDM network)
 };
 
 struct ObjectiveRow {

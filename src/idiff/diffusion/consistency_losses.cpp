@@ -2,6 +2,7 @@
 
 #include "idiff/common/error.h"
 #include "idiff/diffusion/losses.h"
+#include "idiff/diffusion/sampling/denoiser.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
@@ -58,6 +59,21 @@ ConsistencyTerms consistency_losses(const KarrasDenoiser& diffusion, const Model
                                     const at::Tensor& x_start, int64_t num_scales,
                                     const at::Tensor& indices, const at::Tensor& noise,
                                     const std::string& loss_norm) {
+  DenoiseFn denoiser;
+  if (teacher) {
+    denoiser = [&](const at::Tensor& x, const at::Tensor& sigma) {
+      return teacher_diffusion.denoise(teacher, x, sigma).denoised;
+    };
+  }
+  return consistency_losses(diffusion, student, target, denoiser, x_start, num_scales, indices,
+                            noise, loss_norm);
+}
+
+ConsistencyTerms consistency_losses(const KarrasDenoiser& diffusion, const ModelFn& student,
+                                    const ModelFn& target, const DenoiseFn& teacher,
+                                    const at::Tensor& x_start, int64_t num_scales,
+                                    const at::Tensor& indices, const at::Tensor& noise,
+                                    const std::string& loss_norm) {
   IDIFF_REQUIRE(num_scales >= 2, ConfigError, "the number of scales must be at least 2, got ",
                 num_scales);
   const int64_t d = x_start.dim();
@@ -77,8 +93,7 @@ ConsistencyTerms consistency_losses(const KarrasDenoiser& diffusion, const Model
     // The ODE's derivative (x - D(x, t)) / t, with D the teacher's denoiser or, for
     // consistency training, x_0 itself.
     const auto slope = [&](const at::Tensor& x, const at::Tensor& t) {
-      const at::Tensor den = teacher ? teacher_diffusion.denoise(teacher, x, t).denoised : x_start;
-      return (x - den) / append_dims(t, d);
+      return (x - (teacher ? teacher(x, t) : x_start)) / append_dims(t, d);
     };
     const at::Tensor d1 = slope(r.x_t, r.t);
     r.x_t2 = r.x_t + d1 * dt;                                               // Euler
@@ -88,6 +103,31 @@ ConsistencyTerms consistency_losses(const KarrasDenoiser& diffusion, const Model
   }
   r.loss = norm_of(r.distiller, r.target, loss_norm) * diffusion.weightings(r.t);
   return r;
+}
+
+DenoiseFn vp_denoiser(const ModelFn& net, const NoiseSchedule& schedule, bool predict_xstart,
+                      bool learned_variance, bool clip) {
+  DenoiserOptions o;
+  o.predict_xstart = predict_xstart;
+  o.learned_variance = learned_variance;
+  o.threshold = clip ? Threshold::Clip : Threshold::None;
+  const Denoiser denoiser(net, o);
+  return [denoiser, schedule](const at::Tensor& x, const at::Tensor& sigma) {
+    // Each sample's level: its (fractional) model time and VP alpha, sigma.
+    const at::Tensor s = sigma.detach().to(at::kCPU, at::kDouble).contiguous();
+    const int64_t n = s.numel();
+    std::vector<double> t_model(n), alpha(n), sigma_vp(n);
+    for (int64_t i = 0; i < n; ++i) {
+      const NoiseLevel l = schedule.level_of_sigma_k(s.data_ptr<double>()[i]);
+      t_model[i] = l.t_model, alpha[i] = l.alpha, sigma_vp[i] = l.sigma;
+    }
+    const auto as = [&](const std::vector<double>& v, bool per_pixel) {
+      at::Tensor t = at::tensor(v, at::kDouble).to(x.device(), x.scalar_type());
+      return per_pixel ? append_dims(t, x.dim()) : t;
+    };
+    const at::Tensor a = as(alpha, true);
+    return denoiser(x * a, as(t_model, false), a, as(sigma_vp, true));
+  };
 }
 
 EmaAndScales ema_and_scales(const EmaScalesOptions& o, int64_t step) {

@@ -5,6 +5,7 @@
 #include "idiff/common/rng.h"
 #include "idiff/data/load_data.h"
 #include "idiff/diffusion/factory.h"
+#include "idiff/diffusion/sampling/solver.h"
 #include "idiff/distributed/dist_context.h"
 #include "idiff/distributed/rank_agreement.h"
 #include "idiff/drivers/load_model.h"
@@ -59,7 +60,7 @@ RankSettings train_settings(const TrainJob& job) {
 // consistency distillation's teacher (scripts/cm_train.py): the EDM network of the model's
 // flags with --teacher_dropout, from --teacher_model_path. Its flags.json, when it has one,
 // must describe the model being trained (the weights alone do not tell the image size).
-UNetModel load_teacher(const TrainJob& job, const ModelConfig& model, Logger& logger) {
+UNetModel load_edm_teacher(const TrainJob& job, const ModelConfig& model, Logger& logger) {
   const std::string& path = job.train.teacher_model_path;
   std::string source;
   const auto flags = read_model_flags(path, &source);
@@ -79,8 +80,30 @@ UNetModel load_teacher(const TrainJob& job, const ModelConfig& model, Logger& lo
     logger.log("no " + source + ": the teacher is taken to have the model's flags");
   ModelConfig m = model;
   m.dropout = job.train.teacher_dropout;
-  logger.log("loading the teacher " + path + "...");
+  logger.log("loading the EDM teacher " + path + "...");
   return load_model(m, false, path, c10::kCPU, /*karras=*/true);
+}
+
+bool vp_teacher(const TrainJob& job) {
+  return job.teacher_flags && !is_karras(job.teacher_diffusion);
+}
+
+// An improved-/guided-diffusion teacher's noise levels, as sigma = sqrt((1 - a) / a) of its
+// alphas_cumprod a (the range the student may be distilled over).
+NoiseSchedule teacher_schedule(const TrainJob& job) {
+  return noise_schedule_of(diffusion_params(job.teacher_diffusion));
+}
+
+// The diffusion the student is trained with: with an improved-/guided-diffusion teacher its
+// sigma range clipped to the teacher's.
+DiffusionConfig student_diffusion(const TrainJob& job) {
+  DiffusionConfig d = job.diffusion;
+  if (!vp_teacher(job)) return d;
+  const NoiseSchedule ns = teacher_schedule(job);
+  d.sigma_min = std::max(d.sigma_min, ns.level(0).sigma_k());
+  d.sigma_max =
+      std::min(d.sigma_max, ns.level(static_cast<double>(ns.num_timesteps() - 1)).sigma_k());
+  return d;
 }
 
 // The settings of the run: consistency models train for --total_training_steps (the end of
@@ -100,6 +123,7 @@ TrainConfig run_settings(const TrainJob& job) {
 
 StopReason run_training(const TrainJob& job) {
   const TrainConfig tc = run_settings(job);
+  const DiffusionConfig student = student_diffusion(job);
   IDIFF_REQUIRE(
       !tc.data_dir.empty(), ConfigError,
       "`data_dir` is required (an image folder, a folder of IDX files, or fashion-mnist)");
@@ -111,7 +135,7 @@ StopReason run_training(const TrainJob& job) {
   Logger logger(dist->is_main() ? Logger::choose_dir(tc.log_dir) : "", !dist->is_main());
   logger.log("Logging to " + logger.dir());
   // The flags every checkpoint of this folder was trained with: `idiff sample` takes them.
-  if (dist->is_main()) write_model_flags(logger.dir(), job.model, job.diffusion);
+  if (dist->is_main()) write_model_flags(logger.dir(), job.model, student);
   if (dist->is_main()) {
     // The logger holds the folder's lock: temporaries of our names are an earlier run's.
     const int64_t stale =
@@ -127,24 +151,44 @@ StopReason run_training(const TrainJob& job) {
   }
 
   logger.log("creating model and diffusion...");
-  logger.log("diffusion: " + describe_defaults(job.diffusion));
+  logger.log("diffusion: " + describe_defaults(student));
   UNetModel model{nullptr};
-  const ModelConfig m = family_model_config(job.model, job.diffusion);
+  const ModelConfig m = family_model_config(job.model, student);
   {
     ScopedSeed seed(tc.seed, c10::kCPU);  // the initial weights (rank 0's reach every rank)
     model = job.super_res ? sr_create_model(m) : create_model(m);
   }
-  const GaussianDiffusion diffusion = create_gaussian_diffusion(job.diffusion);
+  const GaussianDiffusion diffusion = create_gaussian_diffusion(student);
   logger.log(str("model parameters: ", with_commas(parameter_count(*model))));
   UNetModel teacher{nullptr};
-  if (!tc.teacher_model_path.empty()) {
-    teacher = load_teacher(job, m, logger);
-    // The reference starts the student from the teacher's weights.
-    load_state_dict(*model, state_dict(*teacher), tc.teacher_model_path);
+  TeacherDenoiser teacher_denoiser;
+  if (vp_teacher(job)) {
+    logger.log("loading the improved-/guided-diffusion teacher " + tc.teacher_model_path + "...");
+    teacher = load_model(job.teacher_model, false, tc.teacher_model_path, c10::kCPU);
+    const DiffusionParams p = diffusion_params(job.teacher_diffusion);
+    const bool x0 = p.model_mean_type == ModelMeanType::StartX;
+    const bool learned =
+        p.model_var_type == ModelVarType::Learned || p.model_var_type == ModelVarType::LearnedRange;
+    teacher_denoiser = [ns = teacher_schedule(job), x0, learned](const ModelFn& net) {
+      return vp_denoiser(net, ns, x0, learned, /*clip=*/true);
+    };
+    logger.log(str("the teacher's x_0 clipped to [-1, 1]; noise levels sigma ", student.sigma_min,
+                   "..", student.sigma_max, " (the teacher's range)"));
+  } else if (!tc.teacher_model_path.empty()) {
+    teacher = load_edm_teacher(job, m, logger);
+  }
+  if (teacher) {
+    // The reference starts the student from the teacher's weights (where they fit).
+    try {
+      load_state_dict(*model, state_dict(*teacher), tc.teacher_model_path);
+      logger.log("the model starts from the teacher's weights");
+    } catch (const FileError&) {
+      logger.log("the teacher's architecture differs: the model starts from fresh weights");
+    }
   }
   std::unique_ptr<TrainingObjective> objective =
-      find_objective(job.diffusion.training_mode)
-          .make(ObjectiveContext{diffusion, tc, job.diffusion, m, teacher});
+      find_objective(student.training_mode)
+          .make(ObjectiveContext{diffusion, tc, student, m, teacher, teacher_denoiser});
   logger.log("objective: " + objective->name());
 
   // Before the first collective (TrainLoop broadcasts the weights): the ranks agree.

@@ -36,12 +36,21 @@ std::vector<at::Tensor> parameters_of(const UNetModel& model) {
 class ConsistencyObjective : public TrainingObjective {
  public:
   ConsistencyObjective(const KarrasParams& params, const TrainConfig& train, UNetModel target,
-                       UNetModel teacher)
+                       UNetModel teacher, TeacherDenoiser denoiser)
       : diffusion_(with_distillation(params, true)),
-        teacher_diffusion_(with_distillation(params, false)),
         target_(std::move(target)),
         teacher_(std::move(teacher)),
+        teacher_denoiser_(std::move(denoiser)),
         loss_norm_(train.loss_norm) {
+    if (teacher_ && !teacher_denoiser_) {
+      // An EDM teacher: the Karras denoiser with EDM's scalings.
+      teacher_denoiser_ = [edm = KarrasDenoiser(with_distillation(params, false))](
+                              const ModelFn& net) -> DenoiseFn {
+        return [edm, net](const at::Tensor& x, const at::Tensor& sigma) {
+          return edm.denoise(net, x, sigma).denoised;
+        };
+      };
+    }
     schedule_.target_ema_mode = train.target_ema_mode;
     schedule_.start_ema = train.start_ema;
     schedule_.scale_mode = train.scale_mode;
@@ -76,14 +85,14 @@ class ConsistencyObjective : public TrainingObjective {
     const ModelFn target = [this, kwargs](const at::Tensor& x, const at::Tensor& t) {
       return target_->forward_kwargs(x, t, kwargs);
     };
-    ModelFn teacher;
+    DenoiseFn teacher;
     if (teacher_) {
-      teacher = [this, kwargs](const at::Tensor& x, const at::Tensor& t) {
+      teacher = teacher_denoiser_([this, kwargs](const at::Tensor& x, const at::Tensor& t) {
         return teacher_->forward_kwargs(x, t, kwargs);
-      };
+      });
     }
     const ConsistencyTerms terms =
-        consistency_losses(diffusion_, model, target, teacher, teacher_diffusion_, x_start, scales_,
+        consistency_losses(diffusion_, model, target, teacher, x_start, scales_,
                            d.t.narrow(0, i, len), d.noise.narrow(0, i, len), loss_norm_);
     return {{"loss", terms.loss}};
   }
@@ -137,8 +146,9 @@ class ConsistencyObjective : public TrainingObjective {
   }
 
  private:
-  KarrasDenoiser diffusion_, teacher_diffusion_;
+  KarrasDenoiser diffusion_;
   UNetModel target_, teacher_;
+  TeacherDenoiser teacher_denoiser_;
   std::string loss_norm_;
   EmaScalesOptions schedule_;
   int64_t scales_ = 0;
@@ -149,9 +159,10 @@ class ConsistencyObjective : public TrainingObjective {
 
 std::unique_ptr<TrainingObjective> make_consistency_objective(const KarrasParams& params,
                                                               const TrainConfig& train,
-                                                              UNetModel target, UNetModel teacher) {
+                                                              UNetModel target, UNetModel teacher,
+                                                              TeacherDenoiser denoiser) {
   return std::make_unique<ConsistencyObjective>(params, train, std::move(target),
-                                                std::move(teacher));
+                                                std::move(teacher), std::move(denoiser));
 }
 
 }  // namespace idiff
