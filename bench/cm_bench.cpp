@@ -3,17 +3,22 @@
 // solution (Heun, --fine_steps steps): the target every row is measured against, as the RMS
 // difference of the final samples ([-1, 1] scale, clamped, before 8-bit rounding). Rows: the
 // teacher's samplers (the reference's heun, euler, dpm and the engine's dpmpp_2m, dpmpp_3m,
-// unipc, on the reference's rho = 7 Karras levels, with clipping) at each budget, and the
+// unipc, with clipping; each on the reference's rho = 7 Karras spacing or log-SNR-uniform
+// levels, whichever is closer on other draws: the teacher's tuned steps) at each budget, and the
 // student in one call (onestep) and in 2-4 calls (multistep), its ts searched greedily on
 // other draws (the role of the reference's scripts/ternary_search.py: one index at a time,
 // the best kept) against the same fine solution of those draws.
 //
 //   idiff_cm_bench --teacher_path ema.pt --student_path cm_ema.pt [--num_samples 16]
 //                  [--steps 18] [--json out.json] [--grid out.png]
+//   an improved-diffusion teacher: add --teacher_noise_schedule cosine --student_sigma_min S
+//   (its engine solvers start at the student's sigma_max, 80, and clip x_0 as the reference)
 #include "karras_solve.h"
 
 #include "idiff/common/error.h"
 #include "idiff/data/image_grid.h"
+#include "idiff/diffusion/factory.h"
+#include "idiff/diffusion/sampling/step_schedule.h"
 #include "idiff/io/atomic_file.h"
 
 #include <ATen/ATen.h>
@@ -22,6 +27,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -33,7 +39,37 @@ struct Settings {
   std::string teacher_path, student_path, json, grid;
   int64_t num_samples = 16, search_samples = 16, num_heads = 4, num_head_channels = -1;
   int64_t fine_steps = 256, steps = 18, max_calls = 4;
+  // An improved-diffusion teacher (noise_schedule set): its schedule; and the student's
+  // sigma_min (cm-train clips it to the teacher's range: see the student's flags.json).
+  std::string teacher_noise_schedule;
+  int64_t teacher_diffusion_steps = 1000;
+  double student_sigma_min = 0.002;
 };
+
+// An improved-diffusion teacher solved by the engine from x_T at sigma_k = `sigma_max` (the
+// student's), its x_0 clipped as the reference samples; `unit` as for the Karras models.
+KarrasRun solve_vp(const DiffusionParams& p, const ModelFn& fn, const at::Tensor& unit,
+                   const std::string& sampler, int64_t steps, const std::string& schedule,
+                   double sigma_max) {
+  const NoiseSchedule ns = noise_schedule_of(p);
+  const double t_start = ns.level_of_sigma_k(sigma_max).t;
+  SolverOptions o;
+  o.name = sampler;
+  DenoiserOptions d;
+  d.predict_xstart = p.model_mean_type == ModelMeanType::StartX;
+  d.learned_variance =
+      p.model_var_type == ModelVarType::Learned || p.model_var_type == ModelVarType::LearnedRange;
+  d.threshold = Threshold::Clip;
+  const auto solver =
+      make_engine_solver(o, ns, make_step_schedule(ns, schedule, steps, t_start), fn, d);
+  SampleOptions s;
+  s.generator = at::make_generator<at::CPUGeneratorImpl>(2);
+  const auto t0 = std::chrono::steady_clock::now();
+  const double scale = ns.level(solver->schedule().levels.front()).sigma;
+  const at::Tensor x = run_sampler(*solver, unit * scale, s).clamp(-1, 1);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return {x, secs / static_cast<double>(unit.size(0)), solver->total_model_calls()};
+}
 
 const char* const kTeacherSamplers[] = {"heun", "euler", "dpm", "dpmpp_2m", "dpmpp_3m", "unipc"};
 
@@ -73,7 +109,14 @@ std::string ts_text(const std::vector<int64_t>& ts) {
 }
 
 int run(const Settings& st) {
-  const BenchModel teacher = load_bench_model(st.teacher_path, st.num_heads, st.num_head_channels);
+  const bool vp = !st.teacher_noise_schedule.empty();
+  const BenchModel teacher =
+      load_bench_model(st.teacher_path, st.num_heads, st.num_head_channels, !vp);
+  DiffusionConfig vp_config;
+  vp_config.noise_schedule = st.teacher_noise_schedule;
+  vp_config.diffusion_steps = st.teacher_diffusion_steps;
+  vp_config.learn_sigma = teacher.config.learn_sigma;
+  const DiffusionParams vp_params = vp ? diffusion_params(vp_config) : DiffusionParams{};
   const BenchModel student = load_bench_model(st.student_path, st.num_heads, st.num_head_channels);
   IDIFF_REQUIRE(teacher.config.image_size == student.config.image_size &&
                     teacher.config.image_channels == student.config.image_channels,
@@ -82,18 +125,21 @@ int run(const Settings& st) {
   const KarrasParams edm;  // sigma 0.002 .. 80, sigma_data 0.5
   KarrasParams cm = edm;
   cm.distillation = true;  // the boundary-condition scalings
+  cm.sigma_min = st.student_sigma_min;
   const auto draws = [&](int64_t n, uint64_t seed) {
     const ModelConfig& c = teacher.config;
     return at::randn({n, c.image_channels, c.image_size, c.image_size},
                      at::make_generator<at::CPUGeneratorImpl>(seed));
   };
   const at::Tensor held = draws(st.num_samples, 1), search = draws(st.search_samples, 3);
-  const auto teacher_solve = [&](const at::Tensor& unit, const std::string& sampler,
-                                 int64_t steps) {
+  const auto teacher_solve = [&](const at::Tensor& unit, const std::string& sampler, int64_t steps,
+                                 const std::string& schedule = "karras") {
     KarrasSampleOptions o;
     o.solver.name = sampler;
     o.steps = steps;
-    return solve_karras(edm, teacher.fn, unit, o);
+    o.schedule = schedule;
+    return vp ? solve_vp(vp_params, teacher.fn, unit, sampler, steps, schedule, edm.sigma_max)
+              : solve_karras(edm, teacher.fn, unit, o);
   };
   const KarrasRun fine = teacher_solve(held, "heun", st.fine_steps);
   const double fine_error = rms(teacher_solve(held, "heun", st.fine_steps / 2).x, fine.x);
@@ -101,6 +147,7 @@ int run(const Settings& st) {
               static_cast<long long>(st.fine_steps), static_cast<long long>(st.fine_steps / 2),
               fine_error);
   nlohmann::json report = {{"fine_steps", st.fine_steps}, {"fine_self_error", fine_error}};
+  const KarrasRun search_fine = teacher_solve(search, "heun", st.fine_steps);
 
   std::printf("| model, sampler |");
   for (int64_t n = 1; n <= st.max_calls; ++n) std::printf(" %lld calls |", (long long)n);
@@ -114,22 +161,28 @@ int run(const Settings& st) {
     double secs = 0;
     for (int64_t nfe = 1; nfe <= st.max_calls; ++nfe) {
       const int64_t steps = steps_for(sampler, nfe);
-      const KarrasRun r = steps >= 1 ? teacher_solve(held, sampler, steps) : KarrasRun{};
-      if (steps < 1 || r.calls != nfe) {  // no step count spends exactly nfe calls
-        std::printf(" - |");
+      if (steps < 1 || teacher_solve(search.narrow(0, 0, 1), sampler, steps).calls != nfe) {
+        std::printf(" - |");  // no step count spends exactly nfe calls
         continue;
       }
+      // The teacher's step schedule chosen on the search draws (its "tuned steps").
+      std::string schedule;
+      double best_search = -1;
+      for (const std::string name : {"karras", "logsnr"}) {
+        const double e = rms(teacher_solve(search, sampler, steps, name).x, search_fine.x);
+        if (best_search < 0 || e < best_search) best_search = e, schedule = name;
+      }
+      const KarrasRun r = teacher_solve(held, sampler, steps, schedule);
       const double e = rms(r.x, fine.x);
-      std::printf(" %.2e |", e);
+      std::printf(" %.2e%s |", e, schedule == "karras" ? "" : " (logsnr)");
       report["teacher"][sampler][std::to_string(nfe)] = e;
       secs = r.seconds_per_image;
       auto& b = best[nfe];
-      if (b.second.empty() || e < b.first) b = {e, sampler}, best_x[nfe] = r.x;
+      if (b.second.empty() || e < b.first) b = {e, sampler + " " + schedule}, best_x[nfe] = r.x;
     }
     std::printf(" %.4f |\n", secs);
   }
 
-  const KarrasRun search_fine = teacher_solve(search, "heun", st.fine_steps);
   const auto ts = search_ts(cm, student.fn, search, search_fine.x, st);
   std::map<int64_t, double> student_error;
   at::Tensor one_call;
@@ -191,6 +244,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--num_heads", st.num_heads, "the models' heads")->capture_default_str();
   app.add_option("--num_head_channels", st.num_head_channels, "the models' head width")
+      ->capture_default_str();
+  app.add_option("--teacher_noise_schedule", st.teacher_noise_schedule,
+                 "an improved-diffusion teacher: its beta schedule (linear, cosine)");
+  app.add_option("--teacher_diffusion_steps", st.teacher_diffusion_steps,
+                 "an improved-diffusion teacher: its T")
+      ->capture_default_str();
+  app.add_option("--student_sigma_min", st.student_sigma_min,
+                 "the student's sigma_min (its flags.json)")
       ->capture_default_str();
   app.add_option("--json", st.json, "also write the numbers here");
   app.add_option("--grid", st.grid, "a PNG of samples side by side");

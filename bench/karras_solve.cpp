@@ -12,7 +12,8 @@
 
 namespace idiff {
 
-BenchModel load_bench_model(const std::string& path, int64_t num_heads, int64_t num_head_channels) {
+BenchModel load_bench_model(const std::string& path, int64_t num_heads, int64_t num_head_channels,
+                            bool karras) {
   const InferredModel inferred = infer_model_config(load_tensor_file(path));
   IDIFF_REQUIRE(inferred.is_unet && !inferred.super_res, ConfigError, path,
                 ": not a UNet checkpoint");
@@ -20,7 +21,7 @@ BenchModel load_bench_model(const std::string& path, int64_t num_heads, int64_t 
   b.config = inferred.config;
   b.config.num_heads = num_heads;
   b.config.num_head_channels = num_head_channels;
-  b.model = load_model(b.config, false, path, c10::Device(c10::kCPU), true);
+  b.model = load_model(b.config, false, path, c10::Device(c10::kCPU), karras);
   b.fn = [m = b.model](const at::Tensor& x, const at::Tensor& t) mutable {
     return m->forward(x, t);
   };

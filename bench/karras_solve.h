@@ -21,9 +21,10 @@ struct BenchModel {
   ModelFn fn;
 };
 
-// The checkpoint at `path` (consistency_models' layout), its configuration inferred from the
-// weights but for the heads, on the CPU in inference mode.
-BenchModel load_bench_model(const std::string& path, int64_t num_heads, int64_t num_head_channels);
+// The checkpoint at `path` (consistency_models' layout; karras false: an improved-/guided-
+// diffusion one), its configuration inferred from the weights but for the heads, on the CPU.
+BenchModel load_bench_model(const std::string& path, int64_t num_heads, int64_t num_head_channels,
+                            bool karras = true);
 
 struct KarrasRun {
   at::Tensor x;  // the samples, clamped to [-1, 1]

@@ -23,6 +23,9 @@ struct KarrasSampleOptions {
   SolverOptions solver = heun();  // name: a row of sampler_registry.h; churn settings
   int64_t steps = 40;
   std::vector<int64_t> ts;  // multistep: indices of a `steps`-level spacing (step_schedule.h)
+  // The spacing of the `steps` levels (step_schedule.h): the reference's rho = 7 "karras", or
+  // "logsnr" / "linspace" (uniform in log sigma), "trailing".
+  std::string schedule = "karras";
   bool clip_denoised = true;
   DenoisedFn replace_fn;  // zero-shot editing (karras_edit.h): after clipping
 

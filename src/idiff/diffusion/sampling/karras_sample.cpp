@@ -22,7 +22,7 @@ StepSchedule karras_step_schedule(const NoiseSchedule& ns, const KarrasSampleOpt
     return consistency_schedule(ns, o.ts, o.steps);
   }
   const int64_t steps = row.fixed_steps > 0 ? row.fixed_steps : o.steps;
-  return make_step_schedule(ns, "karras", steps, -1, !row.final_min, 0.0);
+  return make_step_schedule(ns, o.schedule, steps, -1, !row.final_min, 0.0);
 }
 
 std::unique_ptr<Solver> make_karras_solver(const KarrasParams& params, const ModelFn& model,
