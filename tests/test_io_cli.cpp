@@ -9,6 +9,7 @@
 #include "idiff/model/inspect/infer_config.h"
 #include "idiff/model/inspect/summary.h"
 
+#include <fstream>
 #include <sstream>
 
 namespace idiff {
@@ -63,6 +64,16 @@ TEST(IdiffConvert, Errors) {
             std::string::npos)
       << r.err;
   EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
+  // Keys that would climb out of the archive as npz member names are refused, no file left.
+  for (const std::string key : {"../../x", "/abs", "a/../../b", "a\\b"}) {
+    TensorMap m;
+    m.insert(key, at::zeros({2}));
+    save_tensor_file(dir.file("odd.safetensors"), m);
+    r = run_idiff({"convert", dir.file("odd.safetensors"), dir.file("odd.npz")});
+    EXPECT_EQ(r.exit_code, 1) << key;
+    EXPECT_NE(r.err.find("not a safe npz member name"), std::string::npos) << key << r.err;
+    EXPECT_FALSE(std::ifstream(dir.file("odd.npz")).good()) << key;
+  }
 }
 
 TEST(IdiffInfo, CheckpointsListKeysAndPasteableFlags) {
@@ -72,6 +83,9 @@ TEST(IdiffInfo, CheckpointsListKeysAndPasteableFlags) {
     auto r = run_idiff({"info", file});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.out.find("input_blocks.0.0.weight"), std::string::npos) << name;
+    // The summary comes first: the file's line, then the flags, then the tensors.
+    EXPECT_EQ(r.out.rfind(file + ": ", 0), 0u) << r.out.substr(0, 200);
+    EXPECT_LT(r.out.find("flags: "), r.out.find("input_blocks.0.0.weight")) << name;
     const size_t at = r.out.find("flags: ");
     ASSERT_NE(at, std::string::npos) << r.out;
     const std::string flags = r.out.substr(at + 7, r.out.find('\n', at) - at - 7);

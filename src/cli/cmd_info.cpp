@@ -69,18 +69,22 @@ void print_inferred(const TensorMap& sd) {
   for (const auto& note : m.notes) std::cout << "note: " << note << "\n";
 }
 
+// The summary first (what the file is, the flags it implies), then one line per tensor.
 void print_tensor_map(const std::string& path, TensorFileKind kind, const TensorMap& sd) {
   size_t width = 0;
-  for (const auto& [name, t] : sd) width = std::max(width, std::min<size_t>(name.size(), 60));
   int64_t total = 0;
   for (const auto& [name, t] : sd) {
-    std::cout << name << std::string(width > name.size() ? width - name.size() : 0, ' ') << "  "
-              << dtype_name(dtype_of(t.scalar_type(), name)) << " " << t.sizes() << "\n";
+    width = std::max(width, std::min<size_t>(name.size(), 60));
     total += t.numel();
   }
   std::cout << path << ": " << tensor_file_kind_name(kind) << ", " << sd.size() << " tensors, "
             << with_commas(total) << " elements\n";
   print_inferred(sd);
+  std::cout << "\ntensors:\n";
+  for (const auto& [name, t] : sd) {
+    std::cout << name << std::string(width > name.size() ? width - name.size() : 0, ' ') << "  "
+              << dtype_name(dtype_of(t.scalar_type(), name)) << " " << t.sizes() << "\n";
+  }
 }
 
 bool is_scalar(const PickleValue& v) {

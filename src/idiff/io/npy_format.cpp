@@ -223,7 +223,27 @@ NamedRawTensors read_npz_arrays(const ZipReader& zip) {
   return out;
 }
 
+namespace {
+
+// An npz member name is a path inside the zip: a name that climbs out of it ("../x", "/abs",
+// backslashes) is a path-traversal hazard for whoever unzips the file, so it is refused.
+void check_member_name(const std::string& path, const std::string& key) {
+  bool safe = !key.empty() && key[0] != '/' && key.find('\\') == std::string::npos &&
+              key.find('\0') == std::string::npos;
+  size_t start = 0;
+  while (safe && start <= key.size()) {
+    const size_t end = std::min(key.find('/', start), key.size());
+    safe = key.compare(start, end - start, "..") != 0;
+    start = end + 1;
+  }
+  IDIFF_REQUIRE(safe, FileError, path, ": array name '", key,
+                "' is not a safe npz member name (no '..' parts, leading '/' or backslashes)");
+}
+
+}  // namespace
+
 void write_npz_arrays(const std::string& path, const NamedRawTensors& arrays) {
+  for (const auto& [key, t] : arrays) check_member_name(path, key);
   write_file_atomically(path, [&](const std::string& tmp) {
     ZipWriter zip(tmp);
     std::deque<std::string> copies;  // zip.add_two_parts keeps pointers into these
