@@ -90,6 +90,42 @@ TEST(SampleCli, AncestralSamplingRepeatsWithASeed) {
   EXPECT_TRUE(std::ifstream(a.file("samples_grid.png")).good());
 }
 
+// Ctrl-C during sampling: the round under way finishes, the finished samples are written
+// (samples.json says partial), and idiff exits 130 saying where they are.
+TEST(SampleCli, SigintWritesTheFinishedSamples) {
+  TempDir dir;
+  std::string cmd =
+      std::string(IDIFF_EXE) + " sample --model_path " + test::data_path("unet_tiny.weights.pt");
+  for (const std::string& f : fixture_flags("unet_tiny")) cmd += " '" + f + "'";
+  // After the fixture's flags, so that these win.
+  cmd +=
+      " --num_samples 400 --batch_size 1 --timestep_respacing 10 --grid_size 0 --device cpu "
+      "--seed 1 --log_dir " +
+      dir.path();
+  const std::string out = dir.file("out.txt"), pid = dir.file("pid"), rc = dir.file("rc");
+  // idiff in the background (its pid kept), then SIGINT once two samples are done.
+  const auto r = test::run_shell(
+      "(" + cmd + " > " + out + " 2>" + dir.file("err.txt") + " & echo $! > " + pid +
+      "; wait $!; echo $? > " + rc + ") > /dev/null 2>&1 & for i in $(seq 600); do grep -q " +
+      "'created 2 samples' " + out + " 2>/dev/null && break; sleep 0.1; done; kill -INT $(cat " +
+      pid + "); for i in $(seq 600); do [ -s " + rc + " ] && break; sleep 0.1; done; cat " + rc);
+  EXPECT_EQ(r.out, "130\n") << r.err;
+  std::ifstream err(dir.file("err.txt"));
+  const std::string message((std::istreambuf_iterator<char>(err)),
+                            std::istreambuf_iterator<char>());
+  EXPECT_NE(message.find("idiff: stopped by SIGINT after"), std::string::npos) << message;
+  std::ifstream record(dir.file("samples.json"));
+  const std::string text((std::istreambuf_iterator<char>(record)),
+                         std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("\"partial\": true"), std::string::npos) << text;
+  // Some, not all, of the samples: whole rounds, in an npz named by their count.
+  const auto got = test::run_shell("ls " + dir.path() + " | grep '^samples_.*npz$'");
+  ASSERT_NE(got.out.find("samples_"), std::string::npos) << got.out;
+  const int64_t n = std::stoll(got.out.substr(8));
+  EXPECT_GE(n, 2);
+  EXPECT_LT(n, 400);
+}
+
 TEST(SampleCli, SamplesFileHasTheReferenceLayoutForNumpy) {
   TempDir dir, dir_cc;
   auto r = test::run_idiff(tiny_sample_args(dir, "1"));
@@ -105,12 +141,22 @@ TEST(SampleCli, SamplesFileHasTheReferenceLayoutForNumpy) {
       std::vector<std::string>{"sample", "--model_path",
                                test::data_path("unet_tiny_cc.weights.safetensors"), "--num_samples",
                                "2", "--batch_size", "2", "--log_dir", dir_cc.path(), "--device",
-                               "cpu", "--save_pngs", "True"},
+                               "cpu", "--save_pngs", "True", "--seed", "7"},
       fixture_flags("unet_tiny_cc"), std::vector<std::string>{"--timestep_respacing", "5"}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   c = check(samples_file(dir_cc, 2, 32), 2, true);
   EXPECT_EQ(c.exit_code, 0) << c.out << c.err;
-  EXPECT_TRUE(std::ifstream(dir_cc.file("samples/000001.png")).good());
+  EXPECT_TRUE(std::ifstream(dir_cc.file("samples/seed7_000001.png")).good());
+  EXPECT_FALSE(std::ifstream(dir_cc.file("progress.csv")).good());  // sampling logs no values
+  // samples.json: enough to repeat the run.
+  std::ifstream record(dir_cc.file("samples.json"));
+  const std::string text((std::istreambuf_iterator<char>(record)),
+                         std::istreambuf_iterator<char>());
+  for (const std::string want :
+       {"\"model_path\"", "unet_tiny_cc.weights.safetensors", "\"seed\": 7", "\"steps\": 5",
+        "\"class_cond\": \"True\"", "\"time\": \"20"}) {
+    EXPECT_NE(text.find(want), std::string::npos) << want << "\n" << text;
+  }
 }
 
 // ---- nll -------------------------------------------------------------------------------

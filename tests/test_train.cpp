@@ -323,6 +323,17 @@ TEST(TrainCli, ResumeRepeatsTheStraightRun) {
     ASSERT_EQ(a.size(), b.size());
     for (const auto& [key, t] : a) EXPECT_CLOSE(b.at(key), t, 1e-6) << name << " " << key;
   }
+  // Resumed in its own folder, a run continues its progress.csv: the earlier rows stay.
+  const auto before = test::progress_column(first.file("progress.csv"), "step");
+  r = test::run_idiff(test::cat_args(
+      common,
+      std::vector<std::string>{"--log_dir", first.path(), "--max_steps", "4", "--log_interval", "1",
+                               "--resume_checkpoint", first.file("model000002.pt")}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto after = test::progress_column(first.file("progress.csv"), "step");
+  ASSERT_EQ(after.size(), before.size() + 2) << "rows before " << before.size();
+  EXPECT_EQ(std::vector<double>(after.begin(), after.begin() + before.size()), before);
+  EXPECT_EQ(after.back(), 3.0);
 }
 
 TEST(TrainCli, SigintSavesAndExitsCleanly) {

@@ -3,15 +3,38 @@
 #include "command.h"
 #include "flags.h"
 
+#include "signals.h"
+
+#include "idiff/common/error.h"
 #include "idiff/common/runtime_tuning.h"
+#include "idiff/common/strings.h"
 #include "idiff/distributed/dist_context.h"
+#include "idiff/distributed/dist_env.h"
 #include "idiff/drivers/image_nll.h"
 #include "idiff/drivers/image_sample.h"
+
+#include <iostream>
+#include <random>
 
 namespace idiff::cli {
 namespace {
 
 enum class Mode { Sample, SuperRes, Nll, Edit };
+
+// The reference's image_sample.py draws new images on every run: without --seed a random
+// seed is chosen and printed (samples.json records it too), so --seed repeats the run. The
+// ranks of one launch must share a seed: they keep 0 unless --seed is given.
+void choose_seed(const CLI::App& sub, uint64_t& seed) {
+  const CLI::Option* given = sub.get_option_no_throw("--seed");
+  if (given != nullptr && given->count() > 0) return;
+  if (read_dist_env().world_size > 1) {
+    std::cout << "seed 0 (--seed not given; the ranks of one launch share it)\n";
+    return;
+  }
+  std::random_device device;
+  seed = ((uint64_t{device()} << 32) | device()) % 1000000000;  // short enough to retype
+  std::cout << "seed " << seed << " (random; --seed " << seed << " repeats this run)\n";
+}
 
 void setup(CLI::App& sub, Mode mode) {
   auto job = std::make_shared<SampleJob>();
@@ -91,7 +114,8 @@ void setup(CLI::App& sub, Mode mode) {
         ->group(a);
     add_max_image_pixels_flag(sub, s.max_image_pixels);
   }
-  f.add("seed", s.seed, "seed of the noise (and random labels)")->group(a);
+  f.add("seed", s.seed, "seed of the noise and random labels (sample: random when not given)")
+      ->group(a);
   f.add("log_dir", s.log_dir, "output folder (else $OPENAI_LOGDIR, else /tmp/openai-<time>)")
       ->group(a);
   f.add("device", s.device, "auto, cpu, cuda or cuda:N")->group(a);
@@ -107,14 +131,22 @@ void setup(CLI::App& sub, Mode mode) {
       ->group("Model (idiff additions)");
   sub.callback([job, mode, &sub] {
     apply_checkpoint_flags(sub, job->sample.model_path);
+    if (mode != Mode::Nll) choose_seed(sub, job->sample.seed);
     // Allocator reuse on the CPU; not cuDNN autotuning, whose choice of algorithm may
     // differ between runs (a seed gives the same samples on a device).
     const c10::Device device = DistContext::device_for_local_rank(job->sample.device);
     if (device.is_cpu()) tune_for_device(device);
     if (mode == Mode::Nll) {
       run_nll(*job);
-    } else {
-      run_sampling(*job);
+      return;
+    }
+    // Ctrl-C ends the run after the current round with the finished samples written.
+    install_stop_signal_handlers();
+    job->stop = stop_signal_name;
+    const SampleResult r = run_sampling(*job);
+    if (!r.stopped.empty()) {
+      throw Interrupted(str(r.stopped, " after ", r.images.size(0), " of ", job->sample.num_samples,
+                            " samples; those are in ", r.npz_path, " (samples.json: partial)"));
     }
   });
 }

@@ -164,6 +164,10 @@ int main(int argc, char** argv) {
     // A bad or conflicting setting is a flag error too, wherever the library found it.
     std::cerr << "idiff: error: " << idiff::cli::name_flags(e.what(), app) << "\n";
     return 2;
+  } catch (const idiff::Interrupted& e) {
+    // A stop signal ended the run early, its finished work saved: the shell's 128 + SIGINT.
+    std::cerr << "idiff: stopped by " << e.what() << "\n";
+    return 130;
   } catch (const idiff::Error& e) {
     std::cerr << "idiff: error: " << idiff::cli::name_flags(e.what(), app) << "\n";
     return 1;

@@ -19,9 +19,9 @@ namespace idiff {
 
 class Logger {
  public:
-  // Locks `dir` (created if missing), then opens log.txt and progress.csv in it. With an empty
-  // `dir` nothing is written to files (terminal only). `quiet` silences the terminal (other ranks
-  // than 0).
+  // Locks `dir` (created if missing), then opens log.txt in it (progress.csv at the first dump).
+  // With an empty `dir` nothing is written to files (terminal only). `quiet` silences the terminal
+  // (other ranks than 0).
   explicit Logger(std::string dir = "", bool quiet = false);
   ~Logger();
   Logger(const Logger&) = delete;
@@ -36,6 +36,9 @@ class Logger {
   // Writes the accumulated values and clears them. Returns them (for tests/progress).
   std::map<std::string, double> dumpkvs();
 
+  // A resumed run: keeps progress.csv's rows of the steps before `from_step` (a run with
+  // another folder has none) and appends after them, instead of starting the file anew.
+  void continue_progress(int64_t from_step);
   void log(const std::string& message);   // terminal + log.txt
   void warn(const std::string& message);  // "WARNING: ..." to stderr + log.txt
 
@@ -52,6 +55,8 @@ class Logger {
   DirLock lock_;
   std::FILE* log_txt_ = nullptr;
   std::FILE* csv_ = nullptr;
+  bool csv_pending_ = false;  // progress.csv not opened yet (it is at the first dump)
+  static constexpr uint64_t kMaxProgressBytes = uint64_t{1} << 30;
   std::string csv_path_;
   std::vector<std::string> csv_keys_;
   std::vector<std::string> csv_rows_;  // rows written so far (rewritten when keys grow)

@@ -13,6 +13,7 @@
 
 #include <c10/core/Device.h>
 
+#include <functional>
 #include <string>
 
 namespace idiff {
@@ -25,6 +26,9 @@ struct SampleJob {
   SampleConfig sample;
   ClassifierConfig classifier;  // with sample.classifier_path: classifier guidance
   bool super_res = false;
+  // Asked after every round (one process alone): a non-empty answer (why, e.g. "SIGINT")
+  // ends the run there, the finished samples written and marked partial.
+  std::function<std::string()> stop;
 };
 
 struct SampleResult {
@@ -32,6 +36,7 @@ struct SampleResult {
   at::Tensor labels;      // [N] int64, class-conditional models only
   std::string npz_path;   // samples_NxHxWx3.npz
   std::string grid_path;  // samples_grid.png ("" when --grid_size 0)
+  std::string stopped;    // why the run ended early (job.stop's answer), else ""
 };
 
 // image_sample.py (super_res = false) or super_res_sample.py (true). `dist`: the ranks to

@@ -2,6 +2,7 @@
 
 #include "idiff/common/error.h"
 #include "idiff/common/filesystem.h"
+#include "idiff/common/strings.h"
 
 #include <algorithm>
 #include <cctype>
@@ -33,10 +34,28 @@ Logger::Logger(std::string dir, bool quiet) : dir_(std::move(dir)), quiet_(quiet
   log_txt_ = std::fopen((dir_ + "/log.txt").c_str(), "a");
   IDIFF_REQUIRE(log_txt_ != nullptr, FileError, dir_, "/log.txt: cannot open for writing (",
                 std::strerror(errno), ")");
+  // progress.csv is opened at the first dump: a command that logs no values leaves none.
   csv_path_ = dir_ + "/progress.csv";
-  csv_ = std::fopen(csv_path_.c_str(), "w");
-  IDIFF_REQUIRE(csv_ != nullptr, FileError, csv_path_, ": cannot open for writing (",
-                std::strerror(errno), ")");
+  csv_pending_ = true;
+}
+
+void Logger::continue_progress(int64_t from_step) {
+  if (!csv_pending_ || !path_exists(csv_path_)) return;
+  const std::vector<uint8_t> bytes =
+      read_regular_file(csv_path_, kMaxProgressBytes, "the training log");
+  const std::vector<std::string> lines = split(std::string(bytes.begin(), bytes.end()), '\n');
+  if (lines.empty() || lines[0].empty()) return;
+  csv_keys_ = split(lines[0], ',');
+  const auto step_col = std::find(csv_keys_.begin(), csv_keys_.end(), "step") - csv_keys_.begin();
+  for (size_t i = 1; i < lines.size(); ++i) {
+    if (lines[i].empty()) continue;
+    // Rows of steps the resumed run repeats are the earlier run's past its checkpoint: dropped.
+    const std::vector<std::string> cells = split(lines[i], ',');
+    const auto col = static_cast<size_t>(step_col);
+    if (col < cells.size() && !cells[col].empty() && std::atoll(cells[col].c_str()) >= from_step)
+      continue;
+    csv_rows_.push_back(lines[i]);
+  }
 }
 
 Logger::~Logger() {
@@ -126,18 +145,19 @@ void Logger::write_file(std::FILE* f, const std::string& text, const std::string
   if (log_txt_) std::fclose(log_txt_);
   if (csv_) std::fclose(csv_);
   log_txt_ = csv_ = nullptr;
+  csv_pending_ = false;
   throw FileError(str(path, ": cannot write the log (", err ? std::strerror(err) : "write failed",
                       "); stopping"));
 }
 
 void Logger::write_csv(const std::map<std::string, double>& kvs) {
-  if (!csv_) return;
+  if (!csv_ && !csv_pending_) return;
   std::vector<std::string> extra;
   for (const auto& [k, v] : kvs) {
     if (std::find(csv_keys_.begin(), csv_keys_.end(), k) == csv_keys_.end()) extra.push_back(k);
   }
   std::string row;
-  const bool grew = !extra.empty();
+  const bool grew = !extra.empty() || csv_pending_;  // the first dump writes the header
   if (grew) {
     csv_keys_.insert(csv_keys_.end(), extra.begin(), extra.end());
     // Earlier rows get empty cells for the new columns, as the reference does.
@@ -160,7 +180,8 @@ void Logger::write_csv(const std::map<std::string, double>& kvs) {
   std::string text;
   if (grew) {
     // Rewrite the whole file with the longer header.
-    csv_ = std::freopen(csv_path_.c_str(), "w", csv_);
+    csv_ = csv_ ? std::freopen(csv_path_.c_str(), "w", csv_) : std::fopen(csv_path_.c_str(), "w");
+    csv_pending_ = false;
     if (csv_ == nullptr) {
       const int err = errno;
       if (log_txt_) std::fclose(log_txt_);

@@ -145,6 +145,7 @@ ClassifierTrainResult run_classifier_training(const ClassifierTrainJob& job) {
   int64_t step = 0;
   if (!c.resume_checkpoint.empty()) {
     step = parse_resume_step_from_filename(c.resume_checkpoint);
+    logger.continue_progress(step);
     logger.log(
         str("loading model from checkpoint: ", c.resume_checkpoint, "... at ", step, " step"));
     load_state_dict(*model, load_tensor_file(c.resume_checkpoint), c.resume_checkpoint);

@@ -49,6 +49,7 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
   const int64_t per_round = s.batch_size * world;
   const int64_t rounds = (s.num_samples + per_round - 1) / per_round;
   std::vector<at::Tensor> images, labels, floats;
+  std::string stopped;  // job.stop's answer after a round, once it has one
   // One count over the whole run (rank 0's steps): a bar with the time left on a terminal,
   // a line every 10 s otherwise.
   const int64_t steps = plan.solver->num_steps();
@@ -70,17 +71,25 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
     if (s.save_float) gather_into(ctx, batch.floats, floats);
     if (plan.with_labels) gather_into(ctx, batch.labels, labels);
     logger.log(str("created ", std::min(s.num_samples, (round + 1) * per_round), " samples"));
+    if (!ctx.is_distributed() && job.stop && round + 1 < rounds) stopped = job.stop();
+    if (!stopped.empty()) break;
   }
 
   bar.finish();
   SampleResult r;
+  r.stopped = stopped;
   r.images = at::cat(images);
   if (!labels.empty()) r.labels = at::cat(labels);
-  TORCH_CHECK(r.images.size(0) == s.num_samples, "gathered ", r.images.size(0),
+  TORCH_CHECK(!stopped.empty() || r.images.size(0) == s.num_samples, "gathered ", r.images.size(0),
               " samples, expected ", s.num_samples);
-  if (ctx.is_main()) write_samples(s, r, s.save_float ? at::cat(floats) : at::Tensor(), logger);
+  if (!stopped.empty()) {
+    logger.log(str("stopped by ", stopped, " after ", r.images.size(0), " of ", s.num_samples,
+                   " samples; writing the finished ones (samples.json: partial)"));
+  }
+  if (ctx.is_main())
+    write_samples(plan, r, s.save_float ? at::cat(floats) : at::Tensor(), world, logger);
   ctx.barrier();  // every rank returns once the files are written (or fails if rank 0 did)
-  logger.log("sampling complete");
+  logger.log(stopped.empty() ? "sampling complete" : "sampling stopped; partial output saved");
   return r;
 }
 

@@ -106,6 +106,37 @@ DiffusionConfig student_diffusion(const TrainJob& job) {
   return d;
 }
 
+struct Teacher {
+  UNetModel model{nullptr};
+  TeacherDenoiser denoiser;  // empty: an EDM network
+};
+
+// consistency distillation's teacher: an EDM network (the reference's), or an improved-/
+// guided-diffusion one as a denoiser of sigma levels, its x_0 clipped as the reference
+// samples; none for other modes.
+Teacher load_teacher(const TrainJob& job, const ModelConfig& model, const DiffusionConfig& student,
+                     Logger& logger) {
+  const std::string& path = job.train.teacher_model_path;
+  if (path.empty()) return {};
+  if (!vp_teacher(job)) return {load_edm_teacher(job, model, logger), {}};
+  logger.log("loading the improved-/guided-diffusion teacher " + path + "...");
+  Teacher t;
+  t.model = load_model(job.teacher_model, false, path, c10::kCPU);
+  const DiffusionParams p = diffusion_params(job.teacher_diffusion);
+  const bool x0 = p.model_mean_type == ModelMeanType::StartX;
+  const bool learned =
+      p.model_var_type == ModelVarType::Learned || p.model_var_type == ModelVarType::LearnedRange;
+  t.denoiser = [ns = teacher_schedule(job), x0, learned](const ModelFn& net) {
+    return vp_denoiser(net, ns, x0, learned, /*clip=*/true);
+  };
+  logger.log(str("the teacher's x_0 clipped to [-1, 1]; noise levels sigma ", student.sigma_min,
+                 "..", student.sigma_max,
+                 " (the teacher's range); the model starts from fresh "
+                 "weights (the teacher's network predicts noise at other input scalings and "
+                 "times)"));
+  return t;
+}
+
 // The settings of the run: consistency models train for --total_training_steps (the end of
 // their schedules) unless --max_steps says otherwise.
 TrainConfig run_settings(const TrainJob& job) {
@@ -134,6 +165,9 @@ StopReason run_training(const TrainJob& job) {
   // Only rank 0 writes logs and checkpoints; the others keep quiet and write no files.
   Logger logger(dist->is_main() ? Logger::choose_dir(tc.log_dir) : "", !dist->is_main());
   logger.log("Logging to " + logger.dir());
+  // A resumed run continues the folder's progress.csv (its rows before the checkpoint).
+  if (!tc.resume_checkpoint.empty())
+    logger.continue_progress(parse_resume_step_from_filename(tc.resume_checkpoint));
   // The flags every checkpoint of this folder was trained with: `idiff sample` takes them.
   if (dist->is_main()) write_model_flags(logger.dir(), job.model, student);
   if (dist->is_main()) {
@@ -160,35 +194,15 @@ StopReason run_training(const TrainJob& job) {
   }
   const GaussianDiffusion diffusion = create_gaussian_diffusion(student);
   logger.log(str("model parameters: ", with_commas(parameter_count(*model))));
-  UNetModel teacher{nullptr};
-  TeacherDenoiser teacher_denoiser;
-  if (vp_teacher(job)) {
-    logger.log("loading the improved-/guided-diffusion teacher " + tc.teacher_model_path + "...");
-    teacher = load_model(job.teacher_model, false, tc.teacher_model_path, c10::kCPU);
-    const DiffusionParams p = diffusion_params(job.teacher_diffusion);
-    const bool x0 = p.model_mean_type == ModelMeanType::StartX;
-    const bool learned =
-        p.model_var_type == ModelVarType::Learned || p.model_var_type == ModelVarType::LearnedRange;
-    teacher_denoiser = [ns = teacher_schedule(job), x0, learned](const ModelFn& net) {
-      return vp_denoiser(net, ns, x0, learned, /*clip=*/true);
-    };
-    logger.log(str("the teacher's x_0 clipped to [-1, 1]; noise levels sigma ", student.sigma_min,
-                   "..", student.sigma_max, " (the teacher's range)"));
-  } else if (!tc.teacher_model_path.empty()) {
-    teacher = load_edm_teacher(job, m, logger);
-  }
-  if (teacher) {
-    // The reference starts the student from the teacher's weights (where they fit).
-    try {
-      load_state_dict(*model, state_dict(*teacher), tc.teacher_model_path);
-      logger.log("the model starts from the teacher's weights");
-    } catch (const FileError&) {
-      logger.log("the teacher's architecture differs: the model starts from fresh weights");
-    }
+  const Teacher teacher = load_teacher(job, m, student, logger);
+  if (teacher.model && !vp_teacher(job)) {
+    // The reference starts the student from its EDM teacher's weights.
+    load_state_dict(*model, state_dict(*teacher.model), tc.teacher_model_path);
+    logger.log("the model starts from the teacher's weights");
   }
   std::unique_ptr<TrainingObjective> objective =
       find_objective(student.training_mode)
-          .make(ObjectiveContext{diffusion, tc, student, m, teacher, teacher_denoiser});
+          .make(ObjectiveContext{diffusion, tc, student, m, teacher.model, teacher.denoiser});
   logger.log("objective: " + objective->name());
 
   // Before the first collective (TrainLoop broadcasts the weights): the ranks agree.

@@ -9,17 +9,21 @@
 #include "idiff/data/image_resize.h"
 #include "idiff/diffusion/factory.h"
 #include "idiff/diffusion/sampling/karras_edit.h"
+#include "idiff/distributed/rank_agreement.h"
 #include "idiff/drivers/guided_models.h"
 #include "idiff/drivers/load_model.h"
+#include "idiff/io/atomic_file.h"
 #include "idiff/io/npz.h"
 #include "idiff/io/tensor_file.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/InferenceMode.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstdio>
+#include <ctime>
 
 namespace idiff {
 namespace {
@@ -285,8 +289,47 @@ BatchImages sample_batch(SamplingPlan& p, int64_t start, int64_t n, at::Generato
   return out;
 }
 
-void write_samples(const SampleConfig& s, SampleResult& r, const at::Tensor& floats,
-                   Logger& logger) {
+namespace {
+
+// samples.json: what a person needs to know, and to repeat the run — the checkpoint, the
+// seed, the sampler and its steps, every model and diffusion flag, the time, the files.
+void write_sample_record(const SamplingPlan& plan, const SampleResult& r, int64_t world_size,
+                         const std::string& path) {
+  const SampleConfig& s = plan.job.sample;
+  nlohmann::json flags = nlohmann::json::object();
+  for (const auto& [name, value] : model_and_diffusion_settings(plan.job.model, plan.job.diffusion))
+    flags[name.substr(1, name.size() - 2)] = value;
+  const std::time_t now = std::time(nullptr);
+  char time[32];
+  std::strftime(time, sizeof(time), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  nlohmann::json j = {{"written_by", "idiff sample"},
+                      {"time", time},
+                      {"model_path", s.model_path},
+                      {"seed", s.seed},
+                      {"num_samples", s.num_samples},
+                      {"batch_size", s.batch_size},
+                      {"ranks", world_size},
+                      {"sampler", plan.setup.solver.name},
+                      {"steps", plan.solver->num_steps()},
+                      {"model_calls_per_image", plan.solver->total_model_calls()},
+                      {"schedule", plan.setup.schedule_name},
+                      {"clip_denoised", s.clip_denoised},
+                      {"classes", s.classes},
+                      {"sampling", describe_sampling(plan, world_size)},
+                      {"flags", flags},
+                      {"npz", r.npz_path},
+                      {"grid", r.grid_path},
+                      {"partial", !r.stopped.empty()},
+                      {"samples_written", r.images.size(0)}};
+  if (!r.stopped.empty()) j["stopped_by"] = r.stopped;
+  write_bytes_atomically(path, j.dump(2) + "\n");
+}
+
+}  // namespace
+
+void write_samples(const SamplingPlan& plan, SampleResult& r, const at::Tensor& floats,
+                   int64_t world_size, Logger& logger) {
+  const SampleConfig& s = plan.job.sample;
   r.npz_path = logger.dir() + "/" + shape_name(r.images);
   TensorMap arrays;
   arrays.insert("arr_0", r.images);
@@ -310,12 +353,17 @@ void write_samples(const SampleConfig& s, SampleResult& r, const at::Tensor& flo
     const std::string dir = logger.dir() + "/samples";
     make_directories(dir);
     for (int64_t i = 0; i < r.images.size(0); ++i) {
-      char name[32];
-      std::snprintf(name, sizeof(name), "/%06lld.png", static_cast<long long>(i));
+      // The seed and the sample's index in the run: files of two runs never collide.
+      char name[64];
+      std::snprintf(name, sizeof(name), "/seed%llu_%06lld.png",
+                    static_cast<unsigned long long>(s.seed), static_cast<long long>(i));
       write_png(dir + name, r.images[i]);
     }
-    logger.log("one PNG per sample in " + dir);
+    logger.log("one PNG per sample in " + dir + " (seed" + std::to_string(s.seed) + "_NNNNNN.png)");
   }
+  const std::string record = logger.dir() + "/samples.json";
+  write_sample_record(plan, r, world_size, record);
+  logger.log("what made them (model, flags, sampler, seed): " + record);
 }
 
 }  // namespace idiff

@@ -78,8 +78,9 @@ std::vector<std::string> describe_sampling(const SamplingPlan& plan, int64_t wor
 BatchImages sample_batch(SamplingPlan& plan, int64_t start, int64_t n, at::Generator& gen,
                          const StepCallback& progress, int64_t batch_number);
 
-// Rank 0's files into logger.dir(); fills r.npz_path and r.grid_path.
-void write_samples(const SampleConfig& s, SampleResult& r, const at::Tensor& floats,
-                   Logger& logger);
+// Rank 0's files into logger.dir(); fills r.npz_path and r.grid_path. Beside them
+// samples.json records the checkpoint, seed, sampler, flags and time.
+void write_samples(const SamplingPlan& plan, SampleResult& r, const at::Tensor& floats,
+                   int64_t world_size, Logger& logger);
 
 }  // namespace idiff
