@@ -290,7 +290,8 @@ void add_consistency_train_flags(CLI::App& app, TrainConfig& t) {
   Flags f(app);
   const std::string g = "Consistency distillation and training (consistency_models' cm_train.py)";
   f.add("teacher_model_path", t.teacher_model_path,
-        "distillation: the EDM teacher (idiff edm-train's ema_*.pt, or a released edm_*.pt)")
+        "distillation: the teacher (idiff edm-train's or a released EDM file; an idiff train "
+        "checkpoint, its flags from its flags.json)")
       ->group(g);
   f.add("teacher_dropout", t.teacher_dropout, {0.0, 0.999999},
         "distillation: the teacher network's dropout (it runs in eval mode)")

@@ -97,6 +97,10 @@ class TrainingObjective {
   virtual std::vector<std::pair<std::string, TensorMap>> checkpoint_files() const { return {}; }
 };
 
+// The noise of a batch for every objective: batch.noise when given (its shape checked),
+// else N(0, I) like the images.
+at::Tensor batch_noise(const TrainBatch& batch, const at::Tensor& images);
+
 // improved-diffusion's objective over `diffusion` with timesteps from `sampler`.
 std::unique_ptr<TrainingObjective> make_diffusion_objective(
     const GaussianDiffusion& diffusion, std::unique_ptr<ScheduleSampler> sampler);

@@ -73,10 +73,7 @@ class ConsistencyObjective : public TrainingObjective {
     ObjectiveDraws d;
     d.t = at::randint(0, scales_ - 1, {n}, images.options().dtype(at::kLong));
     d.weights = at::ones({n}, images.options().dtype(at::kFloat));
-    d.noise = batch.noise.defined() ? batch.noise.to(images.device(), images.scalar_type())
-                                    : at::randn_like(images);
-    IDIFF_REQUIRE(d.noise.sizes() == images.sizes(), Error, "the batch's noise has shape ",
-                  d.noise.sizes(), ", expected ", images.sizes());
+    d.noise = batch_noise(batch, images);
     return d;
   }
 

@@ -35,10 +35,7 @@ class DiffusionObjective : public TrainingObjective {
     } else {
       std::tie(d.t, d.weights) = sampler_->sample(n, images.device());
     }
-    d.noise = batch.noise.defined() ? batch.noise.to(images.device(), images.scalar_type())
-                                    : at::randn_like(images);
-    IDIFF_REQUIRE(d.noise.sizes() == images.sizes(), Error, "the batch's noise has shape ",
-                  d.noise.sizes(), ", expected ", images.sizes());
+    d.noise = batch_noise(batch, images);
     return d;
   }
 
@@ -76,6 +73,15 @@ std::unique_ptr<TrainingObjective> make_diffusion_objective(
 const ScheduleSampler* schedule_sampler_of(const TrainingObjective& objective) {
   const auto* d = dynamic_cast<const DiffusionObjective*>(&objective);
   return d == nullptr ? nullptr : &d->sampler();
+}
+
+at::Tensor batch_noise(const TrainBatch& batch, const at::Tensor& images) {
+  const at::Tensor noise = batch.noise.defined()
+                               ? batch.noise.to(images.device(), images.scalar_type())
+                               : at::randn_like(images);
+  IDIFF_REQUIRE(noise.sizes() == images.sizes(), Error, "the batch's noise has shape ",
+                noise.sizes(), ", expected ", images.sizes());
+  return noise;
 }
 
 }  // namespace idiff

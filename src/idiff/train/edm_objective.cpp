@@ -31,10 +31,7 @@ class EdmObjective : public TrainingObjective {
     // Drawn on the CPU (the reference's th.randn(bs)), then moved.
     d.sigmas = at::exp(p_mean_ + p_std_ * at::randn({n}, at::kFloat)).to(images.device());
     d.weights = at::ones({n}, images.options().dtype(at::kFloat));
-    d.noise = batch.noise.defined() ? batch.noise.to(images.device(), images.scalar_type())
-                                    : at::randn_like(images);
-    IDIFF_REQUIRE(d.noise.sizes() == images.sizes(), Error, "the batch's noise has shape ",
-                  d.noise.sizes(), ", expected ", images.sizes());
+    d.noise = batch_noise(batch, images);
     const KarrasParams& p = karras_.params();
     const double lo = std::log(p.sigma_min), hi = std::log(p.sigma_max);
     d.t = ((d.sigmas.log() - lo) / (hi - lo) * kBins).clamp(0, kBins - 1).to(at::kLong);
