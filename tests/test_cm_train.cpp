@@ -159,6 +159,48 @@ TEST(CmTrain, VpTeacherDenoiserIsTheTeachersX0AtIntegerTimesteps) {
   EXPECT_GT((m1 - d(x_start, at::full({3}, mid, at::kDouble))).abs().max().item<double>(), 1e-3);
 }
 
+// Heun steps on an improved-diffusion teacher, as distillation takes them, converge to the
+// teacher's ODE solution with order 2. The teacher is the exact epsilon-predictor of
+// Gaussian data N(0, s^2 I), at every (fractional) timestep of a cosine schedule; its ODE
+// from x at sigma_0 has the closed form x sqrt(s^2 + sigma^2) / sqrt(s^2 + sigma_0^2).
+TEST(CmTrain, HeunOnAnImprovedDiffusionTeacherIsSecondOrder) {
+  DiffusionConfig dc;
+  dc.noise_schedule = "cosine";
+  dc.rescale_timesteps = false;  // the model sees t itself
+  const NoiseSchedule ns = noise_schedule_of(diffusion_params(dc));
+  const double s2 = 0.25;
+  const ModelFn eps = [&ns, s2](const at::Tensor& x, const at::Tensor& t) {
+    std::vector<double> scale;
+    for (int64_t i = 0; i < t.size(0); ++i) {
+      const NoiseLevel l = ns.level(t[i].item<double>());
+      scale.push_back(l.sigma / (l.alpha * l.alpha * s2 + l.sigma * l.sigma));
+    }
+    return x * at::tensor(scale, x.options()).reshape({-1, 1, 1, 1});
+  };
+  const DenoiseFn d = vp_denoiser(eps, ns, false, false, /*clip=*/false);
+  at::manual_seed(0);
+  const double hi = 40.0, lo = 0.05;
+  const at::Tensor x_hi = at::randn({2, 1, 4, 4}, at::kDouble) * std::sqrt(s2 + hi * hi);
+  const at::Tensor exact = x_hi * std::sqrt(s2 + lo * lo) / std::sqrt(s2 + hi * hi);
+  const auto heun = [&](int n) {
+    at::Tensor x = x_hi;
+    for (int i = 0; i < n; ++i) {
+      const double a = hi * std::pow(lo / hi, double(i) / n),
+                   b = hi * std::pow(lo / hi, double(i + 1) / n);
+      const auto slope = [&](const at::Tensor& y, double sigma) {
+        return (y - d(y, at::full({2}, sigma, at::kDouble))) / sigma;
+      };
+      const at::Tensor d1 = slope(x, a), x2 = x + d1 * (b - a);
+      x = x + (d1 + slope(x2, b)) * (0.5 * (b - a));
+    }
+    return (x - exact).abs().max().item<double>();
+  };
+  const double e8 = heun(8), e16 = heun(16), e32 = heun(32);
+  EXPECT_LT(e32 / exact.abs().max().item<double>(), 1e-2) << e8 << " " << e16 << " " << e32;
+  EXPECT_NEAR(e16 / e32, 4.0, 1.0) << e8 << " " << e16 << " " << e32;
+  EXPECT_NEAR(e8 / e16, 4.0, 1.5) << e8 << " " << e16 << " " << e32;
+}
+
 // Distilling an improved-diffusion checkpoint (epsilon prediction, learned sigmas, cosine
 // schedule): its flags come from its flags.json, the student's sigma range is clipped to
 // the teacher's, and the student samples in one call.
