@@ -10,6 +10,8 @@
 #include "idiff/common/strings.h"
 #include "idiff/data/image_grid.h"
 #include "idiff/io/npz.h"
+#include "idiff/io/pt_archive.h"
+#include "idiff/io/tensor_convert.h"
 #include "idiff/io/tensor_file.h"
 #include "idiff/model/factory.h"
 #include "idiff/model/state_dict.h"
@@ -287,6 +289,15 @@ TEST(HostileRuns, NonFiniteWeightsNoiseAndSamplesAreRefused) {
   r = sample("good.pt", {"--initial_noise", dir.file("noise.pt")});
   expect_clear_error(
       r, "noise.pt: x_T must hold finite floating-point values (found NaN or infinity)");
+  // A bare torch.save(tensor) is a tensor file too (its help says so): its x_T is read.
+  write_pt(dir.file("bare.pt"), tensor_value(at::full({1, 3, 32, 32}, NAN)));
+  r = sample("good.pt", {"--initial_noise", dir.file("bare.pt")});
+  expect_clear_error(r,
+                     "bare.pt: x_T must hold finite floating-point values (found NaN or infinity)");
+  write_pt(dir.file("bare.pt"), tensor_value(at::randn({1, 3, 32, 32})));
+  r = sample("good.pt", {"--initial_noise", dir.file("bare.pt")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::filesystem::remove(out.file("samples_1x32x32x3.npz"));
   r = sample("huge.pt");
   expect_clear_error(r,
                      "the samples of batch 1 hold NaN or infinity (model " + dir.file("huge.pt"));

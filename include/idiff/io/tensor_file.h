@@ -24,6 +24,10 @@ const char* tensor_file_kind_name(TensorFileKind kind);
 // otherwise safetensors. Anything unrecognised is a FileError that says what was found.
 TensorFileKind detect_tensor_file(const std::string& path);
 TensorMap load_tensor_file(const std::string& path);
+// The one tensor a file holds for a flag that takes "a tensor file": a bare
+// torch.save(tensor) .pt, else the first tensor of a state dict, safetensors or npz file.
+// A file without one is a FileError naming it.
+at::Tensor load_single_tensor(const std::string& path);
 
 void save_tensor_file(const std::string& path, const TensorMap& tensors);
 

@@ -53,9 +53,7 @@ at::Tensor read_mask(const std::string& path, int64_t size) {
 // --initial_noise: x_T for every sample, [num_samples, C, size, size] float32.
 at::Tensor read_initial_noise(const std::string& path, int64_t num_samples, int64_t channels,
                               int64_t size) {
-  const TensorMap file = load_tensor_file(path);
-  IDIFF_REQUIRE(file.size() >= 1, FileError, path, ": holds no tensor");
-  const at::Tensor& x_t = file.entries().front().second;
+  const at::Tensor x_t = load_single_tensor(path);
   IDIFF_REQUIRE(x_t.is_floating_point() && at::isfinite(x_t).all().item<bool>(), FileError, path,
                 ": x_T must hold finite floating-point values (found ",
                 x_t.is_floating_point() ? "NaN or infinity" : c10::toString(x_t.scalar_type()),

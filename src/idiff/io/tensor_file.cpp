@@ -3,8 +3,10 @@
 #include "idiff/common/error.h"
 #include "idiff/io/file_format.h"
 #include "idiff/io/npz.h"
+#include "idiff/io/pt_archive.h"
 #include "idiff/io/pt_file.h"
 #include "idiff/io/safetensors.h"
+#include "idiff/io/tensor_convert.h"
 
 #include <algorithm>
 #include <cctype>
@@ -79,6 +81,19 @@ TensorMap load_tensor_file(const std::string& path) {
       return read_npz(path);
   }
   throw FileError(str(path, ": unknown format"));
+}
+
+at::Tensor load_single_tensor(const std::string& path) {
+  if (detect_tensor_file(path) == TensorFileKind::Pt) {
+    const PickleValue v = read_pt(path);
+    if (v.is_tensor()) return to_tensor(v);
+    const TensorMap m = tensors_of(v, path);
+    IDIFF_REQUIRE(m.size() >= 1, FileError, path, ": holds no tensor");
+    return m.entries().front().second;
+  }
+  const TensorMap m = load_tensor_file(path);
+  IDIFF_REQUIRE(m.size() >= 1, FileError, path, ": holds no tensor");
+  return m.entries().front().second;
 }
 
 void save_tensor_file(const std::string& path, const TensorMap& tensors) {
