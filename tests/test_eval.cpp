@@ -216,6 +216,18 @@ TEST(EvalNpzStream, RowsMatchTheWholeArray) {
   write_npz(dir.file("f.npz"), f);
   EXPECT_TRUE(test::throws_file_error([&] { ImageSource::open(dir.file("f.npz"), "--samples"); },
                                       {"--samples", "f.npz", "uint8 images"}));
+  // Two channels are neither RGB nor grey: the message names both it takes.
+  TensorMap two;
+  two.insert("arr_0", at::zeros({2, 4, 4, 2}, at::kByte));
+  write_npz(dir.file("two.npz"), two);
+  EXPECT_TRUE(
+      test::throws_file_error([&] { ImageSource::open(dir.file("two.npz"), "--samples"); },
+                              {"two.npz", "[N, H, W, 3] or grey [N, H, W, 1]", "[2, 4, 4, 2]"}));
+  // Grey samples ([N, H, W, 1], a grey model's) are taken.
+  TensorMap grey;
+  grey.insert("arr_0", at::zeros({2, 4, 4, 1}, at::kByte));
+  write_npz(dir.file("grey.npz"), grey);
+  EXPECT_EQ(ImageSource::open(dir.file("grey.npz"), "--samples")->size(), 2);
   // A truncated file.
   const std::string bytes = test::read_bytes(dir.file("s.npz"));
   test::write_bytes(dir.file("t.npz"), bytes.substr(0, bytes.size() / 2));

@@ -24,11 +24,12 @@ class NpzImages : public ImageSource {
   NpzImages(const std::string& path, const std::string& flag)
       : path_(path), stream_(path, "arr_0") {
     const auto& s = stream_.shape();
-    IDIFF_REQUIRE(stream_.dtype() == DType::U8 && s.size() == 4 && (s[3] == 3 || s[3] == 1) &&
-                      s[1] > 0 && s[2] > 0,
-                  FileError, flag, " ", path,
-                  ": arr_0 must be uint8 images [N, H, W, 3] (a sample file), found ",
-                  dtype_name(stream_.dtype()), " ", shape_string(s));
+    IDIFF_REQUIRE(
+        stream_.dtype() == DType::U8 && s.size() == 4 && (s[3] == 3 || s[3] == 1) && s[1] > 0 &&
+            s[2] > 0,
+        FileError, flag, " ", path,
+        ": arr_0 must be uint8 images [N, H, W, 3] or grey [N, H, W, 1] (a sample file), found ",
+        dtype_name(stream_.dtype()), " ", shape_string(s));
   }
   int64_t size() const override { return stream_.rows(); }
   at::Tensor next(int64_t n) override { return to_float_rgb(stream_.read_rows(n)); }
