@@ -140,6 +140,11 @@ TEST(AdmClassifier, BadSettingsAreClearErrors) {
       std::string::npos);
   c = ClassifierConfig();
   EXPECT_NE(test::error_of([&] { create_classifier(c, 48); }).find("48"), std::string::npos);
+  c.classifier_width = 16;  // the classifier's own flag is named, not the UNet's num_channels
+  EXPECT_NE(test::error_of([&] {
+              create_classifier(c, 64);
+            }).find("`classifier_width` must be a positive multiple of 32"),
+            std::string::npos);
   EncoderUNetModel model = create_classifier(ClassifierConfig(), 64);
   EXPECT_NE(test::error_of([&] {
               model->forward(at::zeros({1, 3, 32, 32}), at::zeros({1}));

@@ -389,6 +389,12 @@ TEST(EvalCli, BadInputIsOneLineAndNonZero) {
                        "--inception_path", dir.file("x.pth"), "--device", "cpu"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("pt_inception-2015-12-05"), std::string::npos) << r.err;
+  // A device is not "no such file": it is refused as what it is, never read.
+  r = test::run_idiff({"eval", "--ref", dir.file("s.npz"), "--samples", dir.file("s.npz"),
+                       "--inception_path", "/dev/zero", "--device", "cpu"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("/dev/zero is not a regular file"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("no such file"), std::string::npos) << r.err;
   r = test::run_idiff({"eval", "--ref", dir.file("s.npz")});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--samples is required"), std::string::npos) << r.err;

@@ -1,6 +1,7 @@
 #include "idiff/eval/inception.h"
 
 #include "idiff/common/error.h"
+#include "idiff/common/filesystem.h"
 #include "idiff/io/tensor_file.h"
 #include "idiff/model/state_dict.h"
 
@@ -194,9 +195,10 @@ FIDInceptionV3 load_fid_inception(const std::string& path, const c10::Device& de
   IDIFF_REQUIRE(!path.empty(), FileError,
                 "`inception_path` is required: the FID Inception weights of pytorch-fid, ",
                 kInceptionWeightsUrl);
-  IDIFF_REQUIRE(std::filesystem::is_regular_file(path), FileError, where,
+  IDIFF_REQUIRE(path_exists(path), FileError, where,
                 ": no such file; download pytorch-fid's FID Inception weights from ",
                 kInceptionWeightsUrl);
+  require_regular_file(path, "`inception_path`");  // a device or FIFO: said as such
   TensorMap sd;
   try {
     sd = load_tensor_file(path);

@@ -105,7 +105,9 @@ UNetModel sr_create_model(const ModelConfig& config) {
 
 EncoderUNetModel create_classifier(const ClassifierConfig& c, int64_t image_size,
                                    int64_t image_channels) {
-  IDIFF_REQUIRE(c.classifier_width > 0, ConfigError, "`classifier_width` must be positive, got ",
+  IDIFF_REQUIRE(c.classifier_width > 0 && c.classifier_width % 32 == 0, ConfigError,
+                "`classifier_width` must be a positive multiple of 32 (its GroupNorm has 32 "
+                "groups), got ",
                 c.classifier_width);
   EncoderUNetOptions e;
   e.image_size = image_size;
