@@ -306,8 +306,15 @@ TEST(SampleErrors, BadInputsAreClearErrors) {
   };
   auto r = run({"--model_path", model, "--num_channels", "64"});
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find("mis-shaped keys"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("has 32 channels where --num_channels is 64"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("--num_channels 32"), std::string::npos) << r.err;  // the suggested flags
+  // The width is compared before the model is built: flags that would make it huge cost
+  // nothing (this one would need ~40 GB).
+  r = run({"--model_path", model, "--num_channels", "16384", "--image_size", "512"});
+  EXPECT_NE(r.err.find("has 32 channels where --num_channels is 16384"), std::string::npos)
+      << r.err;
+  r = run({"--model_path", model, "--learn_sigma", "False"});
+  EXPECT_NE(r.err.find("mis-shaped keys"), std::string::npos) << r.err;  // other shapes: listed
   r = run({"--model_path", model, "--num_samples", "0"});
   EXPECT_NE(r.err.find("--num_samples: 0 is out of range"), std::string::npos) << r.err;
   r = run({"--model_path", model, "--class", "3"});

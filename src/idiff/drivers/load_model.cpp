@@ -86,17 +86,26 @@ UNetModel load_model(const ModelConfig& model_config, bool super_res, const std:
                 "`use_fp16` and `use_bf16` each choose the torso's precision: give one");
   const TensorMap sd = load_tensor_file(path);  // a bad file fails before the model is built
   check_family(sd, karras, path);
+  const auto looks_like = [&sd] {
+    try {
+      const InferredModel inferred = infer_model_config(sd);
+      if (inferred.is_unet) return "; the checkpoint looks like: " + inferred.flags;
+    } catch (const Error&) {
+    }
+    return std::string();
+  };
+  // Before the model is built (flags such as --num_channels 16384 would make it huge): the
+  // first convolution's width must be the flags'.
+  if (const at::Tensor* first = sd.find("input_blocks.0.0.weight"); first && first->dim() >= 1) {
+    IDIFF_REQUIRE(first->size(0) == config.num_channels, FileError, path,
+                  ": its first convolution has ", first->size(0),
+                  " channels where `num_channels` is ", config.num_channels, looks_like());
+  }
   UNetModel model = super_res ? sr_create_model(config) : create_model(config);
   try {
     load_state_dict(*model, sd, path);
   } catch (const FileError& e) {
-    std::string hint;
-    try {
-      const InferredModel inferred = infer_model_config(sd);
-      if (inferred.is_unet) hint = inferred.flags;
-    } catch (const Error&) {
-    }
-    throw FileError(str(e.what(), hint.empty() ? "" : "; the checkpoint looks like: " + hint));
+    throw FileError(str(e.what(), looks_like()));
   }
   model->to(device);
   if (config.use_fp16) model->convert_torso(at::kHalf);
