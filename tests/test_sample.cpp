@@ -126,6 +126,21 @@ TEST(SampleCli, SigintWritesTheFinishedSamples) {
   EXPECT_LT(n, 400);
 }
 
+// -o / --output name the output folder, as --log_dir does.
+TEST(SampleCli, OutputFlagNamesTheFolder) {
+  TempDir dir;
+  for (const std::string flag : {"-o", "--output"}) {
+    const std::string out = dir.file(flag.substr(flag.find_first_not_of('-')));
+    const auto r = test::run_idiff(test::cat_args(
+        std::vector<std::string>{"sample", "--model_path", test::data_path("unet_tiny.weights.pt")},
+        fixture_flags("unet_tiny"),
+        std::vector<std::string>{"--timestep_respacing", "2", "--num_samples", "1", "--seed", "1",
+                                 "--device", "cpu", flag, out}));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(std::ifstream(out + "/samples_1x32x32x3.npz").good()) << flag;
+  }
+}
+
 TEST(SampleCli, SamplesFileHasTheReferenceLayoutForNumpy) {
   TempDir dir, dir_cc;
   auto r = test::run_idiff(tiny_sample_args(dir, "1"));

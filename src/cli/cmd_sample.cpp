@@ -118,6 +118,8 @@ void setup(CLI::App& sub, Mode mode) {
       ->group(a);
   f.add("log_dir", s.log_dir, "output folder (else $OPENAI_LOGDIR, else /tmp/openai-<time>)")
       ->group(a);
+  // The short name people expect for "where the output goes" (the reference has none).
+  sub.add_option("-o,--output", s.log_dir, "the output folder (the same as --log_dir)")->group(a);
   f.add("device", s.device, "auto, cpu, cuda or cuda:N")->group(a);
   f.add("dist_timeout", s.dist_timeout, kDistTimeoutRange,
         "multi-process runs: seconds to wait for the other ranks before giving up")
