@@ -221,6 +221,7 @@ TEST(CmTrain, DistillsAnImprovedDiffusionTeacher) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("improved-/guided-diffusion teacher"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("starts from fresh weights"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("the teacher's flags, from "), std::string::npos) << r.out;
   std::ifstream flags(dir.file("flags.json"));
   const std::string text((std::istreambuf_iterator<char>(flags)), std::istreambuf_iterator<char>());
   EXPECT_EQ(text.find("\"sigma_min\": \"0.002\""), std::string::npos) << text;  // clipped

@@ -36,7 +36,7 @@ void read_teacher_flags(TrainJob& job) {
   CLI::App app;
   add_model_and_diffusion_flags(app, job.teacher_model, job.teacher_diffusion, false);
   app.parse(std::vector<std::string>{});
-  apply_checkpoint_flags(app, path);
+  apply_checkpoint_flags(app, path, "the teacher's");
   job.teacher_flags = true;
 }
 

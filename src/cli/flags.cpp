@@ -313,7 +313,8 @@ void add_consistency_train_flags(CLI::App& app, TrainConfig& t) {
   f.add("loss_norm", t.loss_norm, "l1, l2, l2-32 or pseudo_huber (lpips: not shipped)")->group(g);
 }
 
-void apply_checkpoint_flags(CLI::App& app, const std::string& model_path) {
+void apply_checkpoint_flags(CLI::App& app, const std::string& model_path,
+                            const std::string& whose) {
   if (model_path.empty()) return;
   std::string source;
   const auto flags = read_model_flags(model_path, &source);
@@ -340,7 +341,9 @@ void apply_checkpoint_flags(CLI::App& app, const std::string& model_path) {
     taken.push_back(str("--", name, " ", value.empty() ? "''" : value));
   }
   if (!taken.empty()) {
-    std::cout << "flags from " << source << " (flags given win): " << join(taken, " ") << "\n";
+    std::cout << (whose.empty() ? "flags from " + source + " (flags given win): "
+                                : whose + " flags, from " + source + ": ")
+              << join(taken, " ") << "\n";
   }
 }
 

@@ -70,7 +70,10 @@ constexpr RealRange kDistTimeoutRange{0.001, kNoMax};
 // writes beside it) become the values of this command's flags that were not given; a line
 // on stdout says which (or that the file has none). A bad value is a FileError naming the
 // flags file.
-void apply_checkpoint_flags(CLI::App& app, const std::string& model_path);
+// `whose`: how the log line names the flags ("" for the command's own model; "the teacher's"
+// for a distillation teacher, whose flags the command line does not give).
+void apply_checkpoint_flags(CLI::App& app, const std::string& model_path,
+                            const std::string& whose = "");
 
 // --max_image_pixels: images above it are refused before decoding.
 void add_max_image_pixels_flag(CLI::App& app, int64_t& field);
