@@ -171,6 +171,7 @@ struct SampleConfig {
   double sigma_max = -1;
   std::string final_sigma = "zero";  // zero: the last step goes to sigma 0; min: it ends at t = 0
   std::string steps_file = "";       // a schedule written by `idiff tune-steps`
+  std::string steps_json = "";       // a steps file's contents (the server's steps_file field)
   std::string ts = "";               // multistep: indices of a --steps Karras spacing ("0,22,39")
   std::string generator = "determ";  // determ: a stream per rank; determ-indiv: per image
   int64_t order = 2;                 // unipc's order

@@ -14,6 +14,8 @@ at::Tensor samples_to_uint8(const at::Tensor& samples);
 
 // Writes [H, W, C] uint8 (C = 1, 3 or 4) as a PNG. FileError naming the path on failure.
 void write_png(const std::string& path, const at::Tensor& hwc);
+// The same PNG's bytes, in memory (a server's response); `what` names it in errors.
+std::string encode_png(const at::Tensor& hwc, const std::string& what = "PNG");
 
 // Tiles [N, H, W, C] uint8 images into a grid of `ncol` columns (0: about square) with a
 // `pad`-pixel border of value `pad_value`, and returns it as [H', W', C].

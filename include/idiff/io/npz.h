@@ -15,6 +15,8 @@ namespace idiff {
 TensorMap read_npz(const std::string& path);
 // np.savez (uncompressed), atomically. BF16 tensors are a FileError (numpy has none).
 void write_npz(const std::string& path, const TensorMap& arrays);
+// The same npz file's bytes (a server's response).
+std::string npz_bytes(const TensorMap& arrays);
 
 at::Tensor read_npy(const std::string& path);
 void write_npy(const std::string& path, const at::Tensor& array);

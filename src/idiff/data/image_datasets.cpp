@@ -78,32 +78,35 @@ std::string class_name_of(const std::string& path) {
 Image8 decode_image_file(const std::string& path, int64_t max_pixels,
                          const std::string& raise_hint) {
   const std::vector<uint8_t> bytes = read_regular_file(path, kMaxImageFileBytes, "image");
-  IDIFF_REQUIRE(!bytes.empty(), FileError, "cannot decode image ", path, ": the file is empty");
-  IDIFF_REQUIRE(bytes.size() <= size_t(std::numeric_limits<int>::max()), FileError, "image ", path,
-                " holds ", bytes.size(), " bytes, more than the decoder takes");
+  return decode_image_bytes(bytes, "image " + path, max_pixels, raise_hint);
+}
+
+Image8 decode_image_bytes(const std::vector<uint8_t>& bytes, const std::string& what,
+                          int64_t max_pixels, const std::string& raise_hint) {
+  IDIFF_REQUIRE(!bytes.empty(), FileError, "cannot decode ", what, ": it is empty");
+  IDIFF_REQUIRE(bytes.size() <= size_t(std::numeric_limits<int>::max()), FileError, what, " holds ",
+                bytes.size(), " bytes, more than the decoder takes");
   {
     // The declared size, read from the header before anything is decoded.
     int w = 0, h = 0, c = 0;
     if (stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &c) != 0) {
       const int64_t pixels = int64_t(w) * int64_t(h);
-      IDIFF_REQUIRE(pixels <= max_pixels, FileError, "image ", path, " is ", w, "x", h, " (",
-                    pixels, " pixels), more than the limit of ", max_pixels, " pixels (",
-                    raise_hint, ")");
+      IDIFF_REQUIRE(pixels <= max_pixels, FileError, what, " is ", w, "x", h, " (", pixels,
+                    " pixels), more than the limit of ", max_pixels, " pixels (", raise_hint, ")");
     }
   }
   const std::string palette = png_palette_problem(bytes.data(), bytes.size());
-  IDIFF_REQUIRE(palette.empty(), FileError, "cannot decode image ", path, ": ", palette,
+  IDIFF_REQUIRE(palette.empty(), FileError, "cannot decode ", what, ": ", palette,
                 " (a broken palette PNG)");
   int w = 0, h = 0, c = 0;
   // stb_image keeps its failure reason thread-locally, so decoding on several threads is safe.
   uint8_t* data = stbi_load_from_memory(bytes.data(), int(bytes.size()), &w, &h, &c, 0);
-  IDIFF_REQUIRE(data != nullptr, FileError, "cannot decode image ", path, ": ",
-                stbi_failure_reason());
+  IDIFF_REQUIRE(data != nullptr, FileError, "cannot decode ", what, ": ", stbi_failure_reason());
   Image8 im;
   im.width = w, im.height = h, im.channels = c;
   im.pixels.assign(data, data + size_t(w) * h * c);
   stbi_image_free(data);
-  IDIFF_REQUIRE(w > 0 && h > 0 && c >= 1 && c <= 4, FileError, "cannot decode image ", path,
+  IDIFF_REQUIRE(w > 0 && h > 0 && c >= 1 && c <= 4, FileError, "cannot decode ", what,
                 ": unsupported size ", w, "x", h, "x", c);
   return im;
 }

@@ -35,6 +35,11 @@ std::string class_name_of(const std::string& path);
 Image8 decode_image_file(const std::string& path, int64_t max_pixels = kDefaultMaxImagePixels,
                          const std::string& raise_hint = "`max_image_pixels` raises it");
 
+// The same for an image held in memory (a server's upload); `what` names it in errors.
+Image8 decode_image_bytes(const std::vector<uint8_t>& bytes, const std::string& what,
+                          int64_t max_pixels = kDefaultMaxImagePixels,
+                          const std::string& raise_hint = "`max_image_pixels` raises it");
+
 class ImageFolderDataset : public Dataset {
  public:
   // Lists the images under data_dir (FileError when there are none). Labels are always

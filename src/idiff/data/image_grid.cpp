@@ -20,24 +20,28 @@ at::Tensor samples_to_uint8(const at::Tensor& samples) {
       .cpu();
 }
 
-void write_png(const std::string& path, const at::Tensor& hwc) {
+std::string encode_png(const at::Tensor& hwc, const std::string& what) {
   TORCH_CHECK(hwc.dim() == 3 && hwc.scalar_type() == at::kByte,
-              "write_png expects [H, W, C] uint8");
+              "encode_png expects [H, W, C] uint8");
   const at::Tensor img = hwc.contiguous().cpu();
   const int h = static_cast<int>(img.size(0)), w = static_cast<int>(img.size(1)),
             c = static_cast<int>(img.size(2));
-  IDIFF_REQUIRE(c == 1 || c == 3 || c == 4, Error, path, ": cannot write a PNG with ", c,
+  IDIFF_REQUIRE(c == 1 || c == 3 || c == 4, Error, what, ": cannot write a PNG with ", c,
                 " channels");
-  // Encoded in memory, then written as every output is (io/atomic_file.h): a full disk or
-  // an interrupted run leaves no empty or torn PNG under the final name.
   std::string png;
   const auto append = [](void* context, void* data, int size) {
     static_cast<std::string*>(context)->append(static_cast<const char*>(data),
                                                static_cast<size_t>(size));
   };
   const int ok = stbi_write_png_to_func(append, &png, w, h, c, img.data_ptr<uint8_t>(), w * c);
-  IDIFF_REQUIRE(ok != 0 && !png.empty(), FileError, path, ": could not encode the PNG");
-  write_bytes_atomically(path, png);
+  IDIFF_REQUIRE(ok != 0 && !png.empty(), FileError, what, ": could not encode the PNG");
+  return png;
+}
+
+void write_png(const std::string& path, const at::Tensor& hwc) {
+  // Encoded in memory, then written as every output is (io/atomic_file.h): a full disk or
+  // an interrupted run leaves no empty or torn PNG under the final name.
+  write_bytes_atomically(path, encode_png(hwc, path));
 }
 
 at::Tensor make_grid(const at::Tensor& nhwc, int64_t ncol, int64_t pad, uint8_t pad_value) {

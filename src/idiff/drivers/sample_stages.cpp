@@ -35,12 +35,8 @@ std::string shape_name(const at::Tensor& nhwc) {
 
 // --init_image: one image, resized as training data is, [1, C, size, size] in [-1, 1].
 at::Tensor read_init_image(const std::string& path, int64_t size, int64_t channels) {
-  const Image8 rgb =
-      reference_resize(decode_image_file(path, kDefaultMaxImagePixels, "resize it first"),
-                       static_cast<int>(size), "`init_image` " + path);
-  at::Tensor out = at::empty({1, 3, size, size}, at::kFloat);
-  rgb_to_chw_float(rgb, out.data_ptr<float>());
-  return channels == 1 ? rgb_to_grey(out) : out;
+  return init_image_tensor(decode_image_file(path, kDefaultMaxImagePixels, "resize it first"), size,
+                           channels, "`init_image` " + path);
 }
 
 // --mask: white (above mid-grey) where the image is kept, [1, 1, size, size] of 0 and 1,
@@ -66,61 +62,15 @@ at::Tensor read_initial_noise(const std::string& path, int64_t num_samples, int6
   return noise;
 }
 
-// The conditioning of samples [start, start + n): base images and labels for an upsampler,
-// else labels by --class (cycled by global index, so they do not depend on the number of
-// ranks) or drawn from `gen`. Returns the labels for the output (undefined without).
-at::Tensor batch_conditioning(const SamplingPlan& plan, int64_t start, int64_t n,
-                              at::Generator& gen, ModelKwargs& kw) {
-  if (plan.job.super_res) {
-    std::vector<int64_t> idx;
-    for (int64_t i = 0; i < n; ++i) idx.push_back((start + i) % plan.base.images.size(0));
-    const at::Tensor index = at::tensor(idx, at::kLong);
-    kw.low_res = plan.base.images.index_select(0, index).to(plan.device);
-    if (plan.base.labels.defined()) kw.y = plan.base.labels.index_select(0, index).to(plan.device);
-    return kw.y;
-  }
-  if (!plan.with_labels) return at::Tensor();
-  at::Tensor y;
-  if (plan.classes.empty()) {
-    y = at::randint(0, kNumClasses, {n}, gen, at::kLong);
-  } else {
-    y = at::empty({n}, at::kLong);
-    for (int64_t i = 0; i < n; ++i)
-      y[i] = plan.classes[static_cast<size_t>(start + i) % plan.classes.size()];
-  }
-  y = y.to(plan.device);
-  // An unconditional model guided by a classifier does not see the labels.
-  if (plan.job.model.class_cond) kw.y = y;
-  return y;
-}
-
-// The seed of the image of global index `index` (a multiplier of its own, so the streams
-// differ from the ranks' of the same --seed).
-uint64_t image_seed(uint64_t seed, uint64_t index) {
-  return seed + (index + 1) * 0xD1B54A32D192ED03ull;
-}
-
-// --generator determ-indiv: image `start + i` draws all its noise from a stream of its own
-// (seeded from --seed and its global index), so its noise does not depend on the batch size
-// or the ranks (consistency_models' get_generator("determ-indiv")).
-std::function<at::Tensor(at::IntArrayRef, const at::TensorOptions&)> per_image_draws(uint64_t seed,
-                                                                                     int64_t start,
-                                                                                     int64_t n) {
-  auto gens = std::make_shared<std::vector<at::Generator>>();
-  for (int64_t i = 0; i < n; ++i) {
-    gens->push_back(at::make_generator<at::CPUGeneratorImpl>(
-        image_seed(seed, static_cast<uint64_t>(start + i))));
-  }
-  return [gens](at::IntArrayRef shape, const at::TensorOptions& options) {
-    std::vector<int64_t> one = shape.vec();
-    one[0] = 1;
-    std::vector<at::Tensor> parts;
-    for (at::Generator& g : *gens) parts.push_back(at::randn(one, g, at::kFloat));
-    return at::cat(parts).to(options);
-  };
-}
-
 }  // namespace
+
+at::Tensor init_image_tensor(const Image8& decoded, int64_t size, int64_t channels,
+                             const std::string& what) {
+  const Image8 rgb = reference_resize(decoded, static_cast<int>(size), what);
+  at::Tensor out = at::empty({1, 3, size, size}, at::kFloat);
+  rgb_to_chw_float(rgb, out.data_ptr<float>());
+  return channels == 1 ? rgb_to_grey(out) : out;
+}
 
 void check_checkpoint_and_counts(const SampleConfig& s) {
   IDIFF_REQUIRE(!s.model_path.empty(), ConfigError,
@@ -175,8 +125,32 @@ void check_sample_job(const SampleJob& job) {
   }
 }
 
+SamplingModels load_sampling_models(const SampleJob& job, c10::Device device, Logger& logger) {
+  const SampleConfig& s = job.sample;
+  const ModelConfig& m = job.model;
+  SamplingModels out;
+  logger.log("loading " + s.model_path + "...");
+  logger.log("diffusion: " + describe_defaults(job.diffusion));
+  out.model = load_model(m, job.super_res, s.model_path, device, is_karras(job.diffusion));
+  if (!s.classifier_path.empty()) {
+    logger.log("loading classifier " + s.classifier_path + "...");
+    out.classifier =
+        load_classifier(job.classifier, m.image_size, m.image_channels, s.classifier_path, device);
+  }
+  return out;
+}
+
 SamplingPlan prepare_sampling(const SampleJob& job, SamplerSetup setup, c10::Device device,
                               Logger& logger) {
+  // The low-resolution images are read before the (slow) model load: a bad file fails at once.
+  BaseSamples base;
+  if (job.super_res) base = read_base_samples(job.sample.base_samples, job.model);
+  return plan_sampling(job, std::move(setup), load_sampling_models(job, device, logger), device,
+                       logger, &base);
+}
+
+SamplingPlan plan_sampling(const SampleJob& job, SamplerSetup setup, const SamplingModels& models,
+                           c10::Device device, Logger& logger, BaseSamples* base) {
   const SampleConfig& s = job.sample;
   const ModelConfig& m = job.model;
   SamplingPlan p;
@@ -187,16 +161,10 @@ SamplingPlan prepare_sampling(const SampleJob& job, SamplerSetup setup, c10::Dev
   p.free_guided = s.guidance_scale != 1.0;
   p.size = job.super_res ? m.large_size : m.image_size;
   p.channels = m.image_channels;
-  if (job.super_res) p.base = read_base_samples(s.base_samples, m);
+  if (job.super_res) p.base = base ? std::move(*base) : read_base_samples(s.base_samples, m);
   p.with_labels = job.super_res ? p.base.labels.defined() : m.class_cond || p.classifier_guided;
-  logger.log("loading " + s.model_path + "...");
-  logger.log("diffusion: " + describe_defaults(job.diffusion));
-  p.model = load_model(m, job.super_res, s.model_path, device, is_karras(job.diffusion));
-  if (p.classifier_guided) {
-    logger.log("loading classifier " + s.classifier_path + "...");
-    p.classifier =
-        load_classifier(job.classifier, m.image_size, m.image_channels, s.classifier_path, device);
-  }
+  p.model = models.model;
+  p.classifier = models.classifier;
   p.first_level = noise_schedule_of(setup).level(setup.schedule.levels.front());
   if (!s.init_image.empty()) p.init = read_init_image(s.init_image, p.size, p.channels);
   if (!s.initial_noise.empty()) {
@@ -245,46 +213,6 @@ std::vector<std::string> describe_sampling(const SamplingPlan& p, int64_t world_
   }
   if (p.free_guided) lines.push_back(str("classifier-free guidance: scale ", s.guidance_scale));
   return lines;
-}
-
-BatchImages sample_batch(SamplingPlan& p, int64_t start, int64_t n, at::Generator& gen,
-                         const StepCallback& progress, int64_t batch_number) {
-  const SampleConfig& s = p.job.sample;
-  ModelKwargs kw;
-  const at::Tensor labels = batch_conditioning(p, start, n, gen, kw);
-  c10::InferenceMode inference;
-  UNetModel model = p.model;
-  p.current->fn = p.free_guided
-                      ? classifier_free_model_fn(model, kw, s.guidance_scale)
-                      : ModelFn([model, kw](const at::Tensor& x, const at::Tensor& t) mutable {
-                          return model->forward_kwargs(x, t, kw);
-                        });
-  if (p.classifier_guided)
-    p.current->cond = classifier_cond_fn(p.classifier, labels, s.classifier_scale);
-  SampleOptions opts;
-  opts.generator = gen;
-  opts.device = p.device;
-  opts.progress = progress;
-  if (s.generator == "determ-indiv") opts.draw = per_image_draws(s.seed, start, n);
-  if (p.noise.defined()) opts.noise = p.noise.narrow(0, start, n).to(p.device);
-  // x_T, or with --init_image that image noised to the first level (SDEdit). A Karras
-  // model's x_T is sigma_max times the unit noise (x / alpha of the first level).
-  at::Tensor x = initial_noise({n, p.channels, p.size, p.size}, opts);
-  if (p.init.defined()) {
-    x = p.init.to(p.device).expand_as(x) * p.first_level.alpha + x * p.first_level.sigma;
-  } else if (p.setup.karras) {
-    x = x * p.first_level.sigma;
-  }
-  x = run_sampler(*p.solver, x, opts, p.loop);
-  if (p.setup.karras) x = x.clamp(-1, 1);  // karras_sample's last line
-  IDIFF_REQUIRE(at::isfinite(x).all().item<bool>(), Error, "the samples of batch ", batch_number,
-                " hold NaN or infinity (model ", s.model_path, "); not writing them");
-  BatchImages out;
-  out.uint8 = samples_to_uint8(x);
-  out.floats = s.save_float ? x.to(at::kFloat).cpu()
-                            : at::empty({0, p.channels, p.size, p.size}, at::kFloat);
-  out.labels = labels.defined() ? labels.cpu() : at::empty({0}, at::kLong);
-  return out;
 }
 
 namespace {

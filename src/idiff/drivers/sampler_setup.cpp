@@ -41,7 +41,8 @@ void refuse_gaussian_flags(const SampleConfig& s, const DiffusionConfig& d) {
   refuse(!d.timestep_respacing.empty(), "timestep_respacing",
          "respaces a Gaussian diffusion; give `steps`");
   refuse(s.use_ddim, "use_ddim", "runs the reference's Gaussian-diffusion loop; give `sampler`");
-  refuse(!s.steps_file.empty(), "steps_file", "holds timesteps of a Gaussian diffusion");
+  refuse(!s.steps_file.empty() || !s.steps_json.empty(), "steps_file",
+         "holds timesteps of a Gaussian diffusion");
   refuse(s.dynamic_threshold > 0, "dynamic_threshold", "is not applied to Karras models");
   refuse(s.final_sigma != "zero", "final_sigma", "is chosen by the sampler (progdist ends at min)");
 }
@@ -105,7 +106,8 @@ SamplerSetup karras_setup(const SampleConfig& s, const DiffusionConfig& d) {
 std::string choose_steps(const SampleConfig& s, const DiffusionConfig& d, SamplerSetup& out) {
   const NoiseSchedule ns = noise_schedule_of(out.params);
   const int64_t T = ns.num_timesteps();
-  const int given = !s.steps_file.empty() + (s.steps > 0) + !d.timestep_respacing.empty();
+  const bool file = !s.steps_file.empty() || !s.steps_json.empty();
+  const int given = file + (s.steps > 0) + !d.timestep_respacing.empty();
   IDIFF_REQUIRE(given <= 1, ConfigError,
                 "`steps_file`, `steps` and `timestep_respacing` each choose the steps: give one");
   IDIFF_REQUIRE(s.steps >= 0, ConfigError, "`steps` must be at least 1 (0: not set), got ",
@@ -116,7 +118,10 @@ std::string choose_steps(const SampleConfig& s, const DiffusionConfig& d, Sample
   IDIFF_REQUIRE(s.final_sigma == "zero" || s.final_sigma == "min", ConfigError,
                 "`final_sigma` must be zero or min, got '", s.final_sigma, "'");
   std::string file_sampler;
-  if (!s.steps_file.empty()) {
+  if (!s.steps_json.empty()) {
+    out.schedule = parse_steps_json(s.steps_json, "`steps_file`", T, &file_sampler);
+    out.schedule_name = "the steps given";
+  } else if (!s.steps_file.empty()) {
     out.schedule = read_steps_file(s.steps_file, T, &file_sampler);
     out.schedule_name = "the steps of " + s.steps_file;
   } else if (s.steps > 0) {

@@ -7,6 +7,10 @@
 
 #include <ATen/ATen.h>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 
 namespace idiff {
@@ -23,6 +27,28 @@ void write_npz(const std::string& path, const TensorMap& arrays) {
   for (const auto& [key, t] : arrays)
     raws.emplace_back(key, to_raw(t, str(path, ": array '", key, "'")));
   write_npz_arrays(path, raws);
+}
+
+std::string npz_bytes(const TensorMap& arrays) {
+  // libzip writes archives to files: the npz goes to a temporary file of our own naming
+  // (mkstemp in the system's temporary folder), is read back and removed.
+  const char* dir = std::getenv("TMPDIR");
+  std::string path =
+      std::string(dir != nullptr && *dir != '\0' ? dir : "/tmp") + "/idiff-npz-XXXXXX";
+  const int fd = ::mkstemp(path.data());
+  IDIFF_REQUIRE(fd >= 0, FileError, path, ": cannot create a temporary file for an npz");
+  ::close(fd);
+  std::string bytes;
+  try {
+    write_npz(path, arrays);
+    const std::vector<uint8_t> raw = read_regular_file(path, uint64_t{1} << 40, "npz");
+    bytes.assign(raw.begin(), raw.end());
+  } catch (...) {
+    std::remove(path.c_str());
+    throw;
+  }
+  std::remove(path.c_str());
+  return bytes;
 }
 
 at::Tensor read_npy(const std::string& path) {

@@ -83,5 +83,8 @@ void write_steps_file(const std::string& path, const StepSchedule& s, const std:
 // `sampler`, when given, receives the file's "sampler" ("" when it names none).
 StepSchedule read_steps_file(const std::string& path, int64_t num_timesteps,
                              std::string* sampler = nullptr);
+// The same for a steps file's text (a server's request); `path` names it in errors.
+StepSchedule parse_steps_json(const std::string& text, const std::string& path,
+                              int64_t num_timesteps, std::string* sampler = nullptr);
 
 }  // namespace idiff

@@ -217,9 +217,14 @@ StepSchedule read_steps_file(const std::string& path, int64_t num_timesteps, std
   // file far larger than any schedule.
   constexpr uint64_t kMaxStepsFileBytes = uint64_t{1} << 22;
   const std::vector<uint8_t> bytes = read_regular_file(path, kMaxStepsFileBytes, "the steps file");
+  return parse_steps_json(std::string(bytes.begin(), bytes.end()), path, num_timesteps, sampler);
+}
+
+StepSchedule parse_steps_json(const std::string& text, const std::string& path,
+                              int64_t num_timesteps, std::string* sampler) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(bytes.begin(), bytes.end());  // the whole file: no text after it
+    j = nlohmann::json::parse(text);  // the whole text: nothing after the object
   } catch (const std::exception& e) {
     throw FileError(str(path, ": not a steps file (one JSON object with \"levels\"): ", e.what()));
   }
