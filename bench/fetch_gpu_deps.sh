@@ -3,7 +3,8 @@
 # needs beyond PyTorch into .deps/, for a GPU machine that cannot download them: carry
 # .deps with the call and bench/gpu_bench.sh unpacks them into /tmp/idiff-deps when the
 # machine lacks the headers: nlohmann-json, CLI11, stb, libzip, zlib's headers and pkgconf,
-# and GoogleTest for the tests of label `gpu`.
+# and GoogleTest for the tests of label `gpu`; cpp-httplib and the OpenSSL and Brotli
+# headers its pkg-config file requires (`idiff serve`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .deps
@@ -14,6 +15,7 @@ PACKAGES=(
   libzip-dev libzip4 zlib1g-dev zlib1g
   pkgconf pkgconf-bin libpkgconf3
   libgtest-dev
+  libcpp-httplib-dev libcpp-httplib0.11 libssl-dev libbrotli-dev libbrotli1
 )
 (cd .deps && apt-get download "${PACKAGES[@]}")
 du -sh .deps

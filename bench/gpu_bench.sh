@@ -5,8 +5,9 @@
 # training at batch 128 in fp32 and bf16, sampling 100 respaced steps and DDIM 50 at batch
 # 256, ImageNet-64 training at batch 32 with and without --use_checkpoint), the reference in
 # turn when a copy of it is carried in .ref/improved-diffusion, then the profile of one bf16
-# CIFAR-10 training round (host operators, top kernels, how busy the device was). The
-# summary (tests, table) prints last.
+# CIFAR-10 training round (host operators, top kernels, how busy the device was), then
+# `idiff serve` under load at --max_batch 1, 16 and 64 (bench/serve_load.cpp) on the
+# CIFAR-10 configuration with random weights. The summary (tests, table) prints last.
 #
 #   bench/gpu_bench.sh                         (from the repository root)
 #   device tool: run(command="bench/gpu_bench.sh", carry=[".ref", ".deps"], timeout_s=600)
@@ -64,8 +65,8 @@ say "gpu_bench $(date -u +%Y-%m-%dT%H:%MZ): $(nvidia-smi --query-gpu=name,memory
   --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi'), torch $($PY -c 'import torch;print(torch.__version__)')"
 
 TESTS=${IDIFF_GPU_TESTS:-1}
-TARGETS=(idiff_bench)
-[ "$TESTS" = 1 ] && TARGETS=(idiff idiff_tests idiff_bench)
+TARGETS=(idiff idiff_bench idiff_serve_load)
+[ "$TESTS" = 1 ] && TARGETS=(idiff idiff_tests idiff_bench idiff_serve_load)
 BUILD_TESTS=$([ "$TESTS" = 1 ] && echo ON || echo OFF)
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PREFIXES" \
   -DIDIFF_BUILD_TESTS="$BUILD_TESTS" -DIDIFF_PYTHON="$(command -v $PY)" \
@@ -105,6 +106,28 @@ if [ "${IDIFF_GPU_BENCH:-1}" = 1 ]; then
       --warmup 3 --case cifar10:train:128:bf16 --profile 15 "${REF[@]}" \
       >"$LOGS/gpu_profile.txt" 2>&1
     say "profile: exit $? at $(($(date +%s) - START)) s (gpu_profile.txt)"
+  fi
+  if [ "$(left)" -gt 60 ]; then
+    # The server's batching where it gains most: a CIFAR-10-size model (random weights; the
+    # speed does not depend on them), 1-image jobs from 64 clients.
+    M=(--image_size 32 --num_channels 128 --num_res_blocks 3 --learn_sigma True --dropout 0.3)
+    # Four 32x32 grey PNGs (Python's zlib alone) for a one-step training run.
+    "$PY" - <<'PNG'
+import os, struct, zlib
+os.makedirs("/tmp/serve-data", exist_ok=True)
+for i in range(4):
+    rows = b"".join(b"\0" + bytes((x * 8 + i * 40) % 256 for x in range(32)) for _ in range(32))
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 32, 32, 8, 0, 0, 0, 0))
+    open(f"/tmp/serve-data/c_{i}.png", "wb").write(png + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+PNG
+    "$BUILD/idiff" train --data_dir /tmp/serve-data --image_channels 1 "${M[@]}" --max_steps 1 \
+      --save_interval 1 --batch_size 2 --log_dir /tmp/serve-model --device cuda >/dev/null 2>&1
+    timeout $(($(left) - 10)) "$BUILD/bench/idiff_serve_load" --device cuda \
+      --model_path /tmp/serve-model/model000001.pt --clients 64 --jobs 512 --steps 20 \
+      --max_batches 1,16,64 --sequential_jobs 4 --time_limit_s 60 >"$LOGS/serve_load.txt" 2>&1
+    say "serve_load: exit $? at $(($(date +%s) - START)) s"
+    cat "$LOGS/serve_load.txt" >>"$SUMMARY"
   fi
   cat "$LOGS/gpu_bench.txt" >>"$SUMMARY"
 fi

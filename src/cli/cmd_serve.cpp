@@ -230,6 +230,8 @@ void add_routes(httplib::Server& http, SamplingService& svc, const ServeOptions&
   http.Get("/", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(serve_page_html(), "text/html; charset=utf-8");
   });
+  http.Get("/favicon.ico",
+           [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
 }
 
 void configure(httplib::Server& http, const ServeOptions& o, const std::string& token) {

@@ -18,7 +18,7 @@ input,select{width:7em}
 </style></head><body>
 <h1>idiff serve</h1>
 <div id="model"></div>
-<form id="job" onsubmit="generate();return false">
+<form id="job" onsubmit="startJob();return false">
 <label>sampler <select id="sampler"></select></label>
 <label>steps <input id="steps" type="number" min="1" placeholder="default"></label>
 <label>class <input id="class" placeholder="random"></label>
@@ -68,10 +68,10 @@ async function follow(id){const r=await api('/v1/jobs/'+id+'/events');const read
       if(type==='done'){document.getElementById('fill').style.width='100%';
         setStatus('done: seed '+d.seed+', '+d.timings.total_s.toFixed(1)+' s');await showImages(id,d.num_samples)}
       if(type==='failed'||type==='cancelled')setStatus(type+': '+d.error)}}}
-async function generate(){document.getElementById('fill').style.width='0';
+async function startJob(){document.getElementById('fill').style.width='0';
   document.getElementById('npz').style.display='none';
   try{const r=await api('/v1/jobs',{method:'POST',body:JSON.stringify(body())});const j=await r.json();
-    setStatus('queued, position '+j.queue_position);await follow(j.id)}catch(e){setStatus('error: '+e.message)}}
+    window.lastJob=j.id;setStatus('queued, position '+j.queue_position);await follow(j.id)}catch(e){setStatus('error: '+e.message)}}
 async function stats(){try{const h=await (await api('/health')).json();
   const m=await (await api('/metrics')).text();const ips=(m.match(/^idiff_images_per_second (\S+)/m)||[])[1];
   document.getElementById('stats').textContent='queue: '+h.queued+' waiting, '+h.generating+

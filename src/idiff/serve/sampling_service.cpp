@@ -169,6 +169,15 @@ std::vector<std::shared_ptr<Job>> take_batch(State& st) {
       push_event(st, *j, "started", {{"batch_images", st.limits.max_batch - room}});
     }
   }
+  // The jobs still waiting hear their new place in the queue.
+  int64_t position = -1;
+  for (const auto& j : st.queue) {
+    ++position;
+    if (j->state == JobState::Queued && position != j->position) {
+      j->position = position;
+      push_event(st, *j, "queued", {{"queue_position", position}});
+    }
+  }
   return batch;
 }
 
@@ -383,6 +392,7 @@ SamplingService::Accepted SamplingService::submit(const JobRequest& request) {
   st.queue.push_back(job);
   ++st.metrics.submitted;
   const int64_t position = position_of(st, *job);
+  job->position = position;
   push_event(st, *job, "queued", {{"queue_position", position}});
   return {job->id, position};
 }

@@ -29,6 +29,7 @@ struct Job {
   JobState state = JobState::Queued;
   bool in_flight = false;  // one of its parts is in the running batch
   int64_t next_start = 0;  // its next sample to schedule
+  int64_t position = 0;    // the queue position its last "queued" event told
   int64_t steps_done = 0, steps_total = 0, calls_per_image = 0;
   std::vector<at::Tensor> images, labels;  // finished parts, in order
   at::Tensor all_images, all_labels;       // once completed
