@@ -28,7 +28,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build ccache git pkg-config
   python3 python3-venv python3-pip
   libgtest-dev libcli11-dev libstb-dev nlohmann-json3-dev libzip-dev zlib1g-dev libgloo-dev
-  libssl-dev libcpp-httplib-dev
+  libssl-dev libcpp-httplib-dev libpng-dev
   chromium chromium-driver python3-selenium
   clang libclang-rt-14-dev clang-format
   openmpi-bin libopenmpi-dev

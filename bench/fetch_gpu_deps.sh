@@ -16,6 +16,7 @@ PACKAGES=(
   pkgconf pkgconf-bin libpkgconf3
   libgtest-dev
   libcpp-httplib-dev libcpp-httplib0.11 libssl-dev libbrotli-dev libbrotli1
+  libpng-dev libpng16-16
 )
 (cd .deps && apt-get download "${PACKAGES[@]}")
 du -sh .deps

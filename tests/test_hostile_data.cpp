@@ -11,6 +11,7 @@
 #include "idiff/data/image_datasets.h"
 #include "idiff/io/tensor_file.h"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -83,6 +84,88 @@ std::string palette_png(int w, int h, int depth, int entries, const std::vector<
   z.resize(n);
   return std::string("\x89PNG\r\n\x1a\n", 8) + png_chunk("IHDR", ihdr) + png_chunk("PLTE", plte) +
          png_chunk("IDAT", z) + png_chunk("IEND", "");
+}
+
+// A w x h PNG of `color` type (0 grey, 2 RGB, 4 grey + alpha, 6 RGBA) at `depth` bits whose
+// rows are `raw` (filter bytes included), deflated with `extra` zero bytes after them in the
+// same stream.
+std::string raw_png(int w, int h, int depth, int color, const std::string& raw, size_t extra = 0) {
+  std::string ihdr = be32(uint32_t(w)) + be32(uint32_t(h));
+  ihdr += {char(depth), char(color), 0, 0, 0};
+  z_stream z{};
+  deflateInit(&z, 9);
+  std::string out;
+  const std::string zeros(1 << 20, '\0');
+  const auto feed = [&](const std::string& in, int flush) {
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+    z.avail_in = uInt(in.size());
+    do {
+      char buf[1 << 16];
+      z.next_out = reinterpret_cast<Bytef*>(buf);
+      z.avail_out = sizeof(buf);
+      deflate(&z, flush);
+      out.append(buf, sizeof(buf) - z.avail_out);
+    } while (z.avail_out == 0);
+  };
+  feed(raw, Z_NO_FLUSH);
+  for (size_t done = 0; done < extra; done += zeros.size()) feed(zeros, Z_NO_FLUSH);
+  feed("", Z_FINISH);
+  deflateEnd(&z);
+  return std::string("\x89PNG\r\n\x1a\n", 8) + png_chunk("IHDR", ihdr) + png_chunk("IDAT", out) +
+         png_chunk("IEND", "");
+}
+
+// The resident-set high-water mark of this process, in bytes.
+int64_t peak_rss() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return int64_t(usage.ru_maxrss) * 1024;
+}
+
+TEST(HostileData, AZlibBombInAPngIsNeverInflatedPastTheImage) {
+  // 32x32 RGB whose zlib stream goes on for 256 MiB of zeros after the last row (about
+  // 250 KB on disk): stb_image inflated all of it; the image needs 3 KiB.
+  std::string raw;
+  for (int y = 0; y < 32; ++y) {
+    raw += '\0';
+    for (int x = 0; x < 32 * 3; ++x) raw += char(x + y);
+  }
+  const std::string bomb = raw_png(32, 32, 8, 2, raw, size_t(256) << 20);
+  ASSERT_LT(bomb.size(), 1u << 20);
+  const int64_t before = peak_rss();
+  const auto start = std::chrono::steady_clock::now();
+  const Image8 im = decode_image_bytes({bomb.begin(), bomb.end()}, "bomb.png");
+  EXPECT_LT(peak_rss() - before, int64_t(32) << 20);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 2.0);
+  ASSERT_EQ(im.channels, 3);
+  EXPECT_EQ(im.pixels[size_t(5 * 96 + 7)], uint8_t(7 + 5));  // row 5, byte 7: x + y
+}
+
+TEST(HostileData, APngIsDecodedAsStbImageDidAndABadCrcIsRefused) {
+  TempDir d;
+  // 8-bit images of 1 to 4 channels: the pixels written.
+  for (int c = 1; c <= 4; ++c) {
+    const Image8 img = test::pattern_image(5, 3, c);
+    test::write_png(d.file("p.png"), img);
+    const Image8 im = decode_image_file(d.file("p.png"));
+    ASSERT_EQ(im.channels, c);
+    EXPECT_EQ(im.pixels, img.pixels) << c;
+  }
+  // 16-bit grey: the high byte of each sample (as stb_image and Pillow read it).
+  std::string raw;
+  for (int y = 0; y < 2; ++y) raw += std::string(1, '\0') + "\x12\x34\xab\xcd\xff\x01";
+  const std::string png16 = raw_png(3, 2, 16, 0, raw);
+  const Image8 im = decode_image_bytes({png16.begin(), png16.end()}, "png16");
+  EXPECT_EQ(im.pixels, (std::vector<uint8_t>{0x12, 0xab, 0xff, 0x12, 0xab, 0xff}));
+  // A chunk whose CRC is wrong (Pillow refuses it; stb_image did not check).
+  std::string bad = read_all(d.file("p.png"));
+  const size_t idat = bad.find("IDAT");
+  const uint32_t len = (uint8_t(bad[idat - 4]) << 24) | (uint8_t(bad[idat - 3]) << 16) |
+                       (uint8_t(bad[idat - 2]) << 8) | uint8_t(bad[idat - 1]);
+  bad[idat + 4 + len] = char(bad[idat + 4 + len] ^ 0x55);
+  test::write_bytes(d.file("crc.png"), bad);
+  EXPECT_HAS(message_of([&] { decode_image_file(d.file("crc.png")); }),
+             "cannot decode image " + d.file("crc.png") + ": IDAT: CRC error");
 }
 
 TEST(HostileData, SpecialFilesAreRefusedWithoutBlocking) {

@@ -5,6 +5,7 @@
 
 #include "idiff/common/error.h"
 #include "idiff/common/filesystem.h"
+#include "idiff/data/png_decode.h"
 #include "idiff/data/png_palette.h"
 
 #include <sys/stat.h>
@@ -98,6 +99,10 @@ Image8 decode_image_bytes(const std::vector<uint8_t>& bytes, const std::string& 
   const std::string palette = png_palette_problem(bytes.data(), bytes.size());
   IDIFF_REQUIRE(palette.empty(), FileError, "cannot decode ", what, ": ", palette,
                 " (a broken palette PNG)");
+  // PNGs through libpng (png_decode.h says why); JPEG and GIF through stb_image, whose
+  // buffers their headers' sizes fix.
+  if (is_png(bytes.data(), bytes.size()))
+    return decode_png(bytes.data(), bytes.size(), what, max_pixels, raise_hint);
   int w = 0, h = 0, c = 0;
   // stb_image keeps its failure reason thread-locally, so decoding on several threads is safe.
   uint8_t* data = stbi_load_from_memory(bytes.data(), int(bytes.size()), &w, &h, &c, 0);

@@ -60,7 +60,7 @@ SampleResult run_sampling(const SampleJob& job, DistContext* dist) {
     const int64_t n = std::clamp<int64_t>(s.num_samples - start, 0, s.batch_size);
     BatchImages batch{at::empty({0, plan.size, plan.size, plan.channels}, at::kByte),
                       at::empty({0, plan.channels, plan.size, plan.size}, at::kFloat),
-                      at::empty({0}, at::kLong)};
+                      at::empty({0}, at::kLong), at::empty({0}, at::kBool)};
     if (n > 0) {
       const auto progress = [&bar, round, steps](const SampleStep& step) {
         bar.update(round * steps + step.index + 1);
