@@ -7,6 +7,8 @@
 
 #include <ATen/ATen.h>
 
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 namespace idiff {
@@ -34,13 +36,15 @@ SampleResult standalone(const SampleJob& base, const JobRequest& r, int64_t batc
 }
 
 void expect_same_images(SamplingService& svc, const std::string& id, const SampleResult& ref) {
-  ASSERT_EQ(svc.wait(id, std::chrono::seconds(120)), JobState::Completed)
+  ASSERT_EQ(svc.wait(id, std::chrono::seconds(120))->state, JobState::Completed)
       << svc.job_json(id)->dump();
   const serve::JobOutput out = *svc.output(id);
   ASSERT_EQ(out.images.sizes(), ref.images.sizes());
   // float32 on the CPU: the same pixels up to one level (rounding near a level's edge).
   EXPECT_LE((out.images.to(at::kInt) - ref.images.to(at::kInt)).abs().max().item<int>(), 1) << id;
-  if (ref.labels.defined()) EXPECT_TRUE(at::equal(out.labels, ref.labels)) << id;
+  if (ref.labels.defined()) {
+    EXPECT_TRUE(at::equal(out.labels, ref.labels)) << id;
+  }
 }
 
 TEST(ServeCore, BatchedJobsGiveTheImagesOfStandaloneRuns) {
@@ -67,6 +71,27 @@ TEST(ServeCore, BatchedJobsGiveTheImagesOfStandaloneRuns) {
   EXPECT_NE(metrics.find("idiff_images_total 10\n"), std::string::npos) << metrics;
 }
 
+TEST(ServeCore, AnInitImageJobIsTheSdeditRunOfThatImage) {
+  TempDir dir;
+  const SampleJob base = test::serve_test_job(dir, false);
+  SamplingService svc(base, {}, c10::kCPU, test::quiet_logger());
+  const Image8 image = test::pattern_image(32, 32, 3);
+  test::write_png(dir.file("init.png"), image);
+  std::ifstream in(dir.file("init.png"), std::ios::binary);
+  const std::string png((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string fields = R"("seed": 4, "sampler": "ddim", "steps": 2, "t_start": 300)";
+  const std::string with_image =
+      R"({"init_image": ")" + serve::base64_encode(png) + "\", " + fields + "}";
+  // Merged with a plain job of the same setting: each keeps its own start.
+  const std::string plain = svc.submit(request(svc, "{" + fields + "}")).id;
+  const std::string edited = svc.submit(request(svc, with_image)).id;
+  JobRequest r = request(svc, "{" + fields + "}");
+  expect_same_images(svc, plain, standalone(base, r, 16));
+  r.settings.init_image = dir.file("init.png");
+  expect_same_images(svc, edited, standalone(base, r, 16));
+  EXPECT_FALSE(at::equal(svc.output(plain)->images, svc.output(edited)->images));
+}
+
 TEST(ServeCore, ACancelledJobLeavesItsBatchAndTheOthersGoOn) {
   TempDir dir;
   const SampleJob base = test::serve_test_job(dir, false);
@@ -90,7 +115,7 @@ TEST(ServeCore, ACancelledJobLeavesItsBatchAndTheOthersGoOn) {
   ASSERT_TRUE(svc.events(c, 3, std::chrono::seconds(60), ended));
   EXPECT_TRUE(svc.cancel(c));
   const std::string d = svc.submit(request(svc, body)).id;
-  EXPECT_EQ(svc.wait(d, std::chrono::seconds(60)), JobState::Completed);
+  EXPECT_EQ(svc.wait(d, std::chrono::seconds(60))->state, JobState::Completed);
   EXPECT_LT(svc.job_json(c)->at("progress").at("steps_done").get<int64_t>(), 800);
 }
 
@@ -106,7 +131,7 @@ TEST(ServeCore, TheQueueHasALimitAndResultsExpire) {
               svc.submit(request(svc, R"({"steps": 3})"));
             }).find("the queue is full (1 jobs, --max_queue 1)"),
             std::string::npos);
-  ASSERT_EQ(svc.wait(a, std::chrono::seconds(60)), JobState::Completed);
+  ASSERT_EQ(svc.wait(a, std::chrono::seconds(60))->state, JobState::Completed);
   // Evicted once older than --result_ttl_s (the worker looks every second).
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   EXPECT_FALSE(svc.job_json(a).has_value());
@@ -120,7 +145,7 @@ TEST(ServeCore, ResultsAboveTheMemoryLimitAreDroppedOldestFirst) {
   limits.max_results_mb = 0;  // keep nothing once finished: the size rule alone evicts
   SamplingService svc(base, limits, c10::kCPU, test::quiet_logger());
   const std::string a = svc.submit(request(svc, R"({"steps": 2})")).id;
-  ASSERT_EQ(svc.wait(a, std::chrono::seconds(60)), JobState::Completed);
+  ASSERT_EQ(svc.wait(a, std::chrono::seconds(60))->state, JobState::Completed);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   EXPECT_FALSE(svc.job_json(a).has_value());
 }

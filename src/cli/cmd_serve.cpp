@@ -202,21 +202,22 @@ void add_routes(httplib::Server& http, SamplingService& svc, const ServeOptions&
   http.Post("/v1/images/generations", [&svc](const httplib::Request& req, httplib::Response& res) {
     const auto a = submit(svc, req, res, true);
     if (!a) return;
-    svc.wait(a->id, std::chrono::hours(24));
-    const auto out = svc.output(a->id);
-    const auto j = svc.job_json(a->id);
+    const auto out = svc.wait(a->id, std::chrono::hours(24));
     if (!out || out->state != serve::JobState::Completed) {
       send_error(res, 500,
-                 j && j->contains("error") ? (*j)["error"].get<std::string>()
-                                           : "the job did not complete");
+                 out && out->description.contains("error")
+                     ? out->description["error"].get<std::string>()
+                     : "the job did not complete");
       return;
     }
     nlohmann::json data = nlohmann::json::array();
     for (int64_t k = 0; k < out->images.size(0); ++k)
       data.push_back({{"b64_json", serve::base64_encode(encode_png(out->images[k]))}});
-    send_json(
-        res, 200,
-        {{"created", std::time(nullptr)}, {"data", data}, {"id", a->id}, {"seed", (*j)["seed"]}});
+    send_json(res, 200,
+              {{"created", std::time(nullptr)},
+               {"data", data},
+               {"id", a->id},
+               {"seed", out->description["seed"]}});
   });
   http.Get("/v1/models", [&svc](const httplib::Request&, httplib::Response& res) {
     send_json(res, 200, svc.model_json());

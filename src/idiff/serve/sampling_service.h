@@ -48,12 +48,13 @@ struct JobEvent {
   nlohmann::json data;
 };
 
-// A finished job's images, on the CPU.
+// A job's images (on the CPU, once completed) and its JSON, taken together.
 struct JobOutput {
   JobState state = JobState::Queued;
   std::string format;
-  at::Tensor images;  // [N, H, W, C] uint8 (defined once completed)
-  at::Tensor labels;  // [N] int64, or undefined
+  at::Tensor images;           // [N, H, W, C] uint8 (defined once completed)
+  at::Tensor labels;           // [N] int64, or undefined
+  nlohmann::json description;  // as job_json
 };
 
 class SamplingService {
@@ -81,8 +82,9 @@ class SamplingService {
   std::optional<std::vector<JobEvent>> events(const std::string& id, size_t from,
                                               std::chrono::milliseconds wait, bool& ended) const;
   std::optional<JobOutput> output(const std::string& id) const;
-  // Blocks until the job ends (at most `wait`); its state then.
-  std::optional<JobState> wait(const std::string& id, std::chrono::milliseconds wait) const;
+  // Blocks until the job ends (at most `wait`); its output then (taken at once, so a result
+  // evicted right after is still returned).
+  std::optional<JobOutput> wait(const std::string& id, std::chrono::milliseconds wait) const;
 
   std::string metrics_text() const;  // Prometheus text format
   nlohmann::json model_json() const;

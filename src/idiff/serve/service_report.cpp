@@ -147,17 +147,19 @@ std::optional<JobOutput> SamplingService::output(const std::string& id) const {
   const auto found = state_->jobs.find(id);
   if (found == state_->jobs.end()) return std::nullopt;
   const Job& job = *found->second;
-  return JobOutput{job.state, job.format, job.all_images, job.all_labels};
+  return JobOutput{job.state, job.format, job.all_images, job.all_labels,
+                   describe_job(*state_, job)};
 }
 
-std::optional<JobState> SamplingService::wait(const std::string& id,
-                                              std::chrono::milliseconds wait) const {
+std::optional<JobOutput> SamplingService::wait(const std::string& id,
+                                               std::chrono::milliseconds wait) const {
   std::unique_lock<std::mutex> lock(state_->mu);
   const auto found = state_->jobs.find(id);
   if (found == state_->jobs.end()) return std::nullopt;
   const std::shared_ptr<Job> job = found->second;
   state_->changed.wait_for(lock, wait, [&] { return job->ended(); });
-  return job->state;
+  return JobOutput{job->state, job->format, job->all_images, job->all_labels,
+                   describe_job(*state_, *job)};
 }
 
 nlohmann::json SamplingService::model_json() const {
