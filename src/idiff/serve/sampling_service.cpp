@@ -38,6 +38,15 @@ int64_t Job::chunk() const {
   return std::min(settings.num_samples - next_start, settings.batch_size);
 }
 
+int64_t position_of(const SamplingService::State& st, const Job& job) {
+  int64_t ahead = 0;
+  for (const auto& j : st.queue) {
+    if (j.get() == &job) return ahead;
+    ++ahead;
+  }
+  return 0;
+}
+
 void push_event(SamplingService::State& st, Job& job, std::string type, nlohmann::json data) {
   job.events.push_back({std::move(type), std::move(data)});
   st.changed.notify_all();
@@ -76,15 +85,6 @@ std::shared_ptr<SamplingPlan> plan_for(State& st, const SampleConfig& s, const s
     std::replace(message.begin(), message.end(), '`', '\'');
     throw RequestError(message);
   }
-}
-
-int64_t position_of(const State& st, const Job& job) {
-  int64_t ahead = 0;
-  for (const auto& j : st.queue) {
-    if (j.get() == &job) return ahead;
-    ++ahead;
-  }
-  return 0;
 }
 
 void finish(State& st, Job& job, JobState state, const std::string& error = "") {

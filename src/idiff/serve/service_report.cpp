@@ -89,14 +89,7 @@ nlohmann::json describe_job(const SamplingService::State& st, const Job& job) {
                        {{"steps_done", job.steps_done},
                         {"steps_total", job.steps_total},
                         {"images_done", job.next_start}}}};
-  if (job.state == JobState::Queued) {
-    int64_t ahead = 0;
-    for (const auto& q : st.queue) {
-      if (q.get() == &job) break;
-      ++ahead;
-    }
-    j["queue_position"] = ahead;
-  }
+  if (job.state == JobState::Queued) j["queue_position"] = position_of(st, job);
   const auto now = Clock::now();
   const auto start = job.state == JobState::Queued ? now : job.started;
   const auto end = job.ended() ? job.finished : now;

@@ -83,6 +83,8 @@ const std::vector<double>& seconds_bounds();
 
 // A job's JSON (service_report.cpp); the lock is held.
 nlohmann::json describe_job(const SamplingService::State& st, const Job& job);
+// Jobs ahead of `job` in the queue (running ones included); the lock is held.
+int64_t position_of(const SamplingService::State& st, const Job& job);
 // Adds an event and wakes the waiters; the lock is held.
 void push_event(SamplingService::State& st, Job& job, std::string type, nlohmann::json data);
 
