@@ -4,15 +4,49 @@
 #include "command.h"
 #include "flags.h"
 
+#include "idiff/common/device.h"
+#include "idiff/common/error.h"
+#include "idiff/data/data_loader.h"
+#include "idiff/drivers/load_model.h"
 #include "idiff/eval/evaluator.h"
+
+#include <ATen/ATen.h>
 
 #include <iostream>
 
 namespace idiff::cli {
 namespace {
 
+struct FeatureModel {
+  std::string path;
+  ClassifierConfig classifier;
+  int64_t image_size = 64, image_channels = 3;
+};
+
+// --feature_model: a noisy-image classifier's pooled activations at t = 0 (and its logits),
+// on images scaled to [-1, 1] as the classifier was trained on them.
+FeatureFn classifier_features(const FeatureModel& fm, const c10::Device& device) {
+  IDIFF_REQUIRE(fm.image_channels == 1 || fm.image_channels == 3, ConfigError,
+                "`image_channels` must be 1 or 3, got ", fm.image_channels);
+  EncoderUNetModel net =
+      load_classifier(fm.classifier, fm.image_size, fm.image_channels, fm.path, device);
+  return [net, fm, device](const at::Tensor& images01) mutable {
+    IDIFF_REQUIRE(images01.size(2) == fm.image_size && images01.size(3) == fm.image_size,
+                  ConfigError, "`feature_model` ", fm.path, " is a classifier of ", fm.image_size,
+                  "x", fm.image_size, " images (`image_size`), but these are ", images01.size(2),
+                  "x", images01.size(3));
+    at::Tensor x = images01 * 2 - 1;
+    if (fm.image_channels == 1) x = rgb_to_grey(x);
+    x = x.to(device);
+    const at::Tensor f =
+        net->pooled_features(x, at::zeros({x.size(0)}, x.options().dtype(at::kLong)));
+    return InceptionOutputs{f.to(at::kFloat).cpu(), net->head(f).to(at::kFloat).cpu()};
+  };
+}
+
 void setup(CLI::App& sub) {
   auto c = std::make_shared<EvalConfig>();
+  auto fm = std::make_shared<FeatureModel>();
   Flags f(sub);
   f.add("ref", c->ref,
         "reference set: .npz sample file (arr_0), image folder, or statistics .npz (mu, sigma)");
@@ -31,7 +65,21 @@ void setup(CLI::App& sub) {
         "KID: images per subset (at most the set sizes)");
   f.add("seed", c->seed, "KID: seed of the subset draws");
   f.add("progress", c->progress, "progress bar on a terminal");
-  sub.callback([c] { std::cout << format_report(evaluate(*c)); });
+  const std::string g = "Feature model (instead of the Inception)";
+  f.add("feature_model", fm->path,
+        "a classifier checkpoint (idiff classifier-train's or guided-diffusion's): FID, "
+        "precision/recall and KID in its pooled features at t = 0, for data unlike ImageNet")
+      ->group(g);
+  f.add("image_size", fm->image_size, kImageSideRange, "the feature model's image size")->group(g);
+  f.add("image_channels", fm->image_channels, {1, 3}, "its input channels (1: grey)")->group(g);
+  add_classifier_flags(f, fm->classifier);
+  sub.callback([c, fm] {
+    if (!fm->path.empty()) {
+      c->features = classifier_features(*fm, resolve_device(c->device));
+      c->feature_name = "the classifier " + fm->path;
+    }
+    std::cout << format_report(evaluate(*c));
+  });
 }
 
 const bool registered = register_command(

@@ -15,6 +15,9 @@
 
 namespace idiff {
 
+// Features (pool) and logits of a batch of images [N, 3, H, W] in [0, 1].
+using FeatureFn = std::function<InceptionOutputs(const at::Tensor& images01)>;
+
 struct EvalConfig {
   std::string ref;      // npz sample file, image folder, or statistics npz
   std::string samples;  // same kinds; empty: only embed (and save) the reference
@@ -29,6 +32,10 @@ struct EvalConfig {
   int64_t kid_subset_size = 1000;
   uint64_t seed = 0;
   bool progress = true;
+  // Set: the feature space instead of the FID Inception (idiff eval --feature_model: a
+  // classifier's pooled activations), named by `feature_name` in the report.
+  FeatureFn features;
+  std::string feature_name;
 };
 
 struct EvalReport {
@@ -43,7 +50,6 @@ struct EvalReport {
 // Features (pool) and logits of every image of `source`, batch by batch on `device`;
 // mu/sigma accumulated as the batches come (the images are never all held, the features
 // and logits are, on the CPU, for precision/recall, KID and IS).
-using FeatureFn = std::function<InceptionOutputs(const at::Tensor& images01)>;
 FeatureStats embed_images(ImageSource& source, const FeatureFn& net, const c10::Device& device,
                           int64_t batch_size, bool progress, const std::string& label);
 FeatureStats embed_images(ImageSource& source, FIDInceptionV3& net, const c10::Device& device,

@@ -26,7 +26,10 @@ class AttentionPool2dImpl : public torch::nn::Module {
  public:
   AttentionPool2dImpl(int64_t spatial_dim, int64_t embed_dim, int64_t num_head_channels,
                       int64_t output_dim);
-  at::Tensor forward(const at::Tensor& x);
+  at::Tensor forward(const at::Tensor& x);  // project(pooled(x))
+  // The attention output at the query position, [N, embed_dim], and its projection.
+  at::Tensor pooled(const at::Tensor& x);
+  at::Tensor project(const at::Tensor& pooled);
 
  private:
   int64_t num_heads_;
@@ -42,6 +45,12 @@ class EncoderUNetModelImpl : public torch::nn::Module {
   // x: [N, in_channels, H, W]; timesteps: [N]. Returns [N, out_channels] logits in float32
   // (x's dtype).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& timesteps);
+  // What the head maps to the logits, [N, D]: the pooled activations (adaptive: the spatial
+  // mean after GroupNorm and SiLU; attention: the pool's attention output; spatial: every
+  // block's spatial means). forward = head(pooled_features). A feature space for FID of
+  // data Inception knows nothing of (idiff eval --feature_model).
+  at::Tensor pooled_features(const at::Tensor& x, const at::Tensor& timesteps);
+  at::Tensor head(const at::Tensor& features);
 
   const EncoderUNetOptions& options() const { return options_; }
   // The reference's convert_to_fp16 / fp32: the torso's convolutions change dtype.

@@ -39,6 +39,11 @@ class Embedder {
     IDIFF_REQUIRE(!path.empty(), ConfigError, flag, " is required");
     if (is_npz_stats(path)) return load_stats(path);
     auto source = ImageSource::open(path, flag);
+    if (config_.features) {
+      std::cerr << "embedding " << source->describe() << " with " << config_.feature_name << "\n";
+      return embed_images(*source, config_.features, device_, config_.batch_size, config_.progress,
+                          flag);
+    }
     if (!net_) net_ = load_fid_inception(config_.inception_path, device_);
     std::cerr << "embedding " << source->describe() << " on " << describe_device(device_) << "\n";
     return embed_images(*source, *net_, device_, config_.batch_size, config_.progress, flag);
@@ -133,8 +138,14 @@ EvalReport evaluate(const EvalConfig& c) {
   r.sample_count = sam.count;
   if (!c.save_sample_stats.empty()) save_stats(c.save_sample_stats, sam);
 
+  IDIFF_REQUIRE(ref.mu.size(0) == sam.mu.size(0), ConfigError, "`ref` has ", ref.mu.size(0),
+                "-dimensional features and `samples` ", sam.mu.size(0),
+                ": statistics of two feature spaces (the Inception's and a `feature_model`'s?)");
   r.fid = frechet_distance(ref.mu, ref.sigma, sam.mu, sam.sigma);
-  if (sam.logits.defined() && sam.logits.size(0) >= c.is_splits) {
+  if (c.features) {
+    r.notes.push_back(str("FID, precision/recall and KID in the feature space of ", c.feature_name,
+                          "; Inception Score needs the Inception network"));
+  } else if (sam.logits.defined() && sam.logits.size(0) >= c.is_splits) {
     r.inception_score = inception_score(sam.logits, c.is_splits);
   } else {
     r.notes.push_back(str("Inception Score: needs the samples' logits and at least ", c.is_splits,

@@ -27,7 +27,7 @@ AttentionPool2dImpl::AttentionPool2dImpl(int64_t spatial_dim, int64_t embed_dim,
                             torch::nn::Conv1d(torch::nn::Conv1dOptions(embed_dim, output_dim, 1)));
 }
 
-at::Tensor AttentionPool2dImpl::forward(const at::Tensor& x) {
+at::Tensor AttentionPool2dImpl::pooled(const at::Tensor& x) {
   at::Tensor h = x.reshape({x.size(0), x.size(1), -1});  // [N, C, HW]
   IDIFF_REQUIRE(h.size(2) + 1 == positional_embedding_.size(1), Error,
                 "the attention pool was built for ", positional_embedding_.size(1) - 1,
@@ -36,7 +36,15 @@ at::Tensor AttentionPool2dImpl::forward(const at::Tensor& x) {
   h = at::cat({h.mean(-1, /*keepdim=*/true), h}, -1);  // [N, C, HW + 1]
   h = h + positional_embedding_.unsqueeze(0).to(h.scalar_type());
   h = multi_head_attention(qkv_proj_->forward(h), num_heads_, /*new_order=*/true);
-  return c_proj_->forward(h).select(2, 0);
+  return h.select(2, 0);  // the query at the mean position (c_proj is 1x1: it maps each alone)
+}
+
+at::Tensor AttentionPool2dImpl::forward(const at::Tensor& x) {
+  return project(pooled(x));
+}
+
+at::Tensor AttentionPool2dImpl::project(const at::Tensor& pooled) {
+  return c_proj_->forward(pooled.unsqueeze(2)).squeeze(2);
 }
 
 EncoderUNetModelImpl::EncoderUNetModelImpl(const EncoderUNetOptions& options) : options_(options) {
@@ -96,6 +104,10 @@ EncoderUNetModelImpl::EncoderUNetModelImpl(const EncoderUNetOptions& options) : 
 }
 
 at::Tensor EncoderUNetModelImpl::forward(const at::Tensor& x, const at::Tensor& timesteps) {
+  return head(pooled_features(x, timesteps));
+}
+
+at::Tensor EncoderUNetModelImpl::pooled_features(const at::Tensor& x, const at::Tensor& timesteps) {
   const UNetOptions& o = options_.unet;
   IDIFF_REQUIRE(x.dim() == 4 && x.size(1) == o.in_channels, Error,
                 "the classifier expects input [N, ", o.in_channels, ", H, W], got ", x.sizes());
@@ -117,9 +129,24 @@ at::Tensor EncoderUNetModelImpl::forward(const at::Tensor& x, const at::Tensor& 
   h = middle_block_->forward(h, emb);
   if (spatial) {
     means.push_back(h.to(x.scalar_type()).mean({2, 3}));
-    return out_->forward(at::cat(means, -1));
+    return at::cat(means, -1);
   }
-  return out_->forward(h.to(x.scalar_type()));
+  // adaptive: GroupNorm, SiLU, the spatial mean; attention: GroupNorm, SiLU, the pool's
+  // attention output. What remains of out_ is the projection to the classes.
+  h = out_[1]->as<torch::nn::SiLU>()->forward(
+      out_[0]->as<GroupNorm32>()->forward(h.to(x.scalar_type())));
+  if (options_.pool == "adaptive") return h.mean({2, 3});
+  return out_[2]->as<AttentionPool2d>()->pooled(h);
+}
+
+at::Tensor EncoderUNetModelImpl::head(const at::Tensor& f) {
+  if (options_.pool == "adaptive")
+    return out_[3]
+        ->as<torch::nn::Conv2d>()
+        ->forward(f.view({f.size(0), f.size(1), 1, 1}))
+        .flatten(1);
+  if (options_.pool == "attention") return out_[2]->as<AttentionPool2d>()->project(f);
+  return out_->forward(f);
 }
 
 void EncoderUNetModelImpl::convert_to_fp16() {
