@@ -160,6 +160,29 @@ TEST(ServeHttp, JobsOverHttpWithTokenLimitsAndEvents) {
   EXPECT_EQ(server.stop(SIGTERM, 30), 0) << server.log();
 }
 
+TEST(ServeHttp, BadFlagsFailBeforeThePortOpens) {
+  TempDir dir;
+  const std::vector<std::string> model = test::serve_test_flags(dir, false);
+  std::ofstream(dir.file("short")) << "abc\n";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--token_file", dir.file("short")}, "the token must hold at least 16 characters"},
+      {{"--token_file", dir.file("missing")}, dir.file("missing")},
+      {{"--sampler", "bogus"}, "--sampler: unknown sampler 'bogus'"},
+      {{"--max_batch", "0"}, "--max_batch"},
+      {{"--guidance_scale", "2"}, "--guidance_scale (classifier-free guidance) needs"}};
+  for (const auto& [flags, message] : cases) {
+    const auto r = test::run_idiff(
+        test::cat_args(std::vector<std::string>{"serve", "--port", "0"}, model, flags));
+    EXPECT_NE(r.exit_code, 0) << flags[0];
+    EXPECT_NE(r.exit_code, 134) << flags[0];
+    EXPECT_NE(r.err.find(message), std::string::npos) << flags[0] << ": " << r.err;
+    EXPECT_EQ(r.out.find("listening on"), std::string::npos) << r.out;
+  }
+  const auto r = test::run_idiff({"serve", "--port", "0"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--model_path is required"), std::string::npos) << r.err;
+}
+
 TEST(ServeHttp, SigtermWithJobsInFlightExitsZero) {
   TempDir dir;
   ServerProcess server(test::cat_args(test::serve_test_flags(dir, false),
