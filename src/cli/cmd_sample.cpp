@@ -6,6 +6,7 @@
 #include "signals.h"
 
 #include "idiff/common/error.h"
+#include "idiff/common/rng.h"
 #include "idiff/common/runtime_tuning.h"
 #include "idiff/common/strings.h"
 #include "idiff/distributed/dist_context.h"
@@ -14,7 +15,6 @@
 #include "idiff/drivers/image_sample.h"
 
 #include <iostream>
-#include <random>
 
 namespace idiff::cli {
 namespace {
@@ -31,8 +31,7 @@ void choose_seed(const CLI::App& sub, uint64_t& seed) {
     std::cout << "seed 0 (--seed not given; the ranks of one launch share it)\n";
     return;
   }
-  std::random_device device;
-  seed = ((uint64_t{device()} << 32) | device()) % 1000000000;  // short enough to retype
+  seed = random_seed();
   std::cout << "seed " << seed << " (random; --seed " << seed << " repeats this run)\n";
 }
 

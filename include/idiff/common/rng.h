@@ -15,6 +15,10 @@
 
 namespace idiff {
 
+// A fresh seed from the system's entropy, below 10^9 so a person can retype it: what
+// `idiff sample` and the server use when no seed is given (and then report).
+uint64_t random_seed();
+
 class ScopedSeed {
  public:
   // Seeds the default CPU generator, and the default generator of `device` when it is a

@@ -4,8 +4,14 @@
 #include <ATen/Context.h>
 
 #include <mutex>
+#include <random>
 
 namespace idiff {
+
+uint64_t random_seed() {
+  std::random_device device;
+  return ((uint64_t{device()} << 32) | device()) % 1000000000;
+}
 
 ScopedSeed::ScopedSeed(uint64_t seed, c10::Device device) {
   std::vector<at::Generator> generators{at::detail::getDefaultCPUGenerator()};

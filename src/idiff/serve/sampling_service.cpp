@@ -1,5 +1,6 @@
 #include "idiff/serve/service_state.h"
 
+#include "idiff/common/rng.h"
 #include "idiff/common/strings.h"
 #include "idiff/data/image_datasets.h"
 #include "idiff/diffusion/sampling/solver.h"
@@ -25,11 +26,6 @@ std::string new_job_id() {
   char id[20];
   std::snprintf(id, sizeof(id), "%016llx", static_cast<unsigned long long>(gen()));
   return id;
-}
-
-uint64_t random_seed() {
-  std::random_device device;
-  return ((uint64_t{device()} << 32) | device()) % 1000000000;  // as `idiff sample`'s
 }
 
 }  // namespace
