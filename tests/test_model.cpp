@@ -1,6 +1,7 @@
 // The UNet against the reference: state-dict layout of the published models, outputs of
 // the fixture models, gradient checkpointing, and the errors users can cause.
 #include "test_fast_paths.h"
+#include "test_train_util.h"
 #include "test_util.h"
 
 #include "idiff/common/autocast.h"
@@ -10,6 +11,7 @@
 #include "idiff/model/state_dict.h"
 
 #include <cmath>
+#include <filesystem>
 
 namespace idiff {
 namespace {
@@ -46,6 +48,9 @@ TEST(UNetLayout, PublishedModelsMatchReferenceKeysShapesAndCounts) {
     const ModelConfig cfg = test::model_config_from_flags(flags);
     UNetModel model = flags.contains("large_size") ? sr_create_model(cfg) : create_model(cfg);
     expect_layout(model, it.value(), it.key());
+    // What idiff info says of models too large to build, exact on every published layout.
+    EXPECT_EQ(estimated_parameter_count(cfg, flags.contains("large_size")), parameter_count(*model))
+        << it.key();
   }
 }
 
@@ -298,6 +303,30 @@ TEST(CliInfo, PrintsParameterCountAndLayout) {
   EXPECT_NE(r.out.find("parameters: 52,546,438"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("input_blocks.0"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("Attention 256 (4 heads)"), std::string::npos) << r.out;
+}
+
+// Flags describing a model of 22 GB: counted from six small models, never built (the test
+// runs under a 4.5 GB address-space limit, which the model's first weight alone exceeds).
+TEST(CliInfo, HugeModelsAreCountedNotBuilt) {
+  const std::string limited = std::string("ulimit -v 4500000; ") + IDIFF_EXE;
+  auto r = test::run_shell(limited + " info --num_channels 1024 --image_size 64");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("parameters: 5,883,403,267 (22,443 MiB in float32; counted without "
+                       "building the model"),
+            std::string::npos)
+      << r.out;
+  // train: the allocator's failure said as a setting, with the size (exit 2).
+  test::TempDir dir;
+  std::filesystem::create_directories(dir.file("data"));
+  test::write_shape_folder(dir.file("data"), 2);
+  r = test::run_shell(limited + " train --data_dir " + dir.file("data") +
+                      " --image_size 32 --num_channels 16384 --max_steps 1 --log_dir " +
+                      dir.file("log"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("the model these flags describe (--num_channels 16384, --num_res_blocks "
+                       "2, 4 levels) does not fit in memory: 648,012,742,659 parameters"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST(CliInfo, BadFlagsGiveOneLineErrors) {

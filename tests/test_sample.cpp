@@ -15,6 +15,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <filesystem>
 #include <fstream>
 
 namespace idiff {
@@ -172,6 +173,37 @@ TEST(SampleCli, SamplesFileHasTheReferenceLayoutForNumpy) {
         "\"class_cond\": \"True\"", "\"time\": \"20"}) {
     EXPECT_NE(text.find(want), std::string::npos) << want << "\n" << text;
   }
+}
+
+// --save_pngs writes under a staging folder and moves the set into samples/ only once all
+// are written: a run that fails (or is killed) half-way leaves no partial set there.
+TEST(SampleCli, PngsAppearInSamplesOnlyAllTogether) {
+  TempDir dir;
+  auto run = [&dir] {
+    return test::run_idiff(test::cat_args(
+        std::vector<std::string>{"sample", "--model_path",
+                                 test::data_path("unet_tiny.weights.safetensors"), "--num_samples",
+                                 "3", "--batch_size", "3", "--log_dir", dir.path(), "--save_pngs",
+                                 "True", "--seed", "7"},
+        fixture_flags("unet_tiny"), std::vector<std::string>{"--timestep_respacing", "2"}));
+  };
+  // The second PNG cannot be written (a folder holds its name): the first was, but not in samples/.
+  std::filesystem::create_directories(dir.file("samples.partial-seed7/seed7_000001.png/x"));
+  auto r = run();
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("seed7_000001.png"), std::string::npos) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(dir.file("samples.partial-seed7/seed7_000000.png")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("samples")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("samples.json")));
+  // Rerun: the set moves in whole, beside an earlier run's file, and the staging folder goes.
+  std::filesystem::remove_all(dir.file("samples.partial-seed7"));
+  std::filesystem::create_directories(dir.file("samples"));
+  std::ofstream(dir.file("samples/seed3_000000.png")) << "earlier run";
+  r = run();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* name : {"seed7_000000.png", "seed7_000002.png", "seed3_000000.png"})
+    EXPECT_TRUE(std::filesystem::exists(dir.file(std::string("samples/") + name))) << name;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("samples.partial-seed7")));
 }
 
 // ---- nll -------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 // `idiff info`: with model flags, builds the model they describe and prints its parameter
-// count and layout; with a checkpoint path (.pt, .safetensors, .npz), lists what the file
-// holds and the model flags its UNet weights imply.
+// count and layout (a model too large to build: its count only); with a checkpoint path (.pt,
+// .safetensors, .npz), lists what the file holds and the model flags its UNet weights imply.
 #include "command.h"
 #include "flags.h"
 
@@ -25,9 +25,13 @@ struct InfoArgs {
   bool keys = false;
 };
 
+// Above this many parameters (4 GB of float32) the model is not built to be described: its
+// count comes from estimated_parameter_count and the layout is left out.
+constexpr int64_t kMaxBuiltParameters = 1000000000;
+
 void print_model(const InfoArgs& a) {
-  UNetModel model = a.super_res ? sr_create_model(a.model) : create_model(a.model);
-  const UNetOptions& o = model->options();
+  const UNetOptions o = unet_options(a.model, a.super_res);
+  const int64_t estimate = estimated_parameter_count(a.model, a.super_res);
   const int64_t size = a.super_res ? a.model.large_size : a.model.image_size;
   std::cout << (a.super_res ? "SuperResModel" : "UNetModel") << ": " << size << "x" << size << ", "
             << o.model_channels << " channels, channel_mult ";
@@ -38,6 +42,14 @@ void print_model(const InfoArgs& a) {
             << " output channels" << (a.model.learn_sigma ? " (learned sigma)" : "")
             << (o.use_scale_shift_norm ? ", scale-shift norm" : "")
             << (o.num_classes ? ", class-conditional" : "") << "\n";
+  if (estimate > kMaxBuiltParameters) {
+    std::cout << "parameters: " << with_commas(estimate) << " (" << with_commas(estimate * 4 >> 20)
+              << " MiB in float32; counted without building the model, so no layout: idiff "
+                 "info lays out models of up to "
+              << with_commas(kMaxBuiltParameters) << " parameters)\n";
+    return;
+  }
+  UNetModel model = a.super_res ? sr_create_model(a.model) : create_model(a.model);
   std::cout << "parameters: " << with_commas(parameter_count(*model)) << "\n";
   std::cout << describe_unet(*model, size);
   if (a.keys) {

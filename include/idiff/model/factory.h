@@ -34,6 +34,11 @@ UNetModel create_model(const ModelConfig& config);
 // the UNetModel handle (its forward_kwargs takes low_res).
 UNetModel sr_create_model(const ModelConfig& config);
 
+// The parameter count of the model create_model / sr_create_model would build, without
+// building it (for flags that describe a model too large to allocate). -1 where the
+// options are too unusual to estimate (attention heads wider than 256 channels).
+int64_t estimated_parameter_count(const ModelConfig& config, bool super_res = false);
+
 // guided-diffusion's create_classifier: an EncoderUNetModel for image_size with heads of 64
 // channels and kNumClasses outputs, float32 weights (convert_to_fp16 with
 // classifier_use_fp16 is the caller's, after loading).

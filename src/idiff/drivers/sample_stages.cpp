@@ -276,15 +276,19 @@ void write_samples(const SamplingPlan& plan, SampleResult& r, const at::Tensor& 
     logger.log("grid of " + std::to_string(shown) + " samples: " + r.grid_path);
   }
   if (s.save_pngs) {
+    // Written under a staging name and moved into samples/ when all are there: a run
+    // killed while writing never leaves a partial set for `idiff eval --samples` to score.
     const std::string dir = logger.dir() + "/samples";
-    make_directories(dir);
+    const std::string staging = str(dir, ".partial-seed", s.seed);
+    make_directories(staging);
     for (int64_t i = 0; i < r.images.size(0); ++i) {
       // The seed and the sample's index in the run: files of two runs never collide.
       char name[64];
       std::snprintf(name, sizeof(name), "/seed%llu_%06lld.png",
                     static_cast<unsigned long long>(s.seed), static_cast<long long>(i));
-      write_png(dir + name, r.images[i]);
+      write_png(staging + name, r.images[i]);
     }
+    publish_folder(staging, dir);
     logger.log("one PNG per sample in " + dir + " (seed" + std::to_string(s.seed) + "_NNNNNN.png)");
   }
   const std::string record = logger.dir() + "/samples.json";

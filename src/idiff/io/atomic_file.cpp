@@ -129,4 +129,25 @@ int64_t remove_stale_temporaries(const std::string& dir, const std::vector<std::
   return removed;
 }
 
+void publish_folder(const std::string& staging, const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(dir, ec))) {
+    fs::rename(staging, dir, ec);
+    IDIFF_REQUIRE(!ec, FileError, staging, ": cannot rename to ", dir, " (", ec.message(), ")");
+  } else {
+    IDIFF_REQUIRE(fs::is_directory(dir, ec), FileError, dir, " exists and is not a folder");
+    for (fs::directory_iterator it(staging, ec), end; !ec && it != end; it.increment(ec)) {
+      const fs::path to = fs::path(dir) / it->path().filename();
+      std::error_code move_ec;
+      fs::rename(it->path(), to, move_ec);
+      IDIFF_REQUIRE(!move_ec, FileError, it->path().string(), ": cannot move to ", to.string(),
+                    " (", move_ec.message(), ")");
+    }
+    IDIFF_REQUIRE(!ec, FileError, staging, ": cannot list (", ec.message(), ")");
+    fs::remove(staging, ec);
+  }
+  fsync_path(parent_dir(dir), true);
+}
+
 }  // namespace idiff

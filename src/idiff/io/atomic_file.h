@@ -42,4 +42,10 @@ void write_bytes_atomically(const std::string& path, const std::string& bytes);
 // (e.g. holding the folder's lock).
 int64_t remove_stale_temporaries(const std::string& dir, const std::vector<std::string>& prefixes);
 
+// Moves the files a run wrote into the folder `staging` into `dir` once they are all
+// written, so a run killed half-way leaves them under the staging name and never a partial
+// set in `dir`: a rename of the whole folder when `dir` does not exist yet, else a rename of
+// each file into it (same names replaced); `staging` is removed. Both on one file system.
+void publish_folder(const std::string& staging, const std::string& dir);
+
 }  // namespace idiff

@@ -2,6 +2,14 @@
 
 #include "idiff/common/error.h"
 #include "idiff/common/strings.h"
+#include "idiff/model/inspect/summary.h"
+#include "idiff/model/state_dict.h"
+
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
 
 namespace idiff {
 
@@ -93,14 +101,69 @@ UNetOptions unet_options(const ModelConfig& c, bool super_res) {
   return o;
 }
 
+namespace {
+
+UNetModel build(const UNetOptions& o, bool super_res) {
+  if (!super_res) return UNetModel(o);
+  return UNetModel(std::shared_ptr<UNetModelImpl>(std::make_shared<SuperResModelImpl>(o)));
+}
+
+// Flags that describe a model larger than memory end in the allocator's failure: said as
+// a setting (exit 2) with its size, not as LibTorch's "[enforce fail at alloc_cpu.cpp]".
+UNetModel build_or_explain(const ModelConfig& config, bool super_res) {
+  const UNetOptions o = unet_options(config, super_res);
+  try {
+    return build(o, super_res);
+  } catch (const c10::Error& e) {
+    const std::string what = e.what_without_backtrace();
+    if (what.find("DefaultCPUAllocator") == std::string::npos) throw;
+    const int64_t n = estimated_parameter_count(config, super_res);
+    throw ConfigError(str("the model these flags describe (`num_channels` ", config.num_channels,
+                          ", `num_res_blocks` ", config.num_res_blocks, ", ", o.channel_mult.size(),
+                          " levels) does not fit in memory",
+                          n > 0
+                              ? str(": ", with_commas(n), " parameters, ", with_commas(n * 4 >> 20),
+                                    " MiB in float32 before gradients and optimizer state")
+                              : std::string()));
+  }
+}
+
+}  // namespace
+
 UNetModel create_model(const ModelConfig& config) {
-  return UNetModel(unet_options(config));
+  return build_or_explain(config, false);
 }
 
 UNetModel sr_create_model(const ModelConfig& config) {
-  std::shared_ptr<UNetModelImpl> impl =
-      std::make_shared<SuperResModelImpl>(unet_options(config, /*super_res=*/true));
-  return UNetModel(std::move(impl));
+  return build_or_explain(config, true);
+}
+
+int64_t estimated_parameter_count(const ModelConfig& config, bool super_res) {
+  // Every weight's size is a quadratic in the base width c (level widths are multiples of
+  // it) and, past the first, every residual block of a level repeats the same shapes, so
+  // the count is (a c^2 + b c + d) n + (e c^2 + f c + g) in c and num_res_blocks n. Six
+  // small models (c = w, 2w, 3w; n = 1, 2) fix it; building the model itself is not needed.
+  const UNetOptions o = unet_options(config, super_res);
+  // The smallest width whose levels keep whole GroupNorm groups and attention heads.
+  const bool fractional = std::any_of(o.channel_mult.begin(), o.channel_mult.end(),
+                                      [](double m) { return m != std::floor(m); });
+  int64_t w = fractional ? 64 : 32;
+  for (int64_t heads : {o.num_heads, o.num_heads_upsample, o.num_head_channels})
+    if (heads > 0) w = std::lcm(w, heads);
+  if (w > 256) return -1;
+  const auto count = [&](int64_t k, int64_t n) {
+    UNetOptions p = o;
+    p.model_channels = k * w;
+    p.num_res_blocks = n;
+    return parameter_count(*build(p, super_res));
+  };
+  const auto in_width = [&](int64_t n) {  // Lagrange through k = 1, 2, 3, at k = c / w
+    const double k = static_cast<double>(o.model_channels) / static_cast<double>(w);
+    const double p1 = count(1, n), p2 = count(2, n), p3 = count(3, n);
+    return p1 * (k - 2) * (k - 3) / 2 - p2 * (k - 1) * (k - 3) + p3 * (k - 1) * (k - 2) / 2;
+  };
+  const double one = in_width(1), two = in_width(2);
+  return std::llround(one + static_cast<double>(o.num_res_blocks - 1) * (two - one));
 }
 
 EncoderUNetModel create_classifier(const ClassifierConfig& c, int64_t image_size,
