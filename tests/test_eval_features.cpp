@@ -129,6 +129,18 @@ TEST(EvalCli, FeatureModelScoresInTheClassifiersSpace) {
   EXPECT_NE(r.err.find("is a classifier of 64x64 images (--image_size), but these are 32x32"),
             std::string::npos)
       << r.err;
+  // One sample: the set is named (no statistics of one image).
+  TensorMap one;
+  one.insert("arr_0", a.narrow(0, 0, 1).contiguous());
+  write_npz(dir.file("one.npz"), one);
+  r = test::run_idiff(test::cat_args(std::vector<std::string>{"eval", "--ref", dir.file("a.npz"),
+                                                              "--samples", dir.file("one.npz")},
+                                     cls));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--samples: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("gave 1 image; its statistics (a mean and covariance) need at least 2"),
+            std::string::npos)
+      << r.err;
 }
 
 }  // namespace

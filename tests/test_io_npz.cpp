@@ -8,6 +8,8 @@
 #include "idiff/io/safetensors_format.h"
 #include "idiff/io/tensor_file.h"
 
+#include <fstream>
+
 namespace idiff {
 namespace {
 
@@ -82,7 +84,11 @@ TEST(Npz, NpyFilesAndViews) {
   EXPECT_TRUE(same_maps(read_npz(dir.file("all.npz")), all));
   TensorMap bf;
   bf.insert("x", at::ones({2}, at::kBFloat16));
-  EXPECT_TRUE(throws_file_error([&] { write_npz(dir.file("bf.npz"), bf); }, {"numpy has no BF16"}));
+  // The file and the array named; nothing is written.
+  EXPECT_TRUE(throws_file_error([&] { write_npz(dir.file("bf.npz"), bf); },
+                                {dir.file("bf.npz") + ": array 'x' is BF16, which numpy has no "
+                                                      "dtype for; write .safetensors or .pt"}));
+  EXPECT_FALSE(std::ifstream(dir.file("bf.npz")).good());
 }
 
 TEST(Safetensors, EveryDtypeRoundTrips) {

@@ -12,7 +12,9 @@
 #include "idiff/io/tensor_file.h"
 #include "idiff/model/factory.h"
 #include "idiff/model/state_dict.h"
+#include "idiff/train/adamw.h"
 #include "idiff/train/ema.h"
+#include "idiff/train/optimizer_file.h"
 #include "idiff/train/train_loop.h"
 
 #include <sys/wait.h>
@@ -236,6 +238,44 @@ std::string error_of(const std::function<void()>& fn) {
     return e.what();
   }
   return "<no error>";
+}
+
+// A damaged or foreign optimizer file is refused when it is read, naming it (not steps later
+// as non-finite weights with a hint to lower --lr).
+TEST(TrainErrors, DamagedOrForeignOptimizerFilesNameTheFile) {
+  TempDir dir;
+  const auto adam = [](std::vector<std::vector<int64_t>> shapes) {
+    std::vector<at::Tensor> params;
+    for (const auto& s : shapes) params.push_back(at::zeros(s).requires_grad_());
+    return AdamW(params, AdamWOptions{});
+  };
+  const auto with_state = [](AdamW& opt, float value) {
+    std::vector<AdamWParamState> state;
+    for (const auto& p : opt.params())
+      state.push_back({at::ones({}), at::full(p.sizes(), value), at::ones(p.sizes())});
+    opt.set_state(state);
+  };
+  AdamW good = adam({{2, 3}, {4}});
+  with_state(good, 0.5f);
+  save_optimizer_file(dir.file("good.pt"), good);
+  AdamW into = adam({{2, 3}, {4}});
+  load_optimizer_file(dir.file("good.pt"), into, {{2, 3}, {4}});
+  EXPECT_TRUE(at::equal(into.state()[0].exp_avg, at::full({2, 3}, 0.5f)));
+
+  AdamW damaged = adam({{2, 3}, {4}});
+  with_state(damaged, std::nanf(""));
+  save_optimizer_file(dir.file("nan.pt"), damaged);
+  std::string e = test::error_of([&] {
+    load_optimizer_file(dir.file("nan.pt"), into, {{2, 3}, {4}});
+  });
+  EXPECT_NE(e.find(dir.file("nan.pt") + ": parameter 0's state holds NaN"), std::string::npos) << e;
+  EXPECT_EQ(e.find("lr"), std::string::npos) << e;
+
+  AdamW other = adam({{3, 2}, {4}});  // the same sizes, another shape
+  e = test::error_of([&] { load_optimizer_file(dir.file("good.pt"), other, {{3, 2}, {4}}); });
+  EXPECT_NE(e.find(dir.file("good.pt") + ": optimizer state of parameter 0 has shape [2, 3]"),
+            std::string::npos)
+      << e;
 }
 
 TEST(TrainErrors, ImpossibleSettingsAreClearErrors) {

@@ -87,6 +87,9 @@ FeatureStats embed_images(ImageSource& source, const FeatureFn& net, const c10::
     bar.update(acc.count());
   }
   bar.finish();
+  IDIFF_REQUIRE(acc.count() >= 2, ConfigError, label, ": ", source.describe(), " gave ",
+                acc.count(), " image", acc.count() == 1 ? "" : "s",
+                "; its statistics (a mean and covariance) need at least 2");
   FeatureStats s = acc.finish();
   s.features = features.slice(0, 0, s.count);
   s.logits = logits.slice(0, 0, s.count);

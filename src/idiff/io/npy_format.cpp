@@ -243,7 +243,13 @@ void check_member_name(const std::string& path, const std::string& key) {
 }  // namespace
 
 void write_npz_arrays(const std::string& path, const NamedRawTensors& arrays) {
-  for (const auto& [key, t] : arrays) check_member_name(path, key);
+  for (const auto& [key, t] : arrays) {
+    check_member_name(path, key);
+    IDIFF_REQUIRE(npy_descr(t.dtype) != nullptr, FileError, path, ": array '", key, "' is ",
+                  dtype_name(t.dtype),
+                  ", which numpy has no dtype for; write .safetensors or .pt (both keep it) or "
+                  "cast it to float32 first");
+  }
   write_file_atomically(path, [&](const std::string& tmp) {
     ZipWriter zip(tmp);
     std::deque<std::string> copies;  // zip.add_two_parts keeps pointers into these
@@ -254,6 +260,8 @@ void write_npz_arrays(const std::string& path, const NamedRawTensors& arrays) {
 
 void write_npy_array(const std::string& path, const RawTensor& t) {
   check_view(t, path);
+  IDIFF_REQUIRE(npy_descr(t.dtype) != nullptr, FileError, path, ": the array is ",
+                dtype_name(t.dtype), ", which numpy has no dtype for; cast it to float32 first");
   const std::string header = make_npy_header(t.dtype, t.sizes);
   write_file_atomically(path, [&](const std::string& tmp) {
     FileWriter f(tmp);

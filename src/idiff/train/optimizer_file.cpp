@@ -100,7 +100,27 @@ void load_optimizer_file(const std::string& path, AdamW& opt,
     throw FileError(str(path, ": the optimizer state has ", n_file, " parameters, this model ",
                         param_shapes.size(), " (was it written for another model?)"));
   }
-  opt.set_state(std::move(state));
+  // A damaged file is refused here, naming it: NaN moments would otherwise surface steps
+  // later as non-finite weights (and a hint to lower --lr that does not apply).
+  for (size_t i = 0; i < state.size(); ++i) {
+    const AdamWParamState& s = state[i];
+    if (!s.exp_avg.defined()) continue;
+    IDIFF_REQUIRE(s.exp_avg.numel() == s.exp_avg_sq.numel(), FileError, path, ": parameter ", i,
+                  "'s exp_avg has ", s.exp_avg.numel(), " values, its exp_avg_sq ",
+                  s.exp_avg_sq.numel());
+    IDIFF_REQUIRE(at::isfinite(s.exp_avg).all().item<bool>() &&
+                      at::isfinite(s.exp_avg_sq).all().item<bool>() &&
+                      (s.exp_avg_sq >= 0).all().item<bool>() &&
+                      at::isfinite(s.step).all().item<bool>(),
+                  FileError, path, ": parameter ", i,
+                  "'s state holds NaN, inf or a negative second moment (a damaged file; resume "
+                  "without it by moving it away: AdamW's moments then restart from zero)");
+  }
+  try {
+    opt.set_state(std::move(state));
+  } catch (const FileError& e) {
+    throw FileError(str(path, ": ", e.what(), " (was it written for another model?)"));
+  }
 }
 
 }  // namespace idiff
