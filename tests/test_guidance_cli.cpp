@@ -7,6 +7,7 @@
 #include "idiff/io/npz.h"
 #include "idiff/io/tensor_file.h"
 #include "idiff/model/factory.h"
+#include "idiff/model/inspect/infer_config.h"
 #include "idiff/model/state_dict.h"
 
 #include <ATen/ATen.h>
@@ -263,6 +264,9 @@ TEST(ClassifierTrainCli, TrainsLogsValidatesResumesExactlyAndGuidesSampling) {
   const TensorMap b = load_tensor_file(resumed.file("model000004.pt"));
   ASSERT_EQ(a.size(), b.size());
   for (const auto& [key, t] : a) EXPECT_TRUE(at::equal(t, b.at(key))) << key;
+  // As many outputs as the data has classes (disc, ring), not guided-diffusion's 1000.
+  EXPECT_EQ(infer_classifier_config(a).num_classes, 2);
+  EXPECT_NE(r.out.find("classes: 2 (the resumed classifier's)"), std::string::npos) << r.out;
 
   // The trained classifier guides `idiff sample`, and idiff info reads its flags.
   const std::vector<std::string> sample = {"--model_path",
@@ -284,7 +288,17 @@ TEST(ClassifierTrainCli, TrainsLogsValidatesResumesExactlyAndGuidesSampling) {
   r = test::run_idiff(test::cat_args(std::vector<std::string>{"sample"},
                                      test::fixture_flags("unet_tiny"), sample, kSmallClassifier));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_TRUE(read_npz(out.file("samples_2x32x32x3.npz")).contains("arr_1"));
+  const TensorMap samples = read_npz(out.file("samples_2x32x32x3.npz"));
+  ASSERT_TRUE(samples.contains("arr_1"));
+  // Random labels among the classifier's two classes; a class it does not have is refused.
+  EXPECT_LT(samples.at("arr_1").max().item<int64_t>(), 2);
+  r = test::run_idiff(test::cat_args(std::vector<std::string>{"sample", "--class", "2"},
+                                     test::fixture_flags("unet_tiny"), sample, kSmallClassifier));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(
+      r.err.find("--class: 2 is not a class of " + straight.file("model000004.pt") + " (0..1)"),
+      std::string::npos)
+      << r.err;
   r = test::run_idiff({"info", straight.file("model000004.pt")});
   EXPECT_NE(r.out.find("--image_size 32 --classifier_width 32 --classifier_depth 1 "
                        "--classifier_attention_resolutions 8"),

@@ -40,7 +40,8 @@ UNetModel load_model(const ModelConfig& config, bool super_res, const std::strin
 
 // The noisy-image classifier the flags describe for image_size, loaded from `path`
 // (guided-diffusion's *_classifier.pt), in eval mode on `device`, its torso in float16
-// with classifier_use_fp16. Errors as load_model's.
+// with classifier_use_fp16; as many classes as the file's head has (1000 for
+// guided-diffusion's, the data's for `idiff classifier-train`'s). Errors as load_model's.
 EncoderUNetModel load_classifier(const ClassifierConfig& config, int64_t image_size,
                                  int64_t image_channels, const std::string& path,
                                  c10::Device device);

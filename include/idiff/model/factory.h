@@ -40,9 +40,10 @@ UNetModel sr_create_model(const ModelConfig& config);
 int64_t estimated_parameter_count(const ModelConfig& config, bool super_res = false);
 
 // guided-diffusion's create_classifier: an EncoderUNetModel for image_size with heads of 64
-// channels and kNumClasses outputs, float32 weights (convert_to_fp16 with
-// classifier_use_fp16 is the caller's, after loading).
+// channels and num_classes outputs (guided-diffusion's 1000, or the classes of the data a
+// classifier is trained on), float32 weights (convert_to_fp16 with classifier_use_fp16 is
+// the caller's, after loading).
 EncoderUNetModel create_classifier(const ClassifierConfig& config, int64_t image_size,
-                                   int64_t image_channels = 3);
+                                   int64_t image_channels = 3, int64_t num_classes = kNumClasses);
 
 }  // namespace idiff

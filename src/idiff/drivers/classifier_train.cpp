@@ -10,6 +10,7 @@
 #include "idiff/diffusion/resample.h"
 #include "idiff/io/tensor_file.h"
 #include "idiff/model/factory.h"
+#include "idiff/model/inspect/infer_config.h"
 #include "idiff/model/inspect/summary.h"
 #include "idiff/model/state_dict.h"
 #include "idiff/train/adamw.h"
@@ -53,9 +54,26 @@ std::unique_ptr<DataLoader> labelled_loader(const ClassifierTrainJob& job, const
   std::unique_ptr<DataLoader> loader = load_data(dc);
   IDIFF_REQUIRE(loader->dataset().has_labels(), ConfigError, "the classifier needs labels, but ",
                 dir, " has none (image folders label by file-name prefix, e.g. cat_01.png)");
-  IDIFF_REQUIRE(loader->dataset().num_classes() <= kNumClasses, ConfigError, dir, " has ",
-                loader->dataset().num_classes(), " classes; the classifier has ", kNumClasses);
   return loader;
+}
+
+// The classifier's outputs: the resumed file's, else the training data's classes; every
+// label of the data (and of the validation data) must be one of them.
+int64_t classifier_classes(const TensorMap& resumed, const std::string& path,
+                           const DataLoader& data, const DataLoader* val) {
+  int64_t classes = data.dataset().num_classes();
+  if (!resumed.empty()) {
+    const InferredClassifier inferred = infer_classifier_config(resumed);
+    IDIFF_REQUIRE(inferred.is_classifier && inferred.num_classes > 0, FileError, path,
+                  ": not a classifier (no EncoderUNetModel head)");
+    IDIFF_REQUIRE(classes <= inferred.num_classes, ConfigError, "the data has ", classes,
+                  " classes; the classifier resumed from ", path, " has ", inferred.num_classes);
+    classes = inferred.num_classes;
+  }
+  IDIFF_REQUIRE(!val || val->dataset().num_classes() <= classes, ConfigError,
+                "the validation data has ", val ? val->dataset().num_classes() : 0,
+                " classes; the classifier has ", classes);
+  return classes;
 }
 
 // A seed per step (and per use), so that a resumed run draws what a straight one would.
@@ -136,19 +154,34 @@ ClassifierTrainResult run_classifier_training(const ClassifierTrainJob& job) {
   logger.log("device: " + describe_device(device));
   logger.log("diffusion: " + describe_defaults(job.diffusion));
 
+  int64_t step = 0;
+  TensorMap resumed;
+  if (!c.resume_checkpoint.empty()) {
+    step = parse_resume_step_from_filename(c.resume_checkpoint);
+    resumed = load_tensor_file(c.resume_checkpoint);
+  }
+  logger.log("creating data loader...");
+  std::unique_ptr<DataLoader> data = labelled_loader(job, c.data_dir, step, c.seed);
+  std::unique_ptr<DataLoader> val;
+  if (!c.val_data_dir.empty()) val = labelled_loader(job, c.val_data_dir, 0, c.seed + 1);
+  // As many outputs as the data has classes (a resumed classifier keeps its own, e.g.
+  // guided-diffusion's 1000 fine-tuned on fewer).
+  const int64_t classes = classifier_classes(resumed, c.resume_checkpoint, *data, val.get());
+  logger.log(
+      str("classes: ", classes, resumed.empty() ? " (the data's)" : " (the resumed classifier's)"));
+
   logger.log("creating model and diffusion...");
   EncoderUNetModel model{nullptr};
   {
     ScopedSeed seed(c.seed, device);  // the initial weights
-    model = create_classifier(job.classifier, job.model.image_size, job.model.image_channels);
+    model =
+        create_classifier(job.classifier, job.model.image_size, job.model.image_channels, classes);
   }
-  int64_t step = 0;
   if (!c.resume_checkpoint.empty()) {
-    step = parse_resume_step_from_filename(c.resume_checkpoint);
     logger.continue_progress(step);
     logger.log(
         str("loading model from checkpoint: ", c.resume_checkpoint, "... at ", step, " step"));
-    load_state_dict(*model, load_tensor_file(c.resume_checkpoint), c.resume_checkpoint);
+    load_state_dict(*model, resumed, c.resume_checkpoint);
   }
   model->to(device);
   model->train();
@@ -159,11 +192,6 @@ ClassifierTrainResult run_classifier_training(const ClassifierTrainJob& job) {
         "either way; sampling converts the torso)");
   }
   ClassifierTrainer trainer(job, logger, device);
-
-  logger.log("creating data loader...");
-  std::unique_ptr<DataLoader> data = labelled_loader(job, c.data_dir, step, c.seed);
-  std::unique_ptr<DataLoader> val;
-  if (!c.val_data_dir.empty()) val = labelled_loader(job, c.val_data_dir, 0, c.seed + 1);
 
   logger.log("creating optimizer...");
   AdamWOptions ao;

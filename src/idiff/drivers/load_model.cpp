@@ -118,7 +118,10 @@ EncoderUNetModel load_classifier(const ClassifierConfig& config, int64_t image_s
                                  int64_t image_channels, const std::string& path,
                                  c10::Device device) {
   const TensorMap sd = load_tensor_file(path);
-  EncoderUNetModel classifier = create_classifier(config, image_size, image_channels);
+  const InferredClassifier inferred = infer_classifier_config(sd);
+  EncoderUNetModel classifier = create_classifier(
+      config, image_size, image_channels,
+      inferred.is_classifier && inferred.num_classes > 0 ? inferred.num_classes : kNumClasses);
   try {
     load_state_dict(*classifier, sd, path);
   } catch (const FileError& e) {

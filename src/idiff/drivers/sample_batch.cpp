@@ -33,7 +33,7 @@ at::Tensor part_conditioning(const SamplingPlan& plan, const BatchSegment& part,
   if (!plan.with_labels) return at::Tensor();
   at::Tensor y;
   if (part.classes.empty()) {
-    y = at::randint(0, kNumClasses, {part.n}, *part.gen, at::kLong);
+    y = at::randint(0, plan.num_classes, {part.n}, *part.gen, at::kLong);
   } else {
     y = at::empty({part.n}, at::kLong);
     for (int64_t i = 0; i < part.n; ++i)

@@ -165,6 +165,13 @@ SamplingPlan plan_sampling(const SampleJob& job, SamplerSetup setup, const Sampl
   p.with_labels = job.super_res ? p.base.labels.defined() : m.class_cond || p.classifier_guided;
   p.model = models.model;
   p.classifier = models.classifier;
+  if (p.classifier) {
+    p.num_classes = std::min(p.num_classes, p.classifier->options().unet.out_channels);
+    for (int64_t c : p.classes) {
+      IDIFF_REQUIRE(c < p.num_classes, ConfigError, "`class`: ", c, " is not a class of ",
+                    s.classifier_path, " (0..", p.num_classes - 1, ")");
+    }
+  }
   p.first_level = noise_schedule_of(setup).level(setup.schedule.levels.front());
   if (!s.init_image.empty()) p.init = read_init_image(s.init_image, p.size, p.channels);
   if (!s.initial_noise.empty()) {

@@ -36,7 +36,8 @@ struct BatchModel {
 
 struct SamplingPlan {
   SampleJob job;
-  std::vector<int64_t> classes;  // --class ("": random labels)
+  std::vector<int64_t> classes;       // --class ("": random labels)
+  int64_t num_classes = kNumClasses;  // labels lie in [0, num_classes): a classifier's may be fewer
   bool classifier_guided = false, free_guided = false;
   bool with_labels = false;  // the output carries labels
   int64_t size = 0, channels = 0;

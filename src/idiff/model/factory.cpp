@@ -167,7 +167,9 @@ int64_t estimated_parameter_count(const ModelConfig& config, bool super_res) {
 }
 
 EncoderUNetModel create_classifier(const ClassifierConfig& c, int64_t image_size,
-                                   int64_t image_channels) {
+                                   int64_t image_channels, int64_t num_classes) {
+  IDIFF_REQUIRE(num_classes >= 1, ConfigError, "a classifier needs at least one class, got ",
+                num_classes);
   IDIFF_REQUIRE(c.classifier_width > 0 && c.classifier_width % 32 == 0, ConfigError,
                 "`classifier_width` must be a positive multiple of 32 (its GroupNorm has 32 "
                 "groups), got ",
@@ -179,7 +181,7 @@ EncoderUNetModel create_classifier(const ClassifierConfig& c, int64_t image_size
   o.channel_mult = channel_mult_for(image_size);
   o.in_channels = image_channels;
   o.model_channels = c.classifier_width;
-  o.out_channels = kNumClasses;
+  o.out_channels = num_classes;
   o.num_res_blocks = c.classifier_depth;
   o.attention_resolutions = attention_downsample_rates(
       c.classifier_attention_resolutions, image_size, "`classifier_attention_resolutions`");

@@ -103,8 +103,9 @@ InferredClassifier infer_classifier_config(const TensorMap& sd) {
         "the down path fits no image size guided-diffusion defines (64, 128, 256, 512)");
   }
   if (r.num_classes != kNumClasses) {
-    r.notes.push_back(
-        str("the classifier has ", r.num_classes, " classes; idiff's have ", kNumClasses));
+    r.notes.push_back(str("the classifier has ", r.num_classes,
+                          " classes (guided-diffusion's have ", kNumClasses,
+                          "); guidance draws labels among them"));
   }
   r.notes.push_back("classifier_use_fp16 is not stored in the weights");
   return r;
