@@ -11,7 +11,9 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
+
 #include <gtest/gtest.h>
+#include <filesystem>
 
 #include <regex>
 
@@ -129,6 +131,16 @@ TEST(EvalCli, FeatureModelScoresInTheClassifiersSpace) {
   EXPECT_NE(r.err.find("is a classifier of 64x64 images (--image_size), but these are 32x32"),
             std::string::npos)
       << r.err;
+  // An output that cannot be written fails before any image is embedded.
+  std::filesystem::create_directories(dir.file("stats.npz"));
+  r = test::run_idiff(
+      test::cat_args(std::vector<std::string>{"eval", "--ref", dir.file("a.npz"), "--save_stats",
+                                              dir.file("stats.npz")},
+                     cls));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--save_stats " + dir.file("stats.npz") + " is a folder"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("embedding"), std::string::npos) << r.err;
   // One sample: the set is named (no statistics of one image).
   TensorMap one;
   one.insert("arr_0", a.narrow(0, 0, 1).contiguous());

@@ -9,6 +9,7 @@
 #include "idiff/model/inspect/infer_config.h"
 #include "idiff/model/inspect/summary.h"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -53,6 +54,18 @@ TEST(IdiffConvert, Errors) {
   r = run_idiff({"convert", dir.file("missing.pt"), dir.file("w.pt")});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("missing.pt: cannot open"), std::string::npos) << r.err;
+  // The output is checked before the input is read: a folder, a folder that does not exist.
+  r = run_idiff({"convert", dir.file("missing.pt"), dir.file("none/w.pt")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("out " + dir.file("none/w.pt") + ": the folder " + dir.file("none") +
+                       " does not exist"),
+            std::string::npos)
+      << r.err;
+  std::filesystem::create_directories(dir.file("d.pt"));
+  r = run_idiff({"convert", dir.file("missing.pt"), dir.file("d.pt")});
+  EXPECT_NE(r.err.find("out " + dir.file("d.pt") + " is a folder; name the file to write"),
+            std::string::npos)
+      << r.err;
   PickleValue nested = PickleValue::dict();
   nested.set("model",
              state_dict_value(read_safetensors(test::data_path("unet_tiny.weights.safetensors"))));

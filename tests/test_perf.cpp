@@ -178,7 +178,7 @@ TEST(FlopCount, SmallUNetCountedByHand) {
 }
 
 TEST(FlopCount, PublishedCifar10Model) {
-  // The reference's count on an H200 (README, Performance): 6.44 TFLOP per training step of batch
+  // The reference's count on an H200 (docs/performance.md): 6.44 TFLOP per training step of batch
   // 128 on the CIFAR-10 model.
   const auto configs = load_json("published_configs.json");
   const ModelConfig cfg = test::model_config_from_flags(configs["cifar10_uncond"]["flags"]);

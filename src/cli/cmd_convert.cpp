@@ -2,6 +2,7 @@
 // by OUT's extension (.pt/.pth, .safetensors, .npz); IN's format is recognised by content.
 #include "command.h"
 
+#include "idiff/common/filesystem.h"
 #include "idiff/io/tensor_file.h"
 #include "idiff/model/inspect/summary.h"
 
@@ -20,6 +21,7 @@ void setup(CLI::App& sub) {
   sub.add_option("out", a->out, "file to write; the format follows the extension")->required();
   sub.callback([a] {
     const TensorFileKind out_kind = tensor_file_kind(a->out);  // refuse a bad name before reading
+    check_output_file(a->out, "out");
     const TensorMap tensors = load_tensor_file(a->in);
     save_tensor_file(a->out, tensors);
     int64_t total = 0;

@@ -87,4 +87,15 @@ std::vector<uint8_t> read_regular_file(const std::string& path, uint64_t max_byt
   return bytes;
 }
 
+void check_output_file(const std::string& path, const std::string& flag) {
+  std::error_code ec;
+  IDIFF_REQUIRE(!std::filesystem::is_directory(path, ec), FileError, flag, " ", path,
+                " is a folder; name the file to write");
+  const std::string dir = parent_dir(path);
+  IDIFF_REQUIRE(std::filesystem::is_directory(dir, ec), FileError, flag, " ", path, ": the folder ",
+                dir, " does not exist");
+  IDIFF_REQUIRE(::access(dir.c_str(), W_OK | X_OK) == 0, FileError, flag, " ", path,
+                ": cannot write in ", dir, " (", std::strerror(errno), ")");
+}
+
 }  // namespace idiff

@@ -18,6 +18,11 @@ bool path_exists(const std::string& path);
 // The folder part of `path`: "a/b.pt" -> "a", "b.pt" -> ".".
 std::string parent_dir(const std::string& path);
 
+// Before a long run: `path` (a file the run will write at its end, named by `flag`) can be
+// written: it is not a folder, and its folder exists and takes new files. A FileError
+// naming the flag and the path otherwise, so the run fails at once, not after its work.
+void check_output_file(const std::string& path, const std::string& flag);
+
 // Image files above this size are refused before they are read (README: "Limits").
 constexpr uint64_t kMaxImageFileBytes = uint64_t{1} << 30;  // 1 GiB
 

@@ -2,6 +2,7 @@
 
 #include "idiff/common/device.h"
 #include "idiff/common/error.h"
+#include "idiff/common/filesystem.h"
 #include "idiff/common/progress.h"
 
 #include <ATen/ATen.h>
@@ -122,6 +123,8 @@ void check_outputs_are_not_inputs(const EvalConfig& c) {
   }
   IDIFF_REQUIRE(c.save_stats.empty() || !same_path(c.save_stats, c.save_sample_stats), ConfigError,
                 "`save_stats` and `save_sample_stats` name one file: ", c.save_stats);
+  for (const auto& [flag, out] : outputs)
+    if (!out.empty()) check_output_file(out, flag);
 }
 
 }  // namespace
