@@ -65,7 +65,7 @@ std::string cpu_model() {
 }
 
 std::vector<std::string> default_cases(const c10::Device& device) {
-  if (device.is_cuda()) {  // the GPU yardsticks (README, Performance)
+  if (device.is_cuda()) {  // the GPU yardsticks (docs/performance.md)
     return {"cifar10:train:128",
             "cifar10:train:128:bf16",
             "cifar10:sample:256",
