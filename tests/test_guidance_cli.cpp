@@ -67,6 +67,32 @@ TEST(GuidanceCli, TrainWithANullLabelThenSampleWithClassifierFreeGuidance) {
   const auto npz = read_npz(out.file("samples_2x32x32x3.npz"));
   EXPECT_TRUE(at::equal(npz.at("arr_1"), at::tensor({1, 1}, at::kLong)));
 
+  // flags.json names the data's classes: --class takes a name, random labels stay among
+  // the two classes trained (not the embedding's 1000 rows), other names and indices fail.
+  const auto sample_with = [&](const std::vector<std::string>& extra) {
+    return test::run_idiff(test::cat_args(
+        std::vector<std::string>{"sample", run.file("model000002.pt"), "--num_samples", "4",
+                                 "--steps", "2", "--log_dir", out.path(), "--grid_size", "0"},
+        extra));
+  };
+  r = sample_with({"--class", "ring,disc"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(at::equal(read_npz(out.file("samples_4x32x32x3.npz")).at("arr_1"),
+                        at::tensor({1, 0, 1, 0}, at::kLong)));
+  r = sample_with({"--num_samples", "16"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_LT(read_npz(out.file("samples_16x32x32x3.npz")).at("arr_1").max().item<int64_t>(), 2);
+  r = sample_with({"--class", "square"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--class: 'square' is not a class of the model (disc, ring)"),
+            std::string::npos)
+      << r.err;
+  r = sample_with({"--class", "2"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--class: 2 is not a class of " + run.file("model000002.pt") + " (0..1)"),
+            std::string::npos)
+      << r.err;
+
   // The same file without the null label's flag (given: it wins over the run's
   // flags.json), and guidance on a model without one.
   r = test::run_idiff(test::cat_args(

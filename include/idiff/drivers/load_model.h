@@ -21,13 +21,21 @@ ModelConfig family_model_config(const ModelConfig& model, const DiffusionConfig&
 // The model and diffusion flags a training run writes beside its checkpoints
 // (`flags.json` in the log folder), so that a command loading one of them can take them as
 // defaults: --image_size, --num_channels, ..., --noise_schedule, --training_mode, ...
-// with their values as the command line spells them.
+// with their values as the command line spells them; a class-conditional model's class names
+// (the data's, in label order) beside them.
 void write_model_flags(const std::string& dir, const ModelConfig& model,
-                       const DiffusionConfig& diffusion);
+                       const DiffusionConfig& diffusion,
+                       const std::vector<std::string>& class_names = {});
 // The flags of the checkpoint `path`: the flags.json beside it, or none (the reference's
 // files, or a folder without it). A malformed file is a FileError naming it.
 std::vector<std::pair<std::string, std::string>> read_model_flags(const std::string& path,
                                                                   std::string* source = nullptr);
+// The class names in the flags.json beside the checkpoint `path` (label i is names[i]), or
+// none.
+std::vector<std::string> read_class_names(const std::string& path);
+// --class as labels: each item an integer or one of `names`; a ConfigError naming the item
+// and the names otherwise.
+std::vector<int64_t> parse_classes(const std::string& text, const std::vector<std::string>& names);
 
 // Builds the model the flags describe and loads `path` (.pt or .safetensors, model or EMA
 // file) into it, in eval mode on `device`. When the file does not fit the flags the error

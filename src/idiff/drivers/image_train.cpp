@@ -168,8 +168,6 @@ StopReason run_training(const TrainJob& job) {
   // A resumed run continues the folder's progress.csv (its rows before the checkpoint).
   if (!tc.resume_checkpoint.empty())
     logger.continue_progress(parse_resume_step_from_filename(tc.resume_checkpoint));
-  // The flags every checkpoint of this folder was trained with: `idiff sample` takes them.
-  if (dist->is_main()) write_model_flags(logger.dir(), job.model, student);
   if (dist->is_main()) {
     // The logger holds the folder's lock: temporaries of our names are an earlier run's.
     const int64_t stale =
@@ -236,6 +234,13 @@ StopReason run_training(const TrainJob& job) {
     IDIFF_REQUIRE(loader->dataset().num_classes() <= kNumClasses, ConfigError, tc.data_dir, " has ",
                   loader->dataset().num_classes(), " classes; class-conditional models have ",
                   kNumClasses);
+  }
+  // The flags every checkpoint of this folder was trained with (and the classes' names):
+  // `idiff sample` takes them.
+  if (dist->is_main()) {
+    write_model_flags(
+        logger.dir(), job.model, student,
+        job.model.class_cond ? loader->dataset().class_names() : std::vector<std::string>());
   }
 
   const int64_t small = job.model.small_size;

@@ -13,6 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 namespace idiff {
 
 namespace {
@@ -23,20 +25,24 @@ constexpr const char* kFlagsFile = "flags.json";
 }  // namespace
 
 void write_model_flags(const std::string& dir, const ModelConfig& model,
-                       const DiffusionConfig& diffusion) {
+                       const DiffusionConfig& diffusion,
+                       const std::vector<std::string>& class_names) {
   nlohmann::json flags = nlohmann::json::object();
   for (const auto& [name, value] : model_and_diffusion_settings(model, diffusion)) {
     flags[name.substr(1, name.size() - 2)] = value;  // "`image_size`" -> image_size
   }
   nlohmann::json j = {{"written_by", "idiff train"}, {"flags", flags}};
+  if (!class_names.empty()) j["class_names"] = class_names;
   write_bytes_atomically(dir + "/" + kFlagsFile, j.dump(2) + "\n");
 }
 
-std::vector<std::pair<std::string, std::string>> read_model_flags(const std::string& path,
-                                                                  std::string* source) {
+namespace {
+
+// The flags.json beside checkpoint `path`, parsed and checked ({"flags": {...}}), or null.
+nlohmann::json read_flags_file(const std::string& path, std::string* source) {
   const std::string file = parent_dir(path) + "/" + kFlagsFile;
   if (source != nullptr) *source = file;
-  if (!path_exists(file)) return {};
+  if (!path_exists(file)) return nullptr;
   const std::vector<uint8_t> bytes = read_regular_file(file, kMaxFlagsFileBytes, "the flags file");
   nlohmann::json j;
   try {
@@ -46,6 +52,50 @@ std::vector<std::pair<std::string, std::string>> read_model_flags(const std::str
   }
   IDIFF_REQUIRE(j.is_object() && j.contains("flags") && j["flags"].is_object(), FileError, file,
                 ": expected {\"flags\": {...}} (written by idiff train)");
+  return j;
+}
+
+}  // namespace
+
+std::vector<std::string> read_class_names(const std::string& path) {
+  std::string file;
+  const nlohmann::json j = read_flags_file(path, &file);
+  if (j.is_null() || !j.contains("class_names")) return {};
+  const nlohmann::json& names = j["class_names"];
+  IDIFF_REQUIRE(names.is_array() && names.size() <= static_cast<size_t>(kNumClasses), FileError,
+                file, ": class_names must be a list of at most ", kNumClasses, " names");
+  std::vector<std::string> out;
+  for (const auto& n : names) {
+    IDIFF_REQUIRE(n.is_string(), FileError, file, ": class_names holds ", n.dump(), ", not a name");
+    out.push_back(n.get<std::string>());
+  }
+  return out;
+}
+
+std::vector<int64_t> parse_classes(const std::string& text, const std::vector<std::string>& names) {
+  if (names.empty() || text.empty()) return parse_int_list(text, "`class`");
+  std::vector<int64_t> out;
+  for (const std::string& item : split(text, ',')) {
+    const auto named = std::find(names.begin(), names.end(), item);
+    if (named != names.end()) {
+      out.push_back(named - names.begin());
+      continue;
+    }
+    const bool numeric =
+        !item.empty() && item.find_first_not_of("+-0123456789") == std::string::npos;
+    IDIFF_REQUIRE(numeric, ConfigError, "`class`: '", item, "' is not a class of the model (",
+                  join(names, ", "), ")");
+    const std::vector<int64_t> index = parse_int_list(item, "`class`");
+    out.insert(out.end(), index.begin(), index.end());
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> read_model_flags(const std::string& path,
+                                                                  std::string* source) {
+  const nlohmann::json j = read_flags_file(path, source);
+  if (j.is_null()) return {};
+  const std::string file = parent_dir(path) + "/" + kFlagsFile;
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& [name, value] : j["flags"].items()) {
     IDIFF_REQUIRE(value.is_string(), FileError, file, ": the value of ", name,

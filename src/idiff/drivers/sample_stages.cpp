@@ -92,7 +92,7 @@ void check_sample_job(const SampleJob& job) {
                 "`init_image` needs `t_start` (with `steps`): the timestep the image is noised to; "
                 "from the last one the image would be lost in the noise");
   const bool classifier_guided = !s.classifier_path.empty();
-  const std::vector<int64_t> classes = parse_int_list(s.classes, "`class`");
+  const std::vector<int64_t> classes = parse_classes(s.classes, read_class_names(s.model_path));
   IDIFF_REQUIRE(classes.empty() || m.class_cond || classifier_guided, ConfigError, "`class` ",
                 s.classes,
                 " needs a class-conditional model (`class_cond` True) or a classifier "
@@ -156,7 +156,11 @@ SamplingPlan plan_sampling(const SampleJob& job, SamplerSetup setup, const Sampl
   SamplingPlan p;
   p.job = job;
   p.device = device;
-  p.classes = parse_int_list(s.classes, "`class`");
+  const std::vector<std::string> names = read_class_names(s.model_path);
+  p.classes = parse_classes(s.classes, names);
+  // A model trained on fewer classes than its embedding has rows: labels among those.
+  if (m.class_cond && !names.empty())
+    p.num_classes = std::min<int64_t>(p.num_classes, static_cast<int64_t>(names.size()));
   p.classifier_guided = !s.classifier_path.empty();
   p.free_guided = s.guidance_scale != 1.0;
   p.size = job.super_res ? m.large_size : m.image_size;
@@ -165,12 +169,11 @@ SamplingPlan plan_sampling(const SampleJob& job, SamplerSetup setup, const Sampl
   p.with_labels = job.super_res ? p.base.labels.defined() : m.class_cond || p.classifier_guided;
   p.model = models.model;
   p.classifier = models.classifier;
-  if (p.classifier) {
+  if (p.classifier)
     p.num_classes = std::min(p.num_classes, p.classifier->options().unet.out_channels);
-    for (int64_t c : p.classes) {
-      IDIFF_REQUIRE(c < p.num_classes, ConfigError, "`class`: ", c, " is not a class of ",
-                    s.classifier_path, " (0..", p.num_classes - 1, ")");
-    }
+  for (int64_t c : p.classes) {
+    IDIFF_REQUIRE(c < p.num_classes, ConfigError, "`class`: ", c, " is not a class of ",
+                  p.classifier ? s.classifier_path : s.model_path, " (0..", p.num_classes - 1, ")");
   }
   p.first_level = noise_schedule_of(setup).level(setup.schedule.levels.front());
   if (!s.init_image.empty()) p.init = read_init_image(s.init_image, p.size, p.channels);
