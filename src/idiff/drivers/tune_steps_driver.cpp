@@ -77,6 +77,9 @@ TuneResult run_tune_steps(const TuneJob& tj) {
     };
   };
   // Calibration draws (seeded by --seed) and as many held-out ones from another stream.
+  // Labels among the classes the model was trained on (flags.json), as idiff sample draws them.
+  const size_t named = read_class_names(s.model_path).size();
+  const int64_t classes = named > 0 ? static_cast<int64_t>(named) : kNumClasses;
   const auto draw_batches = [&](uint64_t seed) {
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
     std::vector<Batch> batches;
@@ -85,7 +88,7 @@ TuneResult run_tune_steps(const TuneJob& tj) {
       Batch b;
       b.x_T = draw_normal({n, m.image_channels, m.image_size, m.image_size},
                           at::TensorOptions().device(device), gen);
-      if (m.class_cond) b.y = at::randint(0, kNumClasses, {n}, gen, at::kLong).to(device);
+      if (m.class_cond) b.y = at::randint(0, classes, {n}, gen, at::kLong).to(device);
       b.reference = run_sampler(*make_solver(ref_setup, fn_for(b.y)), b.x_T, {});
       batches.push_back(b);
     }
