@@ -93,9 +93,10 @@ std::vector<int64_t> parse_classes(const std::string& text, const std::vector<st
 
 std::vector<std::pair<std::string, std::string>> read_model_flags(const std::string& path,
                                                                   std::string* source) {
-  const nlohmann::json j = read_flags_file(path, source);
+  std::string file;
+  const nlohmann::json j = read_flags_file(path, &file);
+  if (source != nullptr) *source = file;
   if (j.is_null()) return {};
-  const std::string file = parent_dir(path) + "/" + kFlagsFile;
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& [name, value] : j["flags"].items()) {
     IDIFF_REQUIRE(value.is_string(), FileError, file, ": the value of ", name,
