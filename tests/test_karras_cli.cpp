@@ -132,20 +132,20 @@ TEST(KarrasCli, EditInpaintsKeepingTheMaskedImage) {
     EXPECT_GT(diff.masked_select(~keep).to(at::kFloat).mean().item<float>(), 5);  // filled
   }
   EXPECT_TRUE(std::ifstream(out + "/edit_input.png").good());
-  // Without the mask, and with a Gaussian-diffusion family: one-line errors.
+  // Without the mask, and with RePaint's jumps (for the other families): one-line errors.
   args.resize(args.size() - 14);
-  for (const std::string a :
-       {"--task", "inpaint", "--image", image_png.c_str(), "--log_dir", out.c_str()}) {
+  for (const std::string a : {"--training_mode", "consistency_distillation", "--task", "inpaint",
+                              "--image", image_png.c_str(), "--log_dir", out.c_str()}) {
     args.push_back(a);
   }
   const RunResult no_mask = run_idiff(args);
   EXPECT_EQ(no_mask.exit_code, 2);
-  EXPECT_NE(no_mask.err.find("--training_mode"), std::string::npos) << no_mask.err;
-  args.push_back("--training_mode");
-  args.push_back("consistency_distillation");
-  const RunResult r2 = run_idiff(args);
-  EXPECT_NE(r2.exit_code, 0);
-  EXPECT_NE(r2.err.find("--task inpaint needs --mask"), std::string::npos) << r2.err;
+  EXPECT_NE(no_mask.err.find("--task inpaint needs --mask"), std::string::npos) << no_mask.err;
+  for (const std::string a : {"--mask", mask_png.c_str(), "--resample_jumps", "2"})
+    args.push_back(a);
+  const RunResult jumps = run_idiff(args);
+  EXPECT_EQ(jumps.exit_code, 2);
+  EXPECT_NE(jumps.err.find("--resample_jumps is RePaint's"), std::string::npos) << jumps.err;
 }
 
 TEST(KarrasCli, BadFlagsAndFilesOfTheOtherFamilyAreOneLineErrors) {

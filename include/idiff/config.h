@@ -189,6 +189,10 @@ struct SampleConfig {
   std::string edit_task = "";
   std::string edit_image = "";
   std::string edit_mask = "";
+  // `idiff edit` with an improved-/guided-diffusion model: RePaint (repaint.h); 0: its
+  // defaults (10 and 10).
+  int64_t resample_jumps = 0;
+  int64_t jump_length = 0;
   bool save_float = false;  // also write samples_float.safetensors (float32, [-1, 1])
   // Guidance (guided-diffusion's classifier_sample.py; Ho & Salimans 2022).
   std::string classifier_path = "";  // a noisy-image classifier: classifier guidance

@@ -75,10 +75,17 @@ void setup(CLI::App& sub, Mode mode) {
     add_sampler_flags(f, s);
     sub.footer(sampler_table_help());
     if (mode == Mode::Edit) {
-      const std::string ge = "Editing (consistency models)";
+      const std::string ge = "Editing";
       f.add("task", s.edit_task, "inpaint, colorize or superres (8x8 patch means kept)")->group(ge);
       f.add("image", s.edit_image, "the image to edit (resized as training data)")->group(ge);
       f.add("mask", s.edit_mask, "inpaint: white where the image is kept, black to fill")
+          ->group(ge);
+      f.add("resample_jumps", s.resample_jumps, {0, 1000},
+            "improved-/guided-diffusion models (RePaint): times each stretch of jump_length "
+            "steps is sampled (1: replacement only; 0: 10)")
+          ->group(ge);
+      f.add("jump_length", s.jump_length, {0, 100000},
+            "RePaint: steps taken down before going back up (0: 10)")
           ->group(ge);
     }
     if (mode == Mode::Sample || mode == Mode::Edit) {
@@ -160,8 +167,8 @@ const bool registered_sr =
                       40, [](CLI::App& sub) { setup(sub, Mode::SuperRes); }});
 const bool registered_edit =
     register_command({"edit",
-                      "zero-shot editing with a consistency model: inpaint, colorize, superres "
-                      "(consistency_models' iterative_inpainting ...)",
+                      "inpaint, colorize, superres: zero-shot with a consistency model "
+                      "(consistency_models' iterative_inpainting ...), RePaint with others",
                       25, [](CLI::App& sub) { setup(sub, Mode::Edit); }});
 const bool registered_nll =
     register_command({"nll", "bits/dim of images under a model (scripts/image_nll.py)", 50,

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "idiff/config.h"
+#include "idiff/diffusion/sampling/repaint.h"
 #include "idiff/diffusion/sampling/solver.h"
 
 #include <memory>
@@ -24,6 +25,8 @@ struct SamplerSetup {
   // A Karras denoiser (--training_mode edm, consistency_*): its settings, sigma_max as
   // sampled from; the solver runs on its levels and `params` is unused.
   std::optional<KarrasParams> karras;
+  // `idiff edit` with an improved-/guided-diffusion model: the solver walks RePaint's path.
+  std::optional<RepaintOptions> repaint;
 };
 
 // The continuous levels the setup's schedule lives on.

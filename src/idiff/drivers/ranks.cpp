@@ -42,8 +42,9 @@ RankSettings sampling_settings(const SampleConfig& s, const SamplerSetup& setup)
   out.push_back({"`initial_noise`", s.initial_noise});
   out.push_back({"`save_float`", str(s.save_float)});
   out.push_back({"`generator`", s.generator});
-  out.push_back(
-      {"the edit (`task`, `image`, `mask`)", s.edit_task + " " + s.edit_image + " " + s.edit_mask});
+  out.push_back({"the edit (`task`, `image`, `mask`, `resample_jumps`, `jump_length`)",
+                 str(s.edit_task, " ", s.edit_image, " ", s.edit_mask, " ", s.resample_jumps, " ",
+                     s.jump_length)});
   return out;
 }
 

@@ -104,9 +104,6 @@ void check_sample_job(const SampleJob& job) {
       "`guidance_scale` (classifier-free guidance) needs a class-conditional model "
       "trained with a null label (`class_cond` True, `class_dropout_prob` > 0)",
       m.class_cond ? "" : "; an unconditional model is guided by a classifier (`classifier_path`)");
-  IDIFF_REQUIRE(s.edit_task.empty() || is_karras(job.diffusion), ConfigError,
-                "`idiff edit` edits with a consistency model (`training_mode` "
-                "consistency_distillation or consistency_training)");
   IDIFF_REQUIRE(s.edit_task.empty() || !s.edit_image.empty(), ConfigError,
                 "`image` is required: the image to edit");
   IDIFF_REQUIRE(s.edit_task != "inpaint" || !s.edit_mask.empty(), ConfigError,
@@ -180,12 +177,14 @@ SamplingPlan plan_sampling(const SampleJob& job, SamplerSetup setup, const Sampl
   if (!s.initial_noise.empty()) {
     p.noise = read_initial_noise(s.initial_noise, s.num_samples, p.channels, p.size);
   }
+  EditTask task;
   if (!s.edit_task.empty()) {
     const at::Tensor image = read_init_image(s.edit_image, p.size, p.channels).to(device);
     const at::Tensor mask = s.edit_mask.empty() ? at::Tensor() : read_mask(s.edit_mask, p.size);
-    const EditTask task =
-        make_edit_task(s.edit_task, image, mask.defined() ? mask.to(device) : mask);
-    setup.denoiser.replace_fn = task.replace;
+    task = make_edit_task(s.edit_task, image, mask.defined() ? mask.to(device) : mask);
+    // A consistency model's x_0 takes the known part (karras_edit.h); RePaint puts it back
+    // into each step's sample instead (repaint.h).
+    if (!setup.repaint) setup.denoiser.replace_fn = task.replace;
     p.edit_known = task.known.cpu();
     if (!logger.dir().empty()) {
       const std::string known = logger.dir() + "/edit_input.png";
@@ -203,6 +202,10 @@ SamplingPlan plan_sampling(const SampleJob& job, SamplerSetup setup, const Sampl
   p.setup = std::move(setup);
   p.solver = make_solver(
       p.setup, [current](const at::Tensor& x, const at::Tensor& t) { return current->fn(x, t); });
+  if (p.setup.repaint) {
+    p.solver = make_repaint_solver(std::move(p.solver), noise_schedule_of(p.setup), std::move(task),
+                                   *p.setup.repaint);
+  }
   // The classifier's gradient is computed eagerly (autograd is not captured). A failed
   // CUDA-graph capture is an error naming --cuda_graph False, not a silent fallback: the
   // CUDA allocator may be left in its capture state.

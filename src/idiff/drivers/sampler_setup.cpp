@@ -45,6 +45,9 @@ void refuse_gaussian_flags(const SampleConfig& s, const DiffusionConfig& d) {
          "holds timesteps of a Gaussian diffusion");
   refuse(s.dynamic_threshold > 0, "dynamic_threshold", "is not applied to Karras models");
   refuse(s.final_sigma != "zero", "final_sigma", "is chosen by the sampler (progdist ends at min)");
+  refuse(s.resample_jumps != 0 || s.jump_length != 0, "resample_jumps",
+         "is RePaint's, for improved-/guided-diffusion models; a consistency model edits "
+         "at its `ts`");
 }
 
 // For the log: "ts 0,22,39 of 40 Karras levels" or "karras from sigma 80".
@@ -169,6 +172,36 @@ void choose_solver(const SampleConfig& s, const std::string& file_sampler, Sampl
   checked_row(out.solver);
 }
 
+// `idiff edit` with an improved-/guided-diffusion model: RePaint (repaint.h), by default as
+// its paper samples: ancestral steps over 250 of the process' steps, integer timesteps for
+// --steps, jumps of 10 resampled 10 times. Returns the flags with those defaults filled in.
+SampleConfig repaint_defaults(const SampleConfig& s, DiffusionConfig& d, SamplerSetup& out) {
+  SampleConfig e = s;
+  std::vector<std::string> taken;
+  const bool file = !s.steps_file.empty() || !s.steps_json.empty();
+  if (s.sampler.empty() && !s.use_ddim && !file) {
+    e.sampler = "ddpm";
+    taken.push_back("--sampler ddpm");
+  }
+  if (!file && s.steps == 0 && d.timestep_respacing.empty() && d.diffusion_steps >= 250) {
+    d.timestep_respacing = "250";
+    taken.push_back("--timestep_respacing 250");
+  }
+  if (s.steps > 0 && s.schedule.empty()) {
+    e.schedule = "trailing";
+    taken.push_back("--schedule trailing");
+  }
+  RepaintOptions o;
+  if (s.jump_length > 0) o.jump_length = s.jump_length;
+  if (s.resample_jumps > 0) o.resample_jumps = s.resample_jumps;
+  if (s.jump_length == 0) taken.push_back(str("--jump_length ", o.jump_length));
+  if (s.resample_jumps == 0) taken.push_back(str("--resample_jumps ", o.resample_jumps));
+  out.repaint = o;
+  if (!taken.empty())
+    out.defaults_note = str("defaults for RePaint: ", join(taken, " "), " (Lugmayr et al. 2022)");
+  return e;
+}
+
 }  // namespace
 
 SamplerSetup sampler_setup(const SampleConfig& s, const DiffusionConfig& d) {
@@ -180,7 +213,11 @@ SamplerSetup sampler_setup(const SampleConfig& s, const DiffusionConfig& d) {
   DiffusionConfig full = d;
   full.timestep_respacing = "";
   out.params = diffusion_params(full);
-  choose_solver(s, choose_steps(s, d, out), out);
+  DiffusionConfig spaced = d;
+  const SampleConfig e = s.edit_task.empty() ? s : repaint_defaults(s, spaced, out);
+  const std::string note = out.defaults_note;
+  choose_solver(e, choose_steps(e, spaced, out), out);
+  if (!note.empty()) out.defaults_note = note;
   IDIFF_REQUIRE(s.dynamic_threshold >= 0 && s.dynamic_threshold <= 1, ConfigError,
                 "`dynamic_threshold` must lie in (0, 1] (0: off), got ", s.dynamic_threshold);
   out.denoiser.threshold = s.dynamic_threshold > 0 ? Threshold::Dynamic

@@ -13,14 +13,20 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <string>
 
 namespace idiff {
 
+// The known part of `keep` with the rest of `x` (a projection onto the kept subspace and
+// its orthogonal complement: a mask's pixels, the luminance axis, the patch means).
+using MixFn = std::function<at::Tensor(const at::Tensor& keep, const at::Tensor& x)>;
+
 struct EditTask {
   std::string name;  // inpaint, colorize, superres
   at::Tensor known;  // [N, C, H, W]: the part of the image that is kept, in the edit's form
-  // Mixes the known part of `known` with the rest of `x0`.
+  MixFn mix;
+  // mix(known, x0): what the consistency sampler applies to each x_0.
   DenoisedFn replace;
 };
 

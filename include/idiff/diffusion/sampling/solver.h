@@ -40,6 +40,9 @@ class Solver {
   virtual int64_t model_calls(int64_t i) const { return 1; }
   // Whether every step takes an N(0, I) draw shaped like x (drawn by the loop).
   virtual bool draws_noise() const { return false; }
+  // Whether a step builds on earlier steps (a multistep method's history): such a solver
+  // must walk its steps in order, once (repaint.h).
+  virtual bool keeps_history() const { return false; }
   // Makes the history buffers for samples like x (zeroed).
   virtual void reset(const at::Tensor& x) {}
   // x at level i -> x at level i + 1, with the step's x_0 prediction. row: coefficients()[i]

@@ -33,6 +33,15 @@ at::Tensor from_patches(const at::Tensor& x, int64_t p, int64_t h, int64_t w) {
   return x.reshape({n, c, h / p, w / p, p, p}).permute({0, 1, 2, 4, 3, 5}).reshape({n, c, h, w});
 }
 
+EditTask edit_task(std::string name, const at::Tensor& known, MixFn mix) {
+  EditTask t;
+  t.name = std::move(name);
+  t.known = known;
+  t.mix = mix;
+  t.replace = [known, mix](const at::Tensor& x0) { return mix(known, x0); };
+  return t;
+}
+
 }  // namespace
 
 EditTask inpaint_task(const at::Tensor& images, const at::Tensor& mask) {
@@ -40,12 +49,9 @@ EditTask inpaint_task(const at::Tensor& images, const at::Tensor& mask) {
                 ConfigError, "the mask is ", mask.sizes(), "; expected the image's size ",
                 images.size(2), "x", images.size(3));
   const at::Tensor m = mask.to(images.scalar_type()).expand_as(images).contiguous();
-  EditTask t;
-  t.name = "inpaint";
-  t.known = images * m - (1 - m);
-  const at::Tensor known = t.known;
-  t.replace = [known, m](const at::Tensor& x0) { return known * m + x0 * (1 - m); };
-  return t;
+  return edit_task(
+      "inpaint", images * m - (1 - m),
+      [m](const at::Tensor& keep, const at::Tensor& x) { return keep * m + x * (1 - m); });
 }
 
 EditTask colorize_task(const at::Tensor& images) {
@@ -60,12 +66,7 @@ EditTask colorize_task(const at::Tensor& images) {
     b.select(1, 0).copy_(a.select(1, 0));
     return at::einsum("bdhw,cd->bchw", {b, q});
   };
-  EditTask t;
-  t.name = "colorize";
-  t.known = mix(images, at::zeros_like(images));
-  const at::Tensor known = t.known;
-  t.replace = [known, mix](const at::Tensor& x0) { return mix(known, x0); };
-  return t;
+  return edit_task("colorize", mix(images, at::zeros_like(images)), mix);
 }
 
 EditTask superres_task(const at::Tensor& images, int64_t p) {
@@ -79,14 +80,10 @@ EditTask superres_task(const at::Tensor& images, int64_t p) {
     b.select(3, 0).copy_(a.select(3, 0));
     return from_patches(at::matmul(b, q.t()), p, h, w);
   };
-  EditTask t;
-  t.name = "superres";
   // Every patch its mean (average_image_patches).
   const at::Tensor patches = to_patches(images, p);
-  t.known = from_patches(patches.mean(-1, true).expand_as(patches), p, h, w);
-  const at::Tensor known = t.known;
-  t.replace = [known, mix](const at::Tensor& x0) { return mix(known, x0); };
-  return t;
+  return edit_task("superres", from_patches(patches.mean(-1, true).expand_as(patches), p, h, w),
+                   mix);
 }
 
 EditTask make_edit_task(const std::string& name, const at::Tensor& images, const at::Tensor& mask) {

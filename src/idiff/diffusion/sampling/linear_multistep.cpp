@@ -40,6 +40,7 @@ class LinearMultistepSolver : public Solver {
 
   std::string name() const override { return name_; }
   bool draws_noise() const override { return plan_.noise; }
+  bool keeps_history() const override { return plan_.history > 1 || plan_.corrector; }
 
   at::Tensor coefficients() const override {
     const int64_t H = plan_.history, K = 3 + (1 + H + 1) + (2 + H);
