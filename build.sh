@@ -23,6 +23,7 @@ TORCHVISION_VERSION=0.26.0
 PYTORCH_FID_VERSION=0.3.0
 # The demo plots the loss curve with matplotlib (tools/plot_progress.py).
 MATPLOTLIB_VERSION=3.11.2
+PIQ_VERSION=0.8.0  # LPIPS as consistency_models uses it (piq.LPIPS)
 
 APT_PACKAGES=(
   build-essential cmake ninja-build ccache git pkg-config
@@ -68,6 +69,10 @@ setup() {
     log "installing pytorch-fid, scipy and torchvision==$TORCHVISION_VERSION into $VENV (evaluation tests)"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" \
       "torchvision==$TORCHVISION_VERSION" "pytorch-fid==$PYTORCH_FID_VERSION" scipy pillow
+  fi
+  if ! "$VENV/bin/python" -c "import piq" 2>/dev/null; then
+    log "installing piq==$PIQ_VERSION into $VENV (the LPIPS test)"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "piq==$PIQ_VERSION"
   fi
   if ! "$VENV/bin/python" -c "import matplotlib" 2>/dev/null; then
     log "installing matplotlib==$MATPLOTLIB_VERSION into $VENV (the demo's loss curve)"

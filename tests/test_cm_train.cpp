@@ -245,6 +245,8 @@ TEST(CmTrain, BadFlagsGetOneLineEach) {
       {{"--training_mode", "consistency_training", "--teacher_dropout", "0.3"},
        "--teacher_dropout is for consistency_distillation"},
       {{"--teacher_model_path", teacher, "--loss_norm", "lpips"}, "lpips needs the LPIPS network"},
+      {{"--teacher_model_path", teacher, "--lpips_vgg16", "vgg16.pth"},
+       "--lpips_vgg16 and --lpips_weights are for --loss_norm lpips, not l2"},
       {{}, "needs --teacher_model_path"},
       {{"--training_mode", "edm"}, "idiff edm-train"},
       {{"--training_mode", "consistency_training", "--target_ema_mode", "adaptive"},

@@ -17,21 +17,6 @@
 
 namespace idiff::test {
 
-inline std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-// python tests/py/<script> args... (the scripts import tensorfiles.py from their folder).
-inline RunResult run_python_script(const std::string& script,
-                                   const std::vector<std::string>& args) {
-  std::string cmd =
-      shell_quote(python()) + " " + shell_quote(std::string(IDIFF_TEST_SCRIPTS_DIR) + "/" + script);
-  for (const auto& a : args) cmd += " " + shell_quote(a);
-  return run_shell(cmd);
-}
-
 // Same dtype, same sizes and the same bytes, element by element (NaNs and -0.0 included).
 inline ::testing::AssertionResult same_bits(const at::Tensor& a, const at::Tensor& b) {
   if (a.scalar_type() != b.scalar_type()) {

@@ -107,6 +107,21 @@ inline std::string python() {
   return IDIFF_PYTHON;
 }
 
+inline std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// python tests/py/<script> args... (the scripts import tensorfiles.py from their folder).
+inline RunResult run_python_script(const std::string& script,
+                                   const std::vector<std::string>& args) {
+  std::string cmd =
+      shell_quote(python()) + " " + shell_quote(std::string(IDIFF_TEST_SCRIPTS_DIR) + "/" + script);
+  for (const auto& a : args) cmd += " " + shell_quote(a);
+  return run_shell(cmd);
+}
+
 }  // namespace idiff::test
 
 // EXPECT/ASSERT that tensor `a` equals `b` to relative L2 error `tol` (shapes must match);

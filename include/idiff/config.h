@@ -125,7 +125,8 @@ struct TrainConfig {
   int64_t max_image_pixels = kDefaultMaxImagePixels;  // larger images are refused
   double dist_timeout = kDefaultDistTimeoutSeconds;   // seconds; multi-process runs only
   // Consistency distillation and training (consistency_models' cm_train_defaults; `idiff
-  // cm-train`). loss_norm's reference default is lpips, whose network idiff does not ship.
+  // cm-train`). loss_norm's reference default is lpips, whose weights idiff does not ship:
+  // lpips needs the user's lpips_vgg16 and lpips_weights files (model/lpips.h).
   std::string teacher_model_path = "";  // an EDM checkpoint (distillation)
   double teacher_dropout = 0.1;
   std::string target_ema_mode = "fixed";  // fixed or adaptive
@@ -134,7 +135,9 @@ struct TrainConfig {
   int64_t start_scales = 40;
   int64_t end_scales = 40;
   int64_t distill_steps_per_iter = 50000;
-  std::string loss_norm = "l2";  // l1, l2, l2-32, pseudo_huber
+  std::string loss_norm = "l2";    // l1, l2, l2-32, pseudo_huber, lpips
+  std::string lpips_vgg16 = "";    // torchvision's VGG16 state dict (vgg16-397923af.pth)
+  std::string lpips_weights = "";  // LPIPS' five layer weights (piq's lpips_weights.pt)
   int64_t total_training_steps = 600000;
 };
 

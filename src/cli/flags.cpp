@@ -310,7 +310,15 @@ void add_consistency_train_flags(CLI::App& app, TrainConfig& t) {
   f.add("distill_steps_per_iter", t.distill_steps_per_iter, {1, kMaxSteps},
         "progdist: steps per halving of N")
       ->group(g);
-  f.add("loss_norm", t.loss_norm, "l1, l2, l2-32 or pseudo_huber (lpips: not shipped)")->group(g);
+  f.add("loss_norm", t.loss_norm,
+        "l1, l2, l2-32, pseudo_huber or lpips (with --lpips_vgg16 and --lpips_weights)")
+      ->group(g);
+  f.add("lpips_vgg16", t.lpips_vgg16,
+        "lpips: torchvision's ImageNet VGG16 weights (vgg16-397923af.pth), brought by you")
+      ->group(g);
+  f.add("lpips_weights", t.lpips_weights,
+        "lpips: LPIPS' five layer weights (piq's lpips_weights.pt), brought by you")
+      ->group(g);
 }
 
 void apply_checkpoint_flags(CLI::App& app, const std::string& model_path,

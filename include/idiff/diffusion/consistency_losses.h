@@ -20,10 +20,26 @@
 
 namespace idiff {
 
-// "l1, l2, l2-32, pseudo_huber" (LPIPS needs its network: not here).
+// "l1, l2, l2-32, pseudo_huber, lpips".
 const char* consistency_loss_norms();
 // A ConfigError naming `loss_norm` unless it is one of them.
 void check_consistency_loss_norm(const std::string& norm);
+
+// What the loss compares the two x_0 with: a norm by name, and for lpips the network
+// (model/lpips.h: [N] distances of images in [0, 1]), which the caller brings.
+using PerceptualFn = std::function<at::Tensor(const at::Tensor& x, const at::Tensor& y)>;
+struct LossNorm {
+  LossNorm(std::string name, PerceptualFn lpips = {})
+      : name(std::move(name)), lpips(std::move(lpips)) {}
+  LossNorm(const char* name) : LossNorm(std::string(name)) {}
+  std::string name;
+  PerceptualFn lpips;
+};
+
+// [N]: the loss' norm of distiller - target per image, before the weights (the mean over
+// C, H, W of l1, l2, l2-32, pseudo_huber; lpips as consistency_losses below says).
+at::Tensor consistency_norm(const at::Tensor& distiller, const at::Tensor& target,
+                            const LossNorm& norm);
 
 struct ConsistencyTerms {
   at::Tensor t, t2;      // [N] the levels t_n and t_{n+1}
@@ -38,13 +54,14 @@ struct ConsistencyTerms {
 // `teacher_diffusion` (EDM scalings). indices: [N] int64 in [0, num_scales - 1); noise like
 // x_start. loss_norm: one of consistency_loss_norms() (the reference's l2-32 resizes both
 // x_0 to 32x32 bilinearly first; pseudo_huber is iCT's sqrt(d^2 + c^2) - c with
-// c = 0.00054 sqrt(C H W), its mean taken over the image).
+// c = 0.00054 sqrt(C H W), its mean taken over the image; lpips resizes images under 256
+// pixels to 224 bilinearly and compares (x + 1) / 2, per image).
 ConsistencyTerms consistency_losses(const KarrasDenoiser& diffusion, const ModelFn& student,
                                     const ModelFn& target, const ModelFn& teacher,
                                     const KarrasDenoiser& teacher_diffusion,
                                     const at::Tensor& x_start, int64_t num_scales,
                                     const at::Tensor& indices, const at::Tensor& noise,
-                                    const std::string& loss_norm);
+                                    const LossNorm& loss_norm);
 
 // A teacher as a denoiser D(x, sigma) of variance-exploding noise levels: x [N, C, H, W] =
 // x_0 + sigma z, sigma [N]; returns the x_0 estimate.
@@ -54,7 +71,7 @@ ConsistencyTerms consistency_losses(const KarrasDenoiser& diffusion, const Model
                                     const ModelFn& target, const DenoiseFn& teacher,
                                     const at::Tensor& x_start, int64_t num_scales,
                                     const at::Tensor& indices, const at::Tensor& noise,
-                                    const std::string& loss_norm);
+                                    const LossNorm& loss_norm);
 
 // An improved-/guided-diffusion network as a denoiser of sigma levels (a teacher for
 // consistency distillation): at sigma the input is x / sqrt(1 + sigma^2) (the VP state) and

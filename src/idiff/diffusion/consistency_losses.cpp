@@ -20,8 +20,17 @@ at::Tensor karras_level(const KarrasParams& p, const at::Tensor& index, int64_t 
   return (hi + index.to(at::kDouble) / static_cast<double>(n - 1) * (lo - hi)).pow(p.rho);
 }
 
-// The per-sample norm of the difference, averaged over C, H, W.
-at::Tensor norm_of(const at::Tensor& a, const at::Tensor& b, const std::string& norm) {
+}  // namespace
+
+at::Tensor consistency_norm(const at::Tensor& a, const at::Tensor& b, const LossNorm& loss_norm) {
+  const std::string& norm = loss_norm.name;
+  if (norm == "lpips") {
+    IDIFF_REQUIRE(loss_norm.lpips, ConfigError, "`loss_norm` lpips needs the LPIPS network");
+    const auto up = [](const at::Tensor& x) {
+      return x.size(-1) < 256 ? at::upsample_bilinear2d(x, {224, 224}, false) : x;
+    };
+    return loss_norm.lpips((up(a) + 1) / 2, (up(b) + 1) / 2);
+  }
   if (norm == "l1") return mean_flat((a - b).abs());
   if (norm == "l2") return mean_flat((a - b).pow(2));
   if (norm == "l2-32") {
@@ -37,20 +46,14 @@ at::Tensor norm_of(const at::Tensor& a, const at::Tensor& b, const std::string& 
   return {};
 }
 
-}  // namespace
-
 void check_consistency_loss_norm(const std::string& norm) {
-  IDIFF_REQUIRE(norm != "lpips", ConfigError,
-                "`loss_norm` lpips needs the LPIPS network, which idiff does not ship; use one "
-                "of ",
-                consistency_loss_norms(), " (pseudo_huber: improved consistency training's)");
-  IDIFF_REQUIRE(norm == "l1" || norm == "l2" || norm == "l2-32" || norm == "pseudo_huber",
-                ConfigError, "`loss_norm` must be one of ", consistency_loss_norms(), ", got '",
-                norm, "'");
+  IDIFF_REQUIRE(
+      norm == "l1" || norm == "l2" || norm == "l2-32" || norm == "pseudo_huber" || norm == "lpips",
+      ConfigError, "`loss_norm` must be one of ", consistency_loss_norms(), ", got '", norm, "'");
 }
 
 const char* consistency_loss_norms() {
-  return "l1, l2, l2-32, pseudo_huber";
+  return "l1, l2, l2-32, pseudo_huber, lpips";
 }
 
 ConsistencyTerms consistency_losses(const KarrasDenoiser& diffusion, const ModelFn& student,
@@ -58,7 +61,7 @@ ConsistencyTerms consistency_losses(const KarrasDenoiser& diffusion, const Model
                                     const KarrasDenoiser& teacher_diffusion,
                                     const at::Tensor& x_start, int64_t num_scales,
                                     const at::Tensor& indices, const at::Tensor& noise,
-                                    const std::string& loss_norm) {
+                                    const LossNorm& loss_norm) {
   DenoiseFn denoiser;
   if (teacher) {
     denoiser = [&](const at::Tensor& x, const at::Tensor& sigma) {
@@ -73,7 +76,7 @@ ConsistencyTerms consistency_losses(const KarrasDenoiser& diffusion, const Model
                                     const ModelFn& target, const DenoiseFn& teacher,
                                     const at::Tensor& x_start, int64_t num_scales,
                                     const at::Tensor& indices, const at::Tensor& noise,
-                                    const std::string& loss_norm) {
+                                    const LossNorm& loss_norm) {
   IDIFF_REQUIRE(num_scales >= 2, ConfigError, "the number of scales must be at least 2, got ",
                 num_scales);
   const int64_t d = x_start.dim();
@@ -101,7 +104,7 @@ ConsistencyTerms consistency_losses(const KarrasDenoiser& diffusion, const Model
     gen.set_state(dropout_state);
     r.target = diffusion.denoise(target, r.x_t2, r.t2).denoised;
   }
-  r.loss = norm_of(r.distiller, r.target, loss_norm) * diffusion.weightings(r.t);
+  r.loss = consistency_norm(r.distiller, r.target, loss_norm) * diffusion.weightings(r.t);
   return r;
 }
 

@@ -52,7 +52,8 @@ RankSettings train_settings(const TrainJob& job) {
        str(t.start_ema, ", ", t.start_scales, ", ", t.end_scales)},
       {"`total_training_steps`, `distill_steps_per_iter`",
        str(t.total_training_steps, ", ", t.distill_steps_per_iter)},
-      {"`loss_norm`", t.loss_norm}};
+      {"`loss_norm`, `lpips_vgg16`, `lpips_weights`",
+       t.loss_norm + ", " + t.lpips_vgg16 + ", " + t.lpips_weights}};
   out.insert(out.end(), train.begin(), train.end());
   return out;
 }

@@ -12,12 +12,15 @@
 #include "idiff/distributed/data_parallel.h"
 #include "idiff/distributed/dist_context.h"
 #include "idiff/io/tensor_file.h"
+#include "idiff/model/lpips.h"
 #include "idiff/model/state_dict.h"
 #include "idiff/train/ema.h"
 #include "idiff/train/train_checkpoint.h"
 #include "idiff/train/training_objective.h"
 
 #include <ATen/ATen.h>
+
+#include <optional>
 
 namespace idiff {
 namespace {
@@ -42,6 +45,18 @@ class ConsistencyObjective : public TrainingObjective {
         teacher_(std::move(teacher)),
         teacher_denoiser_(std::move(denoiser)),
         loss_norm_(train.loss_norm) {
+    check_consistency_loss_norm(train.loss_norm);
+    if (train.loss_norm == "lpips") {
+      IDIFF_REQUIRE(!train.lpips_vgg16.empty() && !train.lpips_weights.empty(), ConfigError,
+                    "`loss_norm` lpips needs the LPIPS network, which idiff does not ship or "
+                    "download: give `lpips_vgg16` (torchvision's vgg16-397923af.pth) and "
+                    "`lpips_weights` (piq's lpips_weights.pt)");
+      lpips_ = Lpips::load(train.lpips_vgg16, train.lpips_weights);
+    } else {
+      IDIFF_REQUIRE(train.lpips_vgg16.empty() && train.lpips_weights.empty(), ConfigError,
+                    "`lpips_vgg16` and `lpips_weights` are for `loss_norm` lpips, not ",
+                    train.loss_norm);
+    }
     if (teacher_ && !teacher_denoiser_) {
       // An EDM teacher: the Karras denoiser with EDM's scalings.
       teacher_denoiser_ = [edm = KarrasDenoiser(with_distillation(params, false))](
@@ -58,7 +73,6 @@ class ConsistencyObjective : public TrainingObjective {
     schedule_.end_scales = train.end_scales;
     schedule_.total_steps = train.total_training_steps;
     schedule_.distill_steps_per_iter = train.distill_steps_per_iter;
-    check_consistency_loss_norm(loss_norm_);
     scales_ = ema_and_scales(schedule_, 0).scales;  // checks the combination of modes
   }
 
@@ -101,6 +115,11 @@ class ConsistencyObjective : public TrainingObjective {
   }
 
   void start(const ObjectiveStart& s) override {
+    if (lpips_) {
+      loss_norm_.lpips = [net = lpips_->to(s.device)](const at::Tensor& x, const at::Tensor& y) {
+        return net(x, y);
+      };
+    }
     target_->to(s.device);
     target_->train();  // the reference's target_model.train(): dropout as the model's
     for (auto& p : target_->parameters()) p.set_requires_grad(false);
@@ -146,7 +165,8 @@ class ConsistencyObjective : public TrainingObjective {
   KarrasDenoiser diffusion_;
   UNetModel target_, teacher_;
   TeacherDenoiser teacher_denoiser_;
-  std::string loss_norm_;
+  LossNorm loss_norm_;
+  std::optional<Lpips> lpips_;  // loss_norm lpips: the network, until start() moves it
   EmaScalesOptions schedule_;
   int64_t scales_ = 0;
   std::vector<at::Tensor> target_params_;
