@@ -230,6 +230,58 @@ TEST(CmTrain, DistillsAnImprovedDiffusionTeacher) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
 }
 
+// A classifier-free guided teacher (trained with a null label) distils at a fixed
+// --guidance_scale: the student follows the guided ODE, so it differs from the one the
+// unguided teacher makes from the same seed; teachers without a null label, unconditional
+// students and consistency training are one-line errors.
+TEST(CmTrain, DistillsAClassifierFreeGuidedTeacher) {
+  TempDir data, guided_dir, plain_dir, a, b, bad;
+  write_shape_folder(data.path(), 4);
+  const auto teacher = [&](const std::string& dropout, const TempDir& dir) {
+    const auto r = run_idiff(cat_args(
+        std::vector<std::string>{"train", "--data_dir", data.path(), "--batch_size", "2",
+                                 "--max_steps", "4", "--lr", "5e-3", "--class_cond", "True",
+                                 "--class_dropout_prob", dropout, "--log_dir", dir.path()},
+        small_flags()));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    // Four steps at a high rate: the output layer starts at zero, so after one step the
+    // teacher's conditional and unconditional outputs would differ by little.
+    return dir.file("model000004.pt");
+  };
+  const std::string guided = teacher("0.3", guided_dir), plain = teacher("0", plain_dir);
+  const auto distil = [&](const std::string& t, const std::string& out,
+                          const std::vector<std::string>& extra) {
+    return run_idiff(cat_args(
+        std::vector<std::string>{"cm-train", "--data_dir", data.path(), "--teacher_model_path", t,
+                                 "--batch_size", "2", "--max_steps", "1", "--start_scales", "10",
+                                 "--class_cond", "True", "--log_interval", "1", "--log_dir", out},
+        small_flags(), extra));
+  };
+  RunResult r = distil(guided, a.path(), {"--guidance_scale", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("classifier-free guided at scale 3"), std::string::npos) << r.out;
+  r = distil(guided, b.path(), {});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The first loss: the same student and draws, the guided teacher's Heun step elsewhere.
+  const auto la = progress_column(a.file("progress.csv"), "loss"),
+             lb = progress_column(b.file("progress.csv"), "loss");
+  ASSERT_FALSE(la.empty() || lb.empty());
+  EXPECT_GT(std::abs(la[0] - lb[0]), 1e-4 * std::abs(lb[0])) << la[0] << " " << lb[0];
+  r = distil(plain, bad.path(), {"--guidance_scale", "3"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("is not a class-conditional model trained with a null label"),
+            std::string::npos)
+      << r.err;
+  r = distil(guided, bad.path(), {"--guidance_scale", "3", "--class_cond", "False"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("give --class_cond True"), std::string::npos) << r.err;
+  r = distil(guided, bad.path(),
+             {"--guidance_scale", "3", "--training_mode", "consistency_training"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--guidance_scale is for consistency_distillation"), std::string::npos)
+      << r.err;
+}
+
 TEST(CmTrain, BadFlagsGetOneLineEach) {
   TempDir data, teacher_dir, dir;
   write_shape_folder(data.path(), 4);

@@ -129,6 +129,8 @@ struct TrainConfig {
   // lpips needs the user's lpips_vgg16 and lpips_weights files (model/lpips.h).
   std::string teacher_model_path = "";  // an EDM checkpoint (distillation)
   double teacher_dropout = 0.1;
+  // Distillation from a classifier-free guided teacher: uncond + s (cond - uncond); 1: off.
+  double guidance_scale = 1.0;
   std::string target_ema_mode = "fixed";  // fixed or adaptive
   std::string scale_mode = "fixed";       // fixed or progressive
   double start_ema = 0.0;

@@ -22,10 +22,12 @@ void check_consistency_mode(const CLI::App& sub, const std::string& mode) {
                 "`training_mode`: idiff cm-train trains consistency_distillation or "
                 "consistency_training, got ",
                 mode, mode == "edm" ? " (EDM models: idiff edm-train)" : "");
-  const CLI::Option* dropout = sub.get_option_no_throw("--teacher_dropout");
-  IDIFF_REQUIRE(mode == "consistency_distillation" || dropout == nullptr || dropout->count() == 0,
-                ConfigError, "`teacher_dropout` is for consistency_distillation; ",
-                "consistency_training has no teacher");
+  for (const char* flag : {"teacher_dropout", "guidance_scale"}) {
+    const CLI::Option* given = sub.get_option_no_throw(str("--", flag));
+    IDIFF_REQUIRE(mode == "consistency_distillation" || given == nullptr || given->count() == 0,
+                  ConfigError, "`", flag, "` is for consistency_distillation; ",
+                  "consistency_training has no teacher");
+  }
 }
 
 // An improved-/guided-diffusion teacher's own model and diffusion flags, from the flags.json

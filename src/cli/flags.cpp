@@ -296,6 +296,11 @@ void add_consistency_train_flags(CLI::App& app, TrainConfig& t) {
   f.add("teacher_dropout", t.teacher_dropout, {0.0, 0.999999},
         "distillation: the teacher network's dropout (it runs in eval mode)")
       ->group(g);
+  f.add("guidance_scale", t.guidance_scale, {0.0, 1000.0},
+        "distillation: the teacher's classifier-free guidance scale, uncond + s (cond - uncond), "
+        "so the student learns the guided ODE (1: off; the teacher trained with "
+        "--class_dropout_prob)")
+      ->group(g);
   f.add("target_ema_mode", t.target_ema_mode, "the target network's EMA rate: fixed or adaptive")
       ->group(g);
   f.add("scale_mode", t.scale_mode, "the number of scales N over training: fixed or progressive")

@@ -118,16 +118,21 @@ std::unique_ptr<TrainingObjective> make_edm_objective(const KarrasParams& params
 // levels: an EDM network through the Karras scalings, an improved-/guided-diffusion one by
 // vp_denoiser (consistency_losses.h).
 using TeacherDenoiser = std::function<DenoiseFn(const ModelFn& net)>;
+// How the teacher's network is called with a batch's conditioning: classifier-free guided
+// at cm-train's --guidance_scale (drivers/guided_models.h); empty: teacher->forward_kwargs.
+using TeacherNet = std::function<ModelFn(const ModelKwargs& kwargs)>;
 
 // consistency_models' consistency distillation (with `teacher`) or consistency training
 // (teacher empty) objective (consistency_objective.cpp): consistency_losses at indices drawn
 // uniformly in [0, N - 1) for the N scales of ema_and_scales(step), the target network an
 // EMA of the model at its rate. `target`: a network of the model's architecture (its
-// weights are set by start()). `denoiser`: the teacher's (empty: an EDM teacher of `params`).
+// weights are set by start()). `denoiser`: the teacher's (empty: an EDM teacher of `params`);
+// `net`: how the teacher is called (empty: plainly).
 std::unique_ptr<TrainingObjective> make_consistency_objective(const KarrasParams& params,
                                                               const TrainConfig& train,
                                                               UNetModel target, UNetModel teacher,
-                                                              TeacherDenoiser denoiser = {});
+                                                              TeacherDenoiser denoiser = {},
+                                                              TeacherNet net = {});
 
 // What a factory of the registry may use.
 struct ObjectiveContext {
@@ -137,6 +142,7 @@ struct ObjectiveContext {
   const ModelConfig& model;          // the model's flags (family_model_config applied)
   UNetModel teacher{nullptr};        // consistency distillation: the loaded teacher
   TeacherDenoiser teacher_denoiser;  // and how it denoises (empty: an EDM network)
+  TeacherNet teacher_net;            // and how it is called (empty: plainly)
 };
 
 struct ObjectiveRow {

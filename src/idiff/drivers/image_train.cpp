@@ -8,6 +8,7 @@
 #include "idiff/diffusion/sampling/solver.h"
 #include "idiff/distributed/dist_context.h"
 #include "idiff/distributed/rank_agreement.h"
+#include "idiff/drivers/guided_models.h"
 #include "idiff/drivers/load_model.h"
 #include "idiff/drivers/ranks.h"
 #include "idiff/drivers/super_res.h"
@@ -47,6 +48,7 @@ RankSettings train_settings(const TrainJob& job) {
       {"`precision`", t.precision},
       {"`max_steps`", n(t.max_steps)},
       {"`teacher_model_path` (given)", t.teacher_model_path.empty() ? "no" : "yes"},
+      {"`guidance_scale`", str(t.guidance_scale)},
       {"`target_ema_mode`, `scale_mode`", t.target_ema_mode + ", " + t.scale_mode},
       {"`start_ema`, `start_scales`, `end_scales`",
        str(t.start_ema, ", ", t.start_scales, ", ", t.end_scales)},
@@ -110,7 +112,27 @@ DiffusionConfig student_diffusion(const TrainJob& job) {
 struct Teacher {
   UNetModel model{nullptr};
   TeacherDenoiser denoiser;  // empty: an EDM network
+  TeacherNet net;            // empty: called plainly
 };
+
+// --guidance_scale: the teacher called classifier-free guided (the guided teacher's ODE, as
+// guided distillation takes it); the student sees the labels it was guided towards.
+void guide_teacher(const TrainJob& job, Teacher& t, Logger& logger) {
+  const double s = job.train.guidance_scale;
+  if (s == 1.0) return;
+  const UNetOptions& o = t.model->options();
+  IDIFF_REQUIRE(o.num_classes > 0 && o.null_label, ConfigError, "`guidance_scale` ", s, ": ",
+                job.train.teacher_model_path,
+                " is not a class-conditional model trained with a null label (`class_cond` "
+                "True, `class_dropout_prob` > 0)");
+  IDIFF_REQUIRE(job.model.class_cond, ConfigError, "`guidance_scale` ", s,
+                ": the student learns the teacher's guided ODE for each class, so it is "
+                "class-conditional too: give `class_cond` True");
+  t.net = [model = t.model, s](const ModelKwargs& kwargs) {
+    return classifier_free_model_fn(model, kwargs, s);
+  };
+  logger.log(str("the teacher is classifier-free guided at scale ", s));
+}
 
 // consistency distillation's teacher: an EDM network (the reference's), or an improved-/
 // guided-diffusion one as a denoiser of sigma levels, its x_0 clipped as the reference
@@ -119,7 +141,11 @@ Teacher load_teacher(const TrainJob& job, const ModelConfig& model, const Diffus
                      Logger& logger) {
   const std::string& path = job.train.teacher_model_path;
   if (path.empty()) return {};
-  if (!vp_teacher(job)) return {load_edm_teacher(job, model, logger), {}};
+  if (!vp_teacher(job)) {
+    Teacher t{load_edm_teacher(job, model, logger), {}, {}};
+    guide_teacher(job, t, logger);
+    return t;
+  }
   logger.log("loading the improved-/guided-diffusion teacher " + path + "...");
   Teacher t;
   t.model = load_model(job.teacher_model, false, path, c10::kCPU);
@@ -135,6 +161,7 @@ Teacher load_teacher(const TrainJob& job, const ModelConfig& model, const Diffus
                  " (the teacher's range); the model starts from fresh "
                  "weights (the teacher's network predicts noise at other input scalings and "
                  "times)"));
+  guide_teacher(job, t, logger);
   return t;
 }
 
@@ -201,7 +228,8 @@ StopReason run_training(const TrainJob& job) {
   }
   std::unique_ptr<TrainingObjective> objective =
       find_objective(student.training_mode)
-          .make(ObjectiveContext{diffusion, tc, student, m, teacher.model, teacher.denoiser});
+          .make(ObjectiveContext{diffusion, tc, student, m, teacher.model, teacher.denoiser,
+                                 teacher.net});
   logger.log("objective: " + objective->name());
 
   // Before the first collective (TrainLoop broadcasts the weights): the ranks agree.

@@ -39,11 +39,12 @@ std::vector<at::Tensor> parameters_of(const UNetModel& model) {
 class ConsistencyObjective : public TrainingObjective {
  public:
   ConsistencyObjective(const KarrasParams& params, const TrainConfig& train, UNetModel target,
-                       UNetModel teacher, TeacherDenoiser denoiser)
+                       UNetModel teacher, TeacherDenoiser denoiser, TeacherNet net)
       : diffusion_(with_distillation(params, true)),
         target_(std::move(target)),
         teacher_(std::move(teacher)),
         teacher_denoiser_(std::move(denoiser)),
+        teacher_net_(std::move(net)),
         loss_norm_(train.loss_norm) {
     check_consistency_loss_norm(train.loss_norm);
     if (train.loss_norm == "lpips") {
@@ -98,9 +99,11 @@ class ConsistencyObjective : public TrainingObjective {
     };
     DenoiseFn teacher;
     if (teacher_) {
-      teacher = teacher_denoiser_([this, kwargs](const at::Tensor& x, const at::Tensor& t) {
-        return teacher_->forward_kwargs(x, t, kwargs);
-      });
+      teacher = teacher_denoiser_(teacher_net_
+                                      ? teacher_net_(kwargs)
+                                      : [this, kwargs](const at::Tensor& x, const at::Tensor& t) {
+                                          return teacher_->forward_kwargs(x, t, kwargs);
+                                        });
     }
     const ConsistencyTerms terms =
         consistency_losses(diffusion_, model, target, teacher, x_start, scales_,
@@ -165,6 +168,7 @@ class ConsistencyObjective : public TrainingObjective {
   KarrasDenoiser diffusion_;
   UNetModel target_, teacher_;
   TeacherDenoiser teacher_denoiser_;
+  TeacherNet teacher_net_;
   LossNorm loss_norm_;
   std::optional<Lpips> lpips_;  // loss_norm lpips: the network, until start() moves it
   EmaScalesOptions schedule_;
@@ -177,9 +181,10 @@ class ConsistencyObjective : public TrainingObjective {
 std::unique_ptr<TrainingObjective> make_consistency_objective(const KarrasParams& params,
                                                               const TrainConfig& train,
                                                               UNetModel target, UNetModel teacher,
-                                                              TeacherDenoiser denoiser) {
-  return std::make_unique<ConsistencyObjective>(params, train, std::move(target),
-                                                std::move(teacher), std::move(denoiser));
+                                                              TeacherDenoiser denoiser,
+                                                              TeacherNet net) {
+  return std::make_unique<ConsistencyObjective>(
+      params, train, std::move(target), std::move(teacher), std::move(denoiser), std::move(net));
 }
 
 }  // namespace idiff

@@ -49,7 +49,7 @@ const std::vector<ObjectiveRow>& objective_registry() {
                        "`training_mode` consistency_distillation needs `teacher_model_path` (an "
                        "EDM checkpoint, e.g. from idiff edm-train)");
          return make_consistency_objective(karras_params(c.config), c.train, target_network(c),
-                                           c.teacher, c.teacher_denoiser);
+                                           c.teacher, c.teacher_denoiser, c.teacher_net);
        }},
       {"consistency_training",
        "consistency_models' consistency training: as distillation, with the Euler step of x_0 "
