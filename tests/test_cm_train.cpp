@@ -13,6 +13,9 @@
 
 #include <ATen/ATen.h>
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
 #include <fstream>
 
 namespace idiff::test {
@@ -86,6 +89,46 @@ TEST(CmTrain, DistillsResumesBitwiseAndSamplesInOneCall) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("--training_mode consistency_distillation"), std::string::npos) << r.out;
   EXPECT_TRUE(std::ifstream(samples.file("samples_2x16x16x3.npz")).good());
+
+  // `idiff tune-steps` searches the student's ts against the teacher's fine solution (8 Heun
+  // steps here), and `idiff sample --steps_file` samples at them.
+  const std::string ts_file = samples.file("ts.json");
+  const std::vector<std::string> tune = {"tune-steps",
+                                         straight.file("ema_0.9_000004.pt"),
+                                         "--teacher_model_path",
+                                         teacher,
+                                         "--steps",
+                                         "10",
+                                         "--model_calls",
+                                         "3",
+                                         "--num_samples",
+                                         "4",
+                                         "--reference_steps",
+                                         "8",
+                                         "--steps_file",
+                                         ts_file,
+                                         "--log_dir",
+                                         samples.path()};
+  r = run_idiff(tune);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("3 calls: --ts 0,"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("held-out draws"), std::string::npos) << r.out;
+  std::ifstream in(ts_file);
+  const auto j = nlohmann::json::parse(in);
+  const std::vector<int64_t> ts = j.at("ts").get<std::vector<int64_t>>();
+  ASSERT_EQ(ts.size(), 4u);
+  EXPECT_EQ(ts.front(), 0);
+  EXPECT_EQ(ts.back(), 9);
+  EXPECT_TRUE(std::is_sorted(ts.begin(), ts.end()));
+  EXPECT_EQ(j.at("sampler"), "multistep");
+  r = run_idiff({"sample", straight.file("ema_0.9_000004.pt"), "--steps_file", ts_file,
+                 "--num_samples", "2", "--log_dir", samples.file("ts")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("multistep, 3 steps (3 model calls), the steps of"), std::string::npos)
+      << r.out;
+  r = run_idiff(cat_args(tune, std::vector<std::string>{"--sampler", "heun"}));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("searches a consistency model's --ts"), std::string::npos) << r.err;
 }
 
 // With --start_ema above 0 the target lags the model: an EMA, not a copy.

@@ -237,6 +237,10 @@ struct TuneConfig {
   std::string reference_sampler = "ddim";
   int64_t reference_steps = 0;  // 0: every step of the process; else that many logsnr steps
   int64_t iterations = 6;       // sweeps of the coordinate search
+  // A consistency model (--sampler multistep): its --ts searched against the fine solution of
+  // the model it was distilled from (scripts/ternary_search.py's role), for this many calls.
+  std::string teacher_model_path = "";
+  int64_t model_calls = 2;
 };
 
 // Number of classes of a class-conditional model (script_util.NUM_CLASSES).

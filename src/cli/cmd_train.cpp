@@ -30,18 +30,6 @@ void check_consistency_mode(const CLI::App& sub, const std::string& mode) {
   }
 }
 
-// An improved-/guided-diffusion teacher's own model and diffusion flags, from the flags.json
-// beside it (none: the teacher is an EDM network of the model's flags, as the reference's).
-void read_teacher_flags(TrainJob& job) {
-  const std::string& path = job.train.teacher_model_path;
-  if (path.empty() || read_model_flags(path).empty()) return;
-  CLI::App app;
-  add_model_and_diffusion_flags(app, job.teacher_model, job.teacher_diffusion, false);
-  app.parse(std::vector<std::string>{});
-  apply_checkpoint_flags(app, path, "the teacher's");
-  job.teacher_flags = true;
-}
-
 void setup(CLI::App& sub, Kind kind) {
   auto job = std::make_shared<TrainJob>();
   const bool super_res = kind == Kind::SuperRes;
@@ -68,7 +56,8 @@ void setup(CLI::App& sub, Kind kind) {
   sub.callback([job, &sub, kind] {
     if (kind == Kind::Consistency) {
       check_consistency_mode(sub, job->diffusion.training_mode);
-      read_teacher_flags(*job);
+      job->teacher_flags = read_teacher_flags(job->train.teacher_model_path, job->teacher_model,
+                                              job->teacher_diffusion);
     }
     // What the library leaves to its caller: the stop signals, and tuning the process for
     // its device (allocator reuse on the CPU, cuDNN autotuning on CUDA).

@@ -3,6 +3,7 @@
 #include "command.h"
 #include "flags.h"
 
+#include "idiff/diffusion/factory.h"
 #include "idiff/drivers/tune_steps_driver.h"
 
 namespace idiff::cli {
@@ -30,9 +31,15 @@ void setup(CLI::App& sub) {
   f.add("reference_sampler", job->tune.reference_sampler, "the solver of the fine solution")
       ->group(g);
   f.add("reference_steps", job->tune.reference_steps, {0, 100000},
-        "its steps (0: every step of the process; else a logsnr schedule)")
+        "its steps (0: every step of the process; else a logsnr schedule; a consistency model's "
+        "teacher: Heun steps, 0: 128)")
       ->group(g);
   f.add("iterations", job->tune.iterations, {0, 1000}, "sweeps of the coordinate search")->group(g);
+  const std::string gc = "Consistency models (--sampler multistep: the ts searched)";
+  f.add("teacher_model_path", job->tune.teacher_model_path,
+        "the model it was distilled from (its flags from its flags.json): the fine solution")
+      ->group(gc);
+  f.add("model_calls", job->tune.model_calls, {2, 1000}, "the ts' model calls")->group(gc);
   add_sampler_flags(f, s, false);
   const std::string a = "idiff additions";
   f.add("seed", s.seed, "seed of the calibration noise (and labels)")->group(a);
@@ -42,6 +49,11 @@ void setup(CLI::App& sub) {
   add_model_and_diffusion_flags(sub, job->job.model, job->job.diffusion, false);
   sub.callback([job, &sub] {
     apply_checkpoint_flags(sub, job->job.sample.model_path);
+    // A consistency model's sampler to tune is multistep (its ts).
+    if (is_karras(job->job.diffusion) && sub.get_option("--sampler")->count() == 0)
+      job->job.sample.sampler = "multistep";
+    job->teacher_flags = read_teacher_flags(job->tune.teacher_model_path, job->teacher_model,
+                                            job->teacher_diffusion);
     run_tune_steps(*job);
   });
 }

@@ -360,6 +360,15 @@ void apply_checkpoint_flags(CLI::App& app, const std::string& model_path,
   }
 }
 
+bool read_teacher_flags(const std::string& path, ModelConfig& model, DiffusionConfig& diffusion) {
+  if (path.empty() || read_model_flags(path).empty()) return false;
+  CLI::App app;
+  add_model_and_diffusion_flags(app, model, diffusion, false);
+  app.parse(std::vector<std::string>{});
+  apply_checkpoint_flags(app, path, "the teacher's");
+  return true;
+}
+
 void add_max_image_pixels_flag(CLI::App& app, int64_t& field) {
   Flags(app)
       .add("max_image_pixels", field, {1, int64_t{1} << 40},

@@ -75,6 +75,11 @@ constexpr RealRange kDistTimeoutRange{0.001, kNoMax};
 void apply_checkpoint_flags(CLI::App& app, const std::string& model_path,
                             const std::string& whose = "");
 
+// A distillation teacher's own model and diffusion flags, from the flags.json beside `path`
+// into `model` and `diffusion` (from their defaults). False when it has none (an EDM network
+// of the student's flags, as the reference's teachers are).
+bool read_teacher_flags(const std::string& path, ModelConfig& model, DiffusionConfig& diffusion);
+
 // --max_image_pixels: images above it are refused before decoding.
 void add_max_image_pixels_flag(CLI::App& app, int64_t& field);
 

@@ -41,8 +41,6 @@ void refuse_gaussian_flags(const SampleConfig& s, const DiffusionConfig& d) {
   refuse(!d.timestep_respacing.empty(), "timestep_respacing",
          "respaces a Gaussian diffusion; give `steps`");
   refuse(s.use_ddim, "use_ddim", "runs the reference's Gaussian-diffusion loop; give `sampler`");
-  refuse(!s.steps_file.empty() || !s.steps_json.empty(), "steps_file",
-         "holds timesteps of a Gaussian diffusion");
   refuse(s.dynamic_threshold > 0, "dynamic_threshold", "is not applied to Karras models");
   refuse(s.final_sigma != "zero", "final_sigma", "is chosen by the sampler (progdist ends at min)");
   refuse(s.resample_jumps != 0 || s.jump_length != 0, "resample_jumps",
@@ -74,8 +72,20 @@ SamplerSetup karras_setup(const SampleConfig& s, const DiffusionConfig& d) {
   const bool edit = !s.edit_task.empty();
   const char* default_sampler = edit ? "multistep" : "heun";
   const bool default_ts = edit && s.sampler.empty() && s.ts.empty() && s.steps == 0;
+  // A steps file (`idiff tune-steps` of a consistency model: its searched ts) holds the levels.
+  const bool file = !s.steps_file.empty() || !s.steps_json.empty();
+  IDIFF_REQUIRE(!file || (s.ts.empty() && s.steps == 0), ConfigError,
+                "`steps_file` holds the steps: give no `ts` or `steps` with it");
+  std::string file_sampler;
+  const StepSchedule from_file =
+      !file ? StepSchedule()
+      : s.steps_json.empty()
+          ? read_steps_file(s.steps_file, ns.num_timesteps(), &file_sampler)
+          : parse_steps_json(s.steps_json, "`steps_file`", ns.num_timesteps(), &file_sampler);
   KarrasSampleOptions o;
-  o.solver.name = s.sampler.empty() ? default_sampler : s.sampler;
+  o.solver.name = !s.sampler.empty()      ? s.sampler
+                  : !file_sampler.empty() ? file_sampler
+                                          : default_sampler;
   fill_solver_settings(s, o.solver);
   o.steps = s.steps > 0 ? s.steps : 40;
   o.ts = default_ts ? std::vector<int64_t>{0, 22, 39} : parse_int_list(s.ts, "`ts`");
@@ -84,20 +94,25 @@ SamplerSetup karras_setup(const SampleConfig& s, const DiffusionConfig& d) {
   IDIFF_REQUIRE(o.ts.empty() || std::string(row.name) == "multistep", ConfigError,
                 "`ts` is read by multistep, not by ", row.name);
   out.solver = o.solver;
-  if (!s.schedule.empty() || s.t_start >= 0) {
+  if (file) {
+    out.schedule = from_file;
+  } else if (!s.schedule.empty() || s.t_start >= 0) {
     out.schedule = make_step_schedule(ns, s.schedule.empty() ? "karras" : s.schedule, o.steps,
                                       s.t_start, !row.final_min, 0.0);
   } else {
     out.schedule = karras_step_schedule(ns, o);
   }
-  out.schedule_name = karras_schedule_name(s, o, ns.level(out.schedule.levels.front()));
+  out.schedule_name = file ? "the steps of " + s.steps_file
+                           : karras_schedule_name(s, o, ns.level(out.schedule.levels.front()));
   std::vector<std::string> taken;
-  if (s.sampler.empty()) taken.push_back(str("--sampler ", default_sampler));
-  if (s.steps == 0) taken.push_back("--steps 40");
+  if (s.sampler.empty()) taken.push_back(str("--sampler ", o.solver.name));
+  if (s.steps == 0 && !file) taken.push_back("--steps 40");
   if (default_ts) taken.push_back("--ts 0,22,39");
   if (!taken.empty()) {
     out.defaults_note =
-        str("defaults: ", join(taken, " "), " (consistency_models' image_sample.py)");
+        str("defaults: ", join(taken, " "),
+            file && !file_sampler.empty() ? str(" (the sampler ", s.steps_file, " was tuned for)")
+                                          : " (consistency_models' image_sample.py)");
   }
   out.denoiser.karras = p;
   out.denoiser.threshold = s.clip_denoised ? Threshold::Clip : Threshold::None;

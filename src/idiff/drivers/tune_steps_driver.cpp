@@ -31,18 +31,22 @@ TuneResult run_tune_steps(const TuneJob& tj) {
   const SampleConfig& s = tj.job.sample;
   const ModelConfig& m = tj.job.model;
   IDIFF_REQUIRE(!s.model_path.empty(), ConfigError, "`model_path` is required");
-  IDIFF_REQUIRE(s.steps >= 1, ConfigError, "`steps` is required: the number of steps to tune");
   IDIFF_REQUIRE(!s.steps_file.empty(), ConfigError,
                 "`steps_file` is required: where to write the steps");
+  if (is_karras(tj.job.diffusion)) {
+    IDIFF_REQUIRE(tj.job.diffusion.training_mode != "edm", ConfigError,
+                  "`training_mode` edm: tune-steps tunes Gaussian-diffusion models and consistency "
+                  "models' ts; an EDM model samples with `idiff sample --sampler ... --steps N`");
+    return run_tune_ts(tj);
+  }
+  IDIFF_REQUIRE(tj.tune.teacher_model_path.empty(), ConfigError,
+                "`teacher_model_path` is for a consistency model's ts (`sampler` multistep)");
+  IDIFF_REQUIRE(s.steps >= 1, ConfigError, "`steps` is required: the number of steps to tune");
   IDIFF_REQUIRE(s.num_samples >= 1 && s.batch_size >= 1, ConfigError,
                 "`num_samples` and `batch_size` must be at least 1");
   IDIFF_REQUIRE(tj.tune.reference_steps == 0 || tj.tune.reference_steps >= 2, ConfigError,
                 "`reference_steps` must be 0 (every step) or at least 2, got ",
                 tj.tune.reference_steps);
-  IDIFF_REQUIRE(!is_karras(tj.job.diffusion), ConfigError, "`training_mode` ",
-                tj.job.diffusion.training_mode,
-                ": tune-steps tunes Gaussian-diffusion models; a Karras model samples with "
-                "`idiff sample --sampler ... --steps N`");
   // The schedule comes from the search: sampler_setup must not read the output file. The
   // setting is exactly `idiff sample`'s with these flags (start, cap, clipping).
   SampleConfig flags = s;
