@@ -129,6 +129,11 @@ TEST(CmTrain, DistillsResumesBitwiseAndSamplesInOneCall) {
   r = run_idiff(cat_args(tune, std::vector<std::string>{"--sampler", "heun"}));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("searches a consistency model's --ts"), std::string::npos) << r.err;
+  r = run_idiff(cat_args(tune, std::vector<std::string>{"--image_size", "32"}));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("makes 3-channel 16x16 images, the model 3-channel 32x32"),
+            std::string::npos)
+      << r.err;
 }
 
 // With --start_ema above 0 the target lags the model: an EMA, not a copy.

@@ -94,6 +94,11 @@ TuneResult run_tune_ts(const TuneJob& tj) {
     return sampler_setup(c, tj.job.diffusion);
   };
   const SamplerSetup first = student_setup({0, steps - 1});
+  const ModelConfig& tm = tj.teacher_flags ? tj.teacher_model : m;
+  IDIFF_REQUIRE(tm.image_size == m.image_size && tm.image_channels == m.image_channels, ConfigError,
+                "`teacher_model_path` ", tj.tune.teacher_model_path, " makes ", tm.image_channels,
+                "-channel ", tm.image_size, "x", tm.image_size, " images, the model ",
+                m.image_channels, "-channel ", m.image_size, "x", m.image_size);
   DiffusionConfig td = tj.teacher_diffusion;
   if (!tj.teacher_flags) {
     td = tj.job.diffusion;  // an EDM network of the model's flags, as the reference's teachers
@@ -106,8 +111,8 @@ TuneResult run_tune_ts(const TuneJob& tj) {
   logger.log("device: " + describe_device(device));
   const UNetModel model = load_model(m, false, s.model_path, device, true);
   logger.log("loading the teacher " + tj.tune.teacher_model_path + "...");
-  const UNetModel teacher_net = load_model(tj.teacher_flags ? tj.teacher_model : m, false,
-                                           tj.tune.teacher_model_path, device, is_karras(td));
+  const UNetModel teacher_net =
+      load_model(tm, false, tj.tune.teacher_model_path, device, is_karras(td));
   c10::InferenceMode inference;
   const size_t named = read_class_names(s.model_path).size();
   const int64_t classes = named > 0 ? static_cast<int64_t>(named) : kNumClasses;
