@@ -276,6 +276,17 @@ TEST(CmTrain, DistillsAnImprovedDiffusionTeacher) {
   r = run_idiff({"sample", dir.file("model000002.pt"), "--sampler", "onestep", "--num_samples", "2",
                  "--log_dir", samples.path()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Its ts searched against the improved-diffusion teacher's ODE from the student's sigma_max.
+  r = run_idiff({"tune-steps", dir.file("model000002.pt"), "--teacher_model_path",
+                 teacher_dir.file("model000001.pt"), "--steps", "10", "--num_samples", "2",
+                 "--reference_steps", "8", "--steps_file", samples.file("ts.json"), "--log_dir",
+                 samples.path()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(
+      r.out.find("fine solution: the teacher's heun, 8 steps (15 model calls), karras from t="),
+      std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("2 calls: --ts 0,"), std::string::npos) << r.out;
 }
 
 // A classifier-free guided teacher (trained with a null label) distils at a fixed

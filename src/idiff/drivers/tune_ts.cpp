@@ -58,8 +58,10 @@ SamplerSetup teacher_setup(const TuneJob& tj, const DiffusionConfig& td, double 
   c.clip_denoised = tj.job.sample.clip_denoised;
   c.sigma_max = sigma_max;
   if (!is_karras(td)) {
+    // Starting at the level of sigma_max itself (no cap to step down to first).
     c.schedule = "karras";
     c.t_start = noise_schedule_of(diffusion_params(td)).level_of_sigma_k(sigma_max).t;
+    c.sigma_max = 0;
   }
   return sampler_setup(c, td);
 }
@@ -165,6 +167,11 @@ TuneResult run_tune_ts(const TuneJob& tj) {
                       : ": the search did not help there, writing "
                         "the evenly spaced ts"));
   if (!keep) ts = even;
+  if (error > one_call) {
+    logger.log(str("onestep is closer to the teacher (", one_call,
+                   " on the calibration draws): "
+                   "more calls do not help this model"));
+  }
   TuneResult r;
   r.schedule = student_setup(ts).schedule;
   r.error = keep ? error : error_on(calibration, ts);
