@@ -5,6 +5,7 @@
 #include "test_adm_util.h"
 
 #include "idiff/diffusion/factory.h"
+#include "idiff/diffusion/sampling/repaint.h"
 #include "idiff/diffusion/sampling/sample_loop.h"
 #include "idiff/drivers/guided_models.h"
 #include "idiff/drivers/load_model.h"
@@ -73,6 +74,17 @@ TEST(GpuSampling, CudaGraphLoopRunsEverySolver) {
         << (&s == &respaced ? " (respaced)" : " (karras)") << ": "
         << (eager - graphed).abs().max().item<float>();
   }
+  // RePaint (repaint.h) around the reference's ddpm: steps down and up, each its graph.
+  at::Tensor mask = at::zeros({1, 1, 32, 32}, at::TensorOptions().device(cuda));
+  mask.narrow(3, 0, 16).fill_(1);
+  const EditTask task = inpaint_task(at::zeros({1, 3, 32, 32}, mask.options()), mask);
+  SolverOptions ddpm;
+  const auto repaint = [&](bool graph) {
+    return sample_on_cuda(*make_repaint_solver(make_solver(ddpm, params, respaced, fn, {}),
+                                               noise_schedule_of(params), task, {2, 2}),
+                          graph);
+  };
+  EXPECT_TRUE(at::allclose(repaint(false), repaint(true), 1e-5, 1e-5)) << "ddpm with RePaint";
 }
 
 // guided-diffusion's --use_fp16 (and idiff's --use_bf16) on CUDA: the converted torso's
