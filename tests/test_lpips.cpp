@@ -1,7 +1,7 @@
 // LPIPS (model/lpips.h) against piq's, as consistency_models builds it, on seeded random
 // weights written as a user brings them (tests/py/piq_lpips.py): the distances, their
 // gradient, consistency_models' loss_norm lpips (resize to 224 first), bad weight files, and
-// `idiff cm-train --loss_norm lpips` refusing to run without the files.
+// `idiff cm-train --loss_norm lpips` training with the files and refusing without them.
 #include "test_train_util.h"
 #include "test_util.h"
 
