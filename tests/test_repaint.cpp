@@ -10,6 +10,7 @@
 #include "idiff/io/safetensors.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
 
@@ -86,6 +87,31 @@ TEST(Repaint, EqualsDiffusersGivenTheSameDraws) {
     // The kept half is the image, the other half what the model made of the noise.
     EXPECT_LT((got - image).mul(mask).abs().max().item<double>(), 1e-5);
     EXPECT_GT((got - image).mul(1 - mask).abs().max().item<double>(), 0.1);
+  }
+}
+
+// Colorize and superres through RePaint: the final sample keeps the image's luminance and
+// its 8x8 patch means exactly (the last level is clean), the rest comes from the model.
+TEST(Repaint, ColorizeAndSuperresKeepTheirKnownParts) {
+  DiffusionParams params;
+  params.betas = std::vector<double>(20, 0.05);
+  params.model_var_type = ModelVarType::FixedSmall;
+  at::manual_seed(3);
+  const at::Tensor image = at::rand({2, 3, 16, 16}) * 2 - 1;
+  const at::Tensor grey = at::tensor({0.2989, 0.5870, 0.1140}).view({1, 3, 1, 1});
+  const auto luma = [&](const at::Tensor& x) { return (x * grey).sum(1); };
+  const auto means = [](const at::Tensor& x) { return at::avg_pool2d(x, 8); };
+  for (const std::string name : {"colorize", "superres"}) {
+    SCOPED_TRACE(name);
+    auto solver = make_repaint_solver(toy_ddim(params, 1.0), noise_schedule_of(params),
+                                      make_edit_task(name, image, at::Tensor()), {3, 2});
+    SampleOptions opts;
+    opts.generator = at::make_generator<at::CPUGeneratorImpl>(1);
+    const at::Tensor x = run_sampler(*solver, at::randn({2, 3, 16, 16}), opts);
+    const at::Tensor got = name == "colorize" ? luma(x) : means(x);
+    const at::Tensor want = name == "colorize" ? luma(image) : means(image);
+    EXPECT_LT((got - want).abs().max().item<double>(), 1e-5);
+    EXPECT_GT((x - image).abs().mean().item<double>(), 0.1);
   }
 }
 
