@@ -337,7 +337,7 @@ TEST(CmTrain, DistillsAClassifierFreeGuidedTeacher) {
   r = distil(guided, bad.path(),
              {"--guidance_scale", "3", "--training_mode", "consistency_training"});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("--guidance_scale is for consistency_distillation"), std::string::npos)
+  EXPECT_NE(r.err.find("--guidance_scale is for a teacher; consistency_training has none"), std::string::npos)
       << r.err;
 }
 
@@ -354,7 +354,7 @@ TEST(CmTrain, BadFlagsGetOneLineEach) {
       {{"--training_mode", "consistency_training", "--teacher_model_path", teacher},
        "--teacher_model_path is for --training_mode consistency_distillation"},
       {{"--training_mode", "consistency_training", "--teacher_dropout", "0.3"},
-       "--teacher_dropout is for consistency_distillation"},
+       "--teacher_dropout is for a teacher; consistency_training has none"},
       {{"--teacher_model_path", teacher, "--loss_norm", "lpips"}, "lpips needs the LPIPS network"},
       {{"--teacher_model_path", teacher, "--lpips_vgg16", "vgg16.pth"},
        "--lpips_vgg16 and --lpips_weights are for --loss_norm lpips, not l2"},

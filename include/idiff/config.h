@@ -87,8 +87,8 @@ struct DiffusionConfig {
   std::string defaults = "improved-diffusion";
   // The model family and its training objective (consistency_models' --training_mode;
   // training_objective.h): improved_diffusion (the Gaussian diffusion above, also
-  // guided-diffusion's), or a Karras denoiser (karras_diffusion.h): edm,
-  // consistency_distillation, consistency_training (boundary-condition scalings).
+  // guided-diffusion's), or a Karras denoiser (karras_diffusion.h): edm and progdist (EDM's
+  // scalings), consistency_distillation, consistency_training (boundary-condition scalings).
   std::string training_mode = "improved_diffusion";
   // The Karras denoiser's settings (cm/script_util.py model_and_diffusion_defaults).
   double sigma_min = 0.002;

@@ -7,6 +7,7 @@
 
 #include "idiff/common/error.h"
 #include "idiff/common/runtime_tuning.h"
+#include "idiff/diffusion/factory.h"
 #include "idiff/distributed/dist_context.h"
 #include "idiff/drivers/image_train.h"
 #include "idiff/drivers/load_model.h"
@@ -16,17 +17,17 @@ namespace {
 
 enum class Kind { Train, SuperRes, Edm, Consistency };
 
-// cm-train trains consistency models only, and CT takes no teacher flag.
+// cm-train distils (consistency distillation, progressive distillation) or trains
+// consistency models; consistency training takes no teacher flag.
 void check_consistency_mode(const CLI::App& sub, const std::string& mode) {
-  IDIFF_REQUIRE(mode == "consistency_distillation" || mode == "consistency_training", ConfigError,
-                "`training_mode`: idiff cm-train trains consistency_distillation or "
-                "consistency_training, got ",
+  IDIFF_REQUIRE(is_consistency(mode) || mode == "progdist", ConfigError,
+                "`training_mode`: idiff cm-train trains consistency_distillation, "
+                "consistency_training or progdist, got ",
                 mode, mode == "edm" ? " (EDM models: idiff edm-train)" : "");
   for (const char* flag : {"teacher_dropout", "guidance_scale"}) {
     const CLI::Option* given = sub.get_option_no_throw(str("--", flag));
-    IDIFF_REQUIRE(mode == "consistency_distillation" || given == nullptr || given->count() == 0,
-                  ConfigError, "`", flag, "` is for consistency_distillation; ",
-                  "consistency_training has no teacher");
+    IDIFF_REQUIRE(mode != "consistency_training" || given == nullptr || given->count() == 0,
+                  ConfigError, "`", flag, "` is for a teacher; ", "consistency_training has none");
   }
 }
 

@@ -167,7 +167,7 @@ void add_karras_flags(CLI::App& app, DiffusionConfig& d) {
   const std::string g = "Karras denoiser (consistency_models)";
   f.add("training_mode", d.training_mode,
         "the model family and objective: improved_diffusion (improved- and guided-diffusion), "
-        "edm, consistency_distillation or consistency_training (consistency_models')")
+        "edm, consistency_distillation, consistency_training or progdist (consistency_models')")
       ->group(g);
   f.add("sigma_min", d.sigma_min, {0.0, kNoMax}, "the lowest noise level sigma")->group(g);
   if (app.get_option_no_throw("--sigma_max") == nullptr) {
@@ -303,7 +303,8 @@ void add_consistency_train_flags(CLI::App& app, TrainConfig& t) {
       ->group(g);
   f.add("target_ema_mode", t.target_ema_mode, "the target network's EMA rate: fixed or adaptive")
       ->group(g);
-  f.add("scale_mode", t.scale_mode, "the number of scales N over training: fixed or progressive")
+  f.add("scale_mode", t.scale_mode, "the number of scales N over training: fixed, progressive, or progdist (halving, for "
+        "--training_mode progdist)")
       ->group(g);
   f.add("start_ema", t.start_ema, {0.0, 0.999999}, "the target network's EMA rate (at the start)")
       ->group(g);

@@ -7,6 +7,9 @@
 // (distillation) or the Euler step with x_0 itself as the denoiser (training) — and the
 // loss compares the student at (x_t, t_n) with the target network at (x_t2, t_{n+1}),
 // weighted by the weight schedule at t_n. Both see the same dropout draw.
+//
+// Progressive distillation's loss (KarrasDenoiser.progdist_losses; Salimans & Ho 2022 with
+// EDM's denoiser) is here too: its levels are the same Karras spacing.
 #pragma once
 
 #include "idiff/diffusion/karras_diffusion.h"
@@ -72,6 +75,17 @@ ConsistencyTerms consistency_losses(const KarrasDenoiser& diffusion, const Model
                                     const at::Tensor& x_start, int64_t num_scales,
                                     const at::Tensor& indices, const at::Tensor& noise,
                                     const LossNorm& loss_norm);
+
+// Progressive distillation (progdist_losses): for indices n in [0, N) of N + 1 Karras levels
+// t_0 = sigma_max > ... > t_N = sigma_min, x_t = x_0 + t_n z; the teacher takes two Euler
+// steps, t_n -> t_{n + 1/2} -> t_{n+1}, and the target is the x_0 whose single Euler step from
+// (x_t, t_n) lands where those two did: x_t - t_n (x_{n+1} - x_t) / (t_{n+1} - t_n). The
+// student (`diffusion`: EDM scalings) is compared with it by `loss_norm`, weighted at t_n.
+// Returns t = t_n, t2 = t_{n+1}, x_t2 = the teacher's two-step result.
+ConsistencyTerms progdist_losses(const KarrasDenoiser& diffusion, const ModelFn& student,
+                                 const DenoiseFn& teacher, const at::Tensor& x_start,
+                                 int64_t num_scales, const at::Tensor& indices,
+                                 const at::Tensor& noise, const LossNorm& loss_norm);
 
 // An improved-/guided-diffusion network as a denoiser of sigma levels (a teacher for
 // consistency distillation): at sigma the input is x / sqrt(1 + sigma^2) (the VP state) and

@@ -20,10 +20,13 @@ DiffusionParams diffusion_params(const DiffusionConfig& config);
 // timestep_respacing is empty). Bad settings are ConfigErrors naming the flag.
 SpacedDiffusion create_gaussian_diffusion(const DiffusionConfig& config);
 
-// Whether --training_mode names a Karras denoiser of consistency_models (edm,
+// Whether --training_mode names a Karras denoiser of consistency_models (edm, progdist,
 // consistency_distillation, consistency_training) rather than improved_diffusion; an unknown
 // mode is a ConfigError naming the flag.
 bool is_karras(const DiffusionConfig& config);
+// Whether it is consistency_distillation or consistency_training (the boundary-condition
+// scalings; edm and progdist models have EDM's).
+bool is_consistency(const std::string& training_mode);
 // Its settings (distillation for the consistency modes), checked.
 KarrasParams karras_params(const DiffusionConfig& config);
 

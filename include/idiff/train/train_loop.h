@@ -119,6 +119,10 @@ class TrainLoop {
   // there are several ranks.
   std::optional<StopReason> agreed_stop();
   void forward_backward(const TrainBatch& batch);
+  // AdamW over the master parameters at --lr and --weight_decay, with no state yet.
+  std::unique_ptr<AdamW> make_optimizer() const;
+  // After an objective's end_step asked for it: a fresh optimizer, every EMA = the model.
+  void restart_optimizer_and_ema();
   bool optimize_fp16();
   void optimize_normal();
   void anneal_lr();

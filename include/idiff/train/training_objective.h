@@ -7,7 +7,8 @@
 // hybrid, KL or MSE loss the diffusion flags choose, at timesteps from --schedule_sampler);
 // edm (consistency_models' KarrasDenoiser.training_losses at lognormal noise levels,
 // scripts/edm_train.py); consistency_distillation and consistency_training (its
-// consistency_losses with a target network and a frozen teacher, scripts/cm_train.py).
+// consistency_losses with a target network and a frozen teacher, scripts/cm_train.py);
+// progdist (its progdist_losses: progressive distillation, halving the teacher's steps).
 #pragma once
 
 #include "idiff/config.h"
@@ -16,6 +17,7 @@
 #include "idiff/diffusion/karras_diffusion.h"
 #include "idiff/diffusion/resample.h"
 #include "idiff/io/tensor_map.h"
+#include "idiff/model/lpips.h"
 #include "idiff/model/unet.h"
 
 #include <ATen/core/Tensor.h>
@@ -24,6 +26,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -89,11 +92,13 @@ class TrainingObjective {
   // start() is called once, when the model's parameters (`params`, float32, in
   // named_parameters order) are loaded and the same on every rank; begin_step() before each
   // step's draws with the number of completed steps; end_step() after each optimizer
-  // update; checkpoint_files() the files saved beside the model's, as {name prefix, state
-  // dict in the file layout} (prefix "target_model" -> target_model012345.pt).
+  // update, returning true when the optimizer's state and the EMAs are to start again from
+  // the parameters now (progressive distillation's next stage); checkpoint_files() the
+  // files saved beside the model's, as {name prefix, state dict in the file layout} (prefix
+  // "target_model" -> target_model012345.pt).
   virtual void start(const ObjectiveStart& start) {}
   virtual void begin_step(int64_t step) {}
-  virtual void end_step(int64_t step, const std::vector<at::Tensor>& params) {}
+  virtual bool end_step(int64_t step, const std::vector<at::Tensor>& params) { return false; }
   virtual std::vector<std::pair<std::string, TensorMap>> checkpoint_files() const { return {}; }
 };
 
@@ -133,6 +138,49 @@ std::unique_ptr<TrainingObjective> make_consistency_objective(const KarrasParams
                                                               UNetModel target, UNetModel teacher,
                                                               TeacherDenoiser denoiser = {},
                                                               TeacherNet net = {});
+
+// --loss_norm as the Karras distillation objectives use it, with, for lpips, its network
+// from --lpips_vgg16 and --lpips_weights (a ConfigError when they are missing, or given with
+// another norm).
+class ObjectiveLossNorm {
+ public:
+  explicit ObjectiveLossNorm(const TrainConfig& train);
+  // Moves the LPIPS network to the training device (an objective's start()).
+  void to(c10::Device device);
+  const LossNorm& norm() const { return norm_; }
+
+ private:
+  LossNorm norm_;
+  std::optional<Lpips> lpips_;  // lpips: the network, until to() binds it into norm_
+};
+
+// A network of an objective's own that is not trained: on `device`, no gradients, in eval
+// mode, or in train mode (dropout as the model's) with `dropout`.
+void freeze_network(UNetModel& net, c10::Device device, bool dropout);
+// Its parameters, in named_parameters order.
+std::vector<at::Tensor> network_parameters(const UNetModel& net);
+// Its parameters as a float32 state dict on the CPU (a checkpoint file's content).
+TensorMap float_state_dict(const UNetModel& net);
+// `params` with its consistency flag set: the boundary-condition scalings (true) or EDM's.
+KarrasParams with_distillation(KarrasParams params, bool distillation);
+// The schedule flags of create_ema_and_scales_fn.
+EmaScalesOptions ema_scales_options(const TrainConfig& train);
+// An EDM network as a denoiser (the Karras denoiser with EDM's scalings).
+TeacherDenoiser edm_teacher(const KarrasParams& params);
+// The teacher `net` called with a batch's `kwargs`: by `how` when given, else plainly.
+ModelFn network_fn(const UNetModel& net, const TeacherNet& how, const ModelKwargs& kwargs);
+
+// consistency_models' progressive distillation (progdist_objective.cpp): progdist_losses at
+// indices drawn uniformly in [0, N) for the N scales of ema_and_scales(step) (--scale_mode
+// progdist); the first stage's teacher is `teacher` (through `denoiser`, `net` as for
+// consistency distillation), each later stage's a copy of the model as the stage began (a
+// network of the model's architecture, `copy`), and the loop restarts its optimizer and
+// EMAs at each stage.
+std::unique_ptr<TrainingObjective> make_progdist_objective(const KarrasParams& params,
+                                                           const TrainConfig& train, UNetModel copy,
+                                                           UNetModel teacher,
+                                                           TeacherDenoiser denoiser = {},
+                                                           TeacherNet net = {});
 
 // What a factory of the registry may use.
 struct ObjectiveContext {

@@ -14,7 +14,8 @@
 namespace idiff {
 namespace {
 
-// Level `index` of `n` Karras levels from sigma_max down to sigma_min (rho spacing).
+// Level `index` (fractional for progressive distillation's midpoints) of `n` Karras levels
+// from sigma_max down to sigma_min (rho spacing).
 at::Tensor karras_level(const KarrasParams& p, const at::Tensor& index, int64_t n) {
   const double hi = std::pow(p.sigma_max, 1.0 / p.rho), lo = std::pow(p.sigma_min, 1.0 / p.rho);
   return (hi + index.to(at::kDouble) / static_cast<double>(n - 1) * (lo - hi)).pow(p.rho);
@@ -103,6 +104,38 @@ ConsistencyTerms consistency_losses(const KarrasDenoiser& diffusion, const Model
     if (teacher) r.x_t2 = r.x_t + (d1 + slope(r.x_t2, r.t2)) * (dt * 0.5);  // Heun
     gen.set_state(dropout_state);
     r.target = diffusion.denoise(target, r.x_t2, r.t2).denoised;
+  }
+  r.loss = consistency_norm(r.distiller, r.target, loss_norm) * diffusion.weightings(r.t);
+  return r;
+}
+
+ConsistencyTerms progdist_losses(const KarrasDenoiser& diffusion, const ModelFn& student,
+                                 const DenoiseFn& teacher, const at::Tensor& x_start,
+                                 int64_t num_scales, const at::Tensor& indices,
+                                 const at::Tensor& noise, const LossNorm& loss_norm) {
+  IDIFF_REQUIRE(num_scales >= 1, ConfigError, "the number of scales must be at least 1, got ",
+                num_scales);
+  const int64_t d = x_start.dim();
+  const at::ScalarType dtype = x_start.scalar_type();
+  const KarrasParams& p = diffusion.params();
+  // num_scales + 1 levels, the last sigma_min: index i of them is i / num_scales of the way.
+  const auto level = [&](double shift) {
+    return karras_level(p, indices.to(at::kDouble) + shift, num_scales + 1).to(dtype);
+  };
+  ConsistencyTerms r;
+  r.t = level(0.0);
+  const at::Tensor t_half = level(0.5);
+  r.t2 = level(1.0);
+  r.x_t = x_start + noise * append_dims(r.t, d);
+  r.distiller = diffusion.denoise(student, r.x_t, r.t).denoised;
+  {
+    const c10::NoGradGuard no_grad;
+    const auto euler = [&](const at::Tensor& x, const at::Tensor& t, const at::Tensor& next) {
+      return x + (x - teacher(x, t)) / append_dims(t, d) * append_dims(next - t, d);
+    };
+    r.x_t2 = euler(euler(r.x_t, r.t, t_half), t_half, r.t2);
+    // The x_0 whose one Euler step from (x_t, t) lands where the teacher's two did.
+    r.target = r.x_t - append_dims(r.t, d) * (r.x_t2 - r.x_t) / append_dims(r.t2 - r.t, d);
   }
   r.loss = consistency_norm(r.distiller, r.target, loss_norm) * diffusion.weightings(r.t);
   return r;

@@ -35,14 +35,18 @@ SpacedDiffusion create_gaussian_diffusion(const DiffusionConfig& config) {
   return SpacedDiffusion(use_timesteps, params);
 }
 
+bool is_consistency(const std::string& training_mode) {
+  return training_mode == "consistency_distillation" || training_mode == "consistency_training";
+}
+
 bool is_karras(const DiffusionConfig& c) {
   if (c.training_mode == "improved_diffusion") return false;
-  IDIFF_REQUIRE(c.training_mode == "edm" || c.training_mode == "consistency_distillation" ||
-                    c.training_mode == "consistency_training",
-                ConfigError,
-                "`training_mode` must be improved_diffusion, edm, consistency_distillation or "
-                "consistency_training, got '",
-                c.training_mode, "'");
+  IDIFF_REQUIRE(
+      c.training_mode == "edm" || c.training_mode == "progdist" || is_consistency(c.training_mode),
+      ConfigError,
+      "`training_mode` must be improved_diffusion, edm, consistency_distillation, "
+      "consistency_training or progdist, got '",
+      c.training_mode, "'");
   return true;
 }
 
@@ -57,7 +61,7 @@ KarrasParams karras_params(const DiffusionConfig& c) {
   p.sigma_max = c.sigma_max;
   p.sigma_data = c.sigma_data;
   p.weight_schedule = c.weight_schedule;
-  p.distillation = c.training_mode != "edm";
+  p.distillation = is_consistency(c.training_mode);
   check_karras_params(p);
   return p;
 }
@@ -66,7 +70,7 @@ std::string describe_defaults(const DiffusionConfig& c) {
   if (is_karras(c)) {
     return str("Karras denoiser (", c.training_mode, "): sigma ", c.sigma_min, "..", c.sigma_max,
                ", sigma_data ", c.sigma_data, ", ",
-               c.training_mode == "edm" ? "EDM scalings" : "boundary-condition scalings");
+               is_consistency(c.training_mode) ? "boundary-condition scalings" : "EDM scalings");
   }
   const bool guided = c.defaults == "guided-diffusion";
   const bool as_named = c.rescale_timesteps == !guided && c.rescale_learned_sigmas == !guided;

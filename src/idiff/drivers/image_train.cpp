@@ -165,15 +165,17 @@ Teacher load_teacher(const TrainJob& job, const ModelConfig& model, const Diffus
   return t;
 }
 
-// The settings of the run: consistency models train for --total_training_steps (the end of
-// their schedules) unless --max_steps says otherwise.
+// The settings of the run: consistency models and progressive distillation train for
+// --total_training_steps (the end of their schedules) unless --max_steps says otherwise.
 TrainConfig run_settings(const TrainJob& job) {
   TrainConfig t = job.train;
   const std::string& mode = job.diffusion.training_mode;
-  const bool consistency = mode == "consistency_distillation" || mode == "consistency_training";
-  IDIFF_REQUIRE(t.teacher_model_path.empty() || mode == "consistency_distillation", ConfigError,
-                "`teacher_model_path` is for `training_mode` consistency_distillation, not ", mode);
-  if (consistency && t.max_steps == 0 && t.lr_anneal_steps == 0)
+  const bool distills = mode == "consistency_distillation" || mode == "progdist";
+  IDIFF_REQUIRE(t.teacher_model_path.empty() || distills, ConfigError,
+                "`teacher_model_path` is for `training_mode` consistency_distillation or "
+                "progdist, not ",
+                mode);
+  if ((distills || is_consistency(mode)) && t.max_steps == 0 && t.lr_anneal_steps == 0)
     t.max_steps = t.total_training_steps;
   return t;
 }

@@ -70,7 +70,10 @@ SamplerSetup karras_setup(const SampleConfig& s, const DiffusionConfig& d) {
   const NoiseSchedule ns = karras_noise_schedule(p);
   // `idiff edit` samples with the consistency sampler, by default at the reference's ts.
   const bool edit = !s.edit_task.empty();
-  const char* default_sampler = edit ? "multistep" : "heun";
+  // A progressive distillation's model samples with the Euler steps it learned.
+  const char* default_sampler = edit                            ? "multistep"
+                                : d.training_mode == "progdist" ? "progdist"
+                                                                : "heun";
   const bool default_ts = edit && s.sampler.empty() && s.ts.empty() && s.steps == 0;
   // A steps file (`idiff tune-steps` of a consistency model: its searched ts) holds the levels.
   const bool file = !s.steps_file.empty() || !s.steps_json.empty();

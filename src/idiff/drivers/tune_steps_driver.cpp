@@ -34,9 +34,10 @@ TuneResult run_tune_steps(const TuneJob& tj) {
   IDIFF_REQUIRE(!s.steps_file.empty(), ConfigError,
                 "`steps_file` is required: where to write the steps");
   if (is_karras(tj.job.diffusion)) {
-    IDIFF_REQUIRE(tj.job.diffusion.training_mode != "edm", ConfigError,
-                  "`training_mode` edm: tune-steps tunes Gaussian-diffusion models and consistency "
-                  "models' ts; an EDM model samples with `idiff sample --sampler ... --steps N`");
+    IDIFF_REQUIRE(is_consistency(tj.job.diffusion.training_mode), ConfigError, "`training_mode` ",
+                  tj.job.diffusion.training_mode,
+                  ": tune-steps tunes Gaussian-diffusion models and consistency models' ts; an "
+                  "EDM model samples with `idiff sample --sampler ... --steps N`");
     return run_tune_ts(tj);
   }
   IDIFF_REQUIRE(tj.tune.teacher_model_path.empty(), ConfigError,

@@ -12,7 +12,6 @@
 #include "idiff/distributed/data_parallel.h"
 #include "idiff/distributed/dist_context.h"
 #include "idiff/io/tensor_file.h"
-#include "idiff/model/lpips.h"
 #include "idiff/model/state_dict.h"
 #include "idiff/train/ema.h"
 #include "idiff/train/train_checkpoint.h"
@@ -20,21 +19,8 @@
 
 #include <ATen/ATen.h>
 
-#include <optional>
-
 namespace idiff {
 namespace {
-
-KarrasParams with_distillation(KarrasParams p, bool distillation) {
-  p.distillation = distillation;
-  return p;
-}
-
-std::vector<at::Tensor> parameters_of(const UNetModel& model) {
-  std::vector<at::Tensor> out;
-  for (const auto& p : model->parameters()) out.push_back(p);
-  return out;
-}
 
 class ConsistencyObjective : public TrainingObjective {
  public:
@@ -45,35 +31,13 @@ class ConsistencyObjective : public TrainingObjective {
         teacher_(std::move(teacher)),
         teacher_denoiser_(std::move(denoiser)),
         teacher_net_(std::move(net)),
-        loss_norm_(train.loss_norm) {
-    check_consistency_loss_norm(train.loss_norm);
-    if (train.loss_norm == "lpips") {
-      IDIFF_REQUIRE(!train.lpips_vgg16.empty() && !train.lpips_weights.empty(), ConfigError,
-                    "`loss_norm` lpips needs the LPIPS network, which idiff does not ship or "
-                    "download: give `lpips_vgg16` (torchvision's vgg16-397923af.pth) and "
-                    "`lpips_weights` (piq's lpips_weights.pt)");
-      lpips_ = Lpips::load(train.lpips_vgg16, train.lpips_weights);
-    } else {
-      IDIFF_REQUIRE(train.lpips_vgg16.empty() && train.lpips_weights.empty(), ConfigError,
-                    "`lpips_vgg16` and `lpips_weights` are for `loss_norm` lpips, not ",
-                    train.loss_norm);
-    }
-    if (teacher_ && !teacher_denoiser_) {
-      // An EDM teacher: the Karras denoiser with EDM's scalings.
-      teacher_denoiser_ = [edm = KarrasDenoiser(with_distillation(params, false))](
-                              const ModelFn& net) -> DenoiseFn {
-        return [edm, net](const at::Tensor& x, const at::Tensor& sigma) {
-          return edm.denoise(net, x, sigma).denoised;
-        };
-      };
-    }
-    schedule_.target_ema_mode = train.target_ema_mode;
-    schedule_.start_ema = train.start_ema;
-    schedule_.scale_mode = train.scale_mode;
-    schedule_.start_scales = train.start_scales;
-    schedule_.end_scales = train.end_scales;
-    schedule_.total_steps = train.total_training_steps;
-    schedule_.distill_steps_per_iter = train.distill_steps_per_iter;
+        loss_norm_(train),
+        schedule_(ema_scales_options(train)) {
+    IDIFF_REQUIRE(train.scale_mode != "progdist", ConfigError,
+                  "`scale_mode` progdist is progressive distillation's schedule (`training_mode` "
+                  "progdist), not ",
+                  name(), "'s");
+    if (teacher_ && !teacher_denoiser_) teacher_denoiser_ = edm_teacher(params);
     scales_ = ema_and_scales(schedule_, 0).scales;  // checks the combination of modes
   }
 
@@ -94,20 +58,12 @@ class ConsistencyObjective : public TrainingObjective {
 
   LossTerms losses(const ModelFn& model, const at::Tensor& x_start, const ObjectiveDraws& d,
                    int64_t i, int64_t len, const ModelKwargs& kwargs) override {
-    const ModelFn target = [this, kwargs](const at::Tensor& x, const at::Tensor& t) {
-      return target_->forward_kwargs(x, t, kwargs);
-    };
-    DenoiseFn teacher;
-    if (teacher_) {
-      teacher = teacher_denoiser_(teacher_net_
-                                      ? teacher_net_(kwargs)
-                                      : [this, kwargs](const at::Tensor& x, const at::Tensor& t) {
-                                          return teacher_->forward_kwargs(x, t, kwargs);
-                                        });
-    }
+    const ModelFn target = network_fn(target_, {}, kwargs);
+    const DenoiseFn teacher =
+        teacher_ ? teacher_denoiser_(network_fn(teacher_, teacher_net_, kwargs)) : DenoiseFn();
     const ConsistencyTerms terms =
         consistency_losses(diffusion_, model, target, teacher, x_start, scales_,
-                           d.t.narrow(0, i, len), d.noise.narrow(0, i, len), loss_norm_);
+                           d.t.narrow(0, i, len), d.noise.narrow(0, i, len), loss_norm_.norm());
     return {{"loss", terms.loss}};
   }
 
@@ -118,20 +74,10 @@ class ConsistencyObjective : public TrainingObjective {
   }
 
   void start(const ObjectiveStart& s) override {
-    if (lpips_) {
-      loss_norm_.lpips = [net = lpips_->to(s.device)](const at::Tensor& x, const at::Tensor& y) {
-        return net(x, y);
-      };
-    }
-    target_->to(s.device);
-    target_->train();  // the reference's target_model.train(): dropout as the model's
-    for (auto& p : target_->parameters()) p.set_requires_grad(false);
-    if (teacher_) {
-      teacher_->to(s.device);
-      teacher_->eval();
-      for (auto& p : teacher_->parameters()) p.set_requires_grad(false);
-    }
-    target_params_ = parameters_of(target_);
+    loss_norm_.to(s.device);
+    freeze_network(target_, s.device, true);  // the reference's target_model.train()
+    if (teacher_) freeze_network(teacher_, s.device, false);
+    target_params_ = network_parameters(target_);
     {
       const at::NoGradGuard no_grad;
       for (size_t i = 0; i < target_params_.size(); ++i) target_params_[i].copy_(s.params.at(i));
@@ -152,16 +98,13 @@ class ConsistencyObjective : public TrainingObjective {
 
   void begin_step(int64_t step) override { scales_ = ema_and_scales(schedule_, step).scales; }
 
-  void end_step(int64_t step, const std::vector<at::Tensor>& params) override {
+  bool end_step(int64_t step, const std::vector<at::Tensor>& params) override {
     update_ema(target_params_, params, ema_and_scales(schedule_, step).target_ema);
+    return false;
   }
 
   std::vector<std::pair<std::string, TensorMap>> checkpoint_files() const override {
-    TensorMap sd;
-    for (const auto& item : target_->named_parameters()) {
-      sd.insert(item.key(), item.value().detach().to(at::kCPU, at::kFloat).contiguous());
-    }
-    return {{"target_model", file_layout(sd)}};
+    return {{"target_model", file_layout(float_state_dict(target_))}};
   }
 
  private:
@@ -169,8 +112,7 @@ class ConsistencyObjective : public TrainingObjective {
   UNetModel target_, teacher_;
   TeacherDenoiser teacher_denoiser_;
   TeacherNet teacher_net_;
-  LossNorm loss_norm_;
-  std::optional<Lpips> lpips_;  // loss_norm lpips: the network, until start() moves it
+  ObjectiveLossNorm loss_norm_;
   EmaScalesOptions schedule_;
   int64_t scales_ = 0;
   std::vector<at::Tensor> target_params_;

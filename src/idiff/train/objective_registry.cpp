@@ -11,8 +11,9 @@
 namespace idiff {
 namespace {
 
-// A network of the model's architecture for the consistency objectives' target (its weights
-// are the model's once training starts), made without moving the caller's random streams.
+// A network of the model's architecture for the consistency objectives' target and
+// progressive distillation's later teachers (its weights are the model's once training
+// starts), made without moving the caller's random streams.
 UNetModel target_network(const ObjectiveContext& c) {
   const ScopedSeed seed(c.train.seed, c10::kCPU);
   return create_model(c.model);
@@ -60,6 +61,17 @@ const std::vector<ObjectiveRow>& objective_registry() {
                        "`training_mode` consistency_training has no teacher");
          return make_consistency_objective(karras_params(c.config), c.train, target_network(c),
                                            nullptr);
+       }},
+      {"progdist",
+       "consistency_models' progressive distillation: the model learns in one Euler step what "
+       "its teacher takes in two, the steps halving every --distill_steps_per_iter "
+       "(--scale_mode progdist; Salimans & Ho 2022)",
+       [](const ObjectiveContext& c) {
+         IDIFF_REQUIRE(!!c.teacher, ConfigError,
+                       "`training_mode` progdist needs `teacher_model_path` (the checkpoint "
+                       "whose sampling it shortens)");
+         return make_progdist_objective(karras_params(c.config), c.train, target_network(c),
+                                        c.teacher, c.teacher_denoiser, c.teacher_net);
        }},
   };
   return rows;

@@ -105,10 +105,7 @@ TrainLoop::TrainLoop(UNetModel model, std::unique_ptr<TrainingObjective> objecti
     master_params_ = model_params_;
   }
 
-  AdamWOptions opt;
-  opt.lr = c.lr;
-  opt.weight_decay = c.weight_decay;
-  opt_ = std::make_unique<AdamW>(master_params_, opt);
+  opt_ = make_optimizer();
 
   for (double rate : ema_rates_) {
     std::vector<at::Tensor> ema = clone_tensors(master_params_);
@@ -123,6 +120,20 @@ TrainLoop::TrainLoop(UNetModel model, std::unique_ptr<TrainingObjective> objecti
 }
 
 TrainLoop::~TrainLoop() = default;
+
+std::unique_ptr<AdamW> TrainLoop::make_optimizer() const {
+  AdamWOptions opt;
+  opt.lr = config_.lr;
+  opt.weight_decay = config_.weight_decay;
+  return std::make_unique<AdamW>(master_params_, opt);
+}
+
+void TrainLoop::restart_optimizer_and_ema() {
+  opt_ = make_optimizer();
+  for (auto& ema : ema_params_) ema = clone_tensors(master_params_);
+  logger_.log(str("step ", step_ + 1, ": the objective starts a new stage; the optimizer's state ",
+                  "and the EMAs start again from the model"));
+}
 
 const ScheduleSampler& TrainLoop::schedule_sampler() const {
   const ScheduleSampler* sampler = schedule_sampler_of(*objective_);
@@ -194,9 +205,10 @@ void TrainLoop::run_step(const TrainBatch& batch) {
   }
   // Every rank holds the same averaged gradients: the same decision on an fp16 overflow.
   const bool took_step = fp16_ ? optimize_fp16() : (optimize_normal(), true);
-  if (took_step) {
-    objective_->end_step(
-        step_, fp16_ ? unflatten_master_params(model_params_, master_params_[0]) : master_params_);
+  if (took_step &&
+      objective_->end_step(step_, fp16_ ? unflatten_master_params(model_params_, master_params_[0])
+                                        : master_params_)) {
+    restart_optimizer_and_ema();
   }
   logger_.logkv_int("step", step_);
   // Images seen by all ranks together (the reference's global_batch).
