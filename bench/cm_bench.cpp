@@ -13,9 +13,13 @@
 //                  [--steps 18] [--json out.json] [--grid out.png]
 //   an improved-diffusion teacher: add --teacher_noise_schedule cosine --student_sigma_min S
 //   (its engine solvers start at the student's sigma_max, 80, and clip x_0 as the reference)
+//   progressive distillation's models (cm-train --training_mode progdist): --progdist PATH:N,
+//   once per model, each sampled with its N Euler steps (--sampler progdist) — without
+//   --student_path, these are the only students
 #include "karras_solve.h"
 
 #include "idiff/common/error.h"
+#include "idiff/common/strings.h"
 #include "idiff/data/image_grid.h"
 #include "idiff/diffusion/factory.h"
 #include "idiff/diffusion/sampling/step_schedule.h"
@@ -37,6 +41,7 @@ namespace {
 
 struct Settings {
   std::string teacher_path, student_path, json, grid;
+  std::vector<std::string> progdist;  // PATH:N
   int64_t num_samples = 16, search_samples = 16, num_heads = 4, num_head_channels = -1;
   int64_t fine_steps = 256, steps = 18, max_calls = 4;
   // An improved-diffusion teacher (noise_schedule set): its schedule; and the student's
@@ -108,6 +113,33 @@ std::string ts_text(const std::vector<int64_t>& ts) {
   return s;
 }
 
+// Progressive distillation's models, each with its N Euler steps from the same x_T (EDM's
+// scalings, ending at sigma_min as the reference's sample_progdist).
+void progdist_rows(const Settings& st, const ModelConfig& shape, const at::Tensor& held,
+                   const at::Tensor& fine, nlohmann::json& report) {
+  for (const std::string& spec : st.progdist) {
+    const size_t colon = spec.rfind(':');
+    IDIFF_REQUIRE(colon != std::string::npos, ConfigError, "--progdist wants PATH:N, got ", spec);
+    const std::string path = spec.substr(0, colon);
+    const int64_t steps = parse_int_list(spec.substr(colon + 1), "--progdist").at(0);
+    const BenchModel model = load_bench_model(path, st.num_heads, st.num_head_channels);
+    IDIFF_REQUIRE(model.config.image_size == shape.image_size &&
+                      model.config.image_channels == shape.image_channels,
+                  ConfigError, path, " makes images of another shape than the teacher");
+    KarrasParams edm;
+    edm.sigma_min = st.student_sigma_min;
+    KarrasSampleOptions o;
+    o.solver.name = "progdist";
+    o.steps = steps;
+    const KarrasRun r = solve_karras(edm, model.fn, held, o, 4);
+    const double e = rms(r.x, fine);
+    std::printf("| progdist model, %lld Euler steps (%s) | %.2e at %lld calls | %.4f s/image |\n",
+                static_cast<long long>(steps), path.c_str(), e, static_cast<long long>(r.calls),
+                r.seconds_per_image);
+    report["progdist"][path] = {{"steps", steps}, {"calls", r.calls}, {"error", e}};
+  }
+}
+
 int run(const Settings& st) {
   const bool vp = !st.teacher_noise_schedule.empty();
   const BenchModel teacher =
@@ -117,10 +149,6 @@ int run(const Settings& st) {
   vp_config.diffusion_steps = st.teacher_diffusion_steps;
   vp_config.learn_sigma = teacher.config.learn_sigma;
   const DiffusionParams vp_params = vp ? diffusion_params(vp_config) : DiffusionParams{};
-  const BenchModel student = load_bench_model(st.student_path, st.num_heads, st.num_head_channels);
-  IDIFF_REQUIRE(teacher.config.image_size == student.config.image_size &&
-                    teacher.config.image_channels == student.config.image_channels,
-                ConfigError, "the teacher and the student make images of different shapes");
   c10::InferenceMode inference;
   const KarrasParams edm;  // sigma 0.002 .. 80, sigma_data 0.5
   KarrasParams cm = edm;
@@ -183,6 +211,15 @@ int run(const Settings& st) {
     std::printf(" %.4f |\n", secs);
   }
 
+  progdist_rows(st, teacher.config, held, fine.x, report);
+  if (st.student_path.empty()) {
+    if (!st.json.empty()) write_bytes_atomically(st.json, report.dump(2) + "\n");
+    return 0;
+  }
+  const BenchModel student = load_bench_model(st.student_path, st.num_heads, st.num_head_channels);
+  IDIFF_REQUIRE(teacher.config.image_size == student.config.image_size &&
+                    teacher.config.image_channels == student.config.image_channels,
+                ConfigError, "the teacher and the student make images of different shapes");
   const auto ts = search_ts(cm, student.fn, search, search_fine.x, st);
   std::map<int64_t, double> student_error;
   at::Tensor one_call;
@@ -234,13 +271,17 @@ int main(int argc, char** argv) {
   idiff::Settings st;
   CLI::App app{"idiff_cm_bench: a consistency model against its teacher at 1-4 model calls"};
   app.add_option("--teacher_path", st.teacher_path, "the EDM teacher")->required();
-  app.add_option("--student_path", st.student_path, "the consistency model")->required();
+  app.add_option("--student_path", st.student_path, "the consistency model");
+  app.add_option("--progdist", st.progdist,
+                 "PATH:N, a progressive distillation's model and its Euler steps (repeatable)");
   app.add_option("--num_samples", st.num_samples, "held-out x_T measured")->capture_default_str();
   app.add_option("--search_samples", st.search_samples, "x_T the student's ts are searched on")
       ->capture_default_str();
   app.add_option("--steps", st.steps, "levels the student's ts index (its --start_scales)")
       ->capture_default_str();
   app.add_option("--fine_steps", st.fine_steps, "Heun steps of the fine solution")
+      ->capture_default_str();
+  app.add_option("--max_calls", st.max_calls, "the largest budget of model calls measured")
       ->capture_default_str();
   app.add_option("--num_heads", st.num_heads, "the models' heads")->capture_default_str();
   app.add_option("--num_head_channels", st.num_head_channels, "the models' head width")
