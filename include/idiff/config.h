@@ -104,6 +104,9 @@ struct TrainConfig {
   std::string schedule_sampler = "uniform";
   double lr = 1e-4;
   double weight_decay = 0.0;
+  // adamw (improved-/guided-diffusion's) or radam (consistency_models' edm_train.py and
+  // cm_train.py: edm-train and cm-train take it by default).
+  std::string optimizer = "adamw";
   int64_t lr_anneal_steps = 0;
   int64_t batch_size = 1;
   int64_t microbatch = -1;  // -1: no microbatching

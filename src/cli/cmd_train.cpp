@@ -40,11 +40,13 @@ void setup(CLI::App& sub, Kind kind) {
     job->diffusion.defaults = "consistency-models";
     job->diffusion.training_mode = "edm";
     job->train.schedule_sampler = "lognormal";
+    job->train.optimizer = "radam";  // consistency_models' TrainLoop
   }
   if (kind == Kind::Consistency) {
     // scripts/cm_train.py: consistency_models' model defaults, distillation by default.
     job->diffusion.defaults = "consistency-models";
     job->diffusion.training_mode = "consistency_distillation";
+    job->train.optimizer = "radam";  // consistency_models' CMTrainLoop
   }
   if (super_res) {
     // sr_model_and_diffusion_defaults: the upsampler's sizes.

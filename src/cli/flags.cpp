@@ -245,7 +245,13 @@ void add_train_flags(CLI::App& app, TrainConfig& t) {
   f.add("schedule_sampler", t.schedule_sampler, "timestep sampler: uniform or loss-second-moment")
       ->group(g);
   f.add("lr", t.lr, {0.0, kNoMax}, "AdamW learning rate")->group(g);
-  f.add("weight_decay", t.weight_decay, {0.0, kNoMax}, "AdamW weight decay")->group(g);
+  f.add("weight_decay", t.weight_decay, {0.0, kNoMax},
+        "weight decay (AdamW's decoupled; RAdam's added to the gradient, as PyTorch's)")
+      ->group(g);
+  f.add("optimizer", t.optimizer,
+        "adamw (improved-/guided-diffusion's) or radam (consistency_models': edm-train's and "
+        "cm-train's default)")
+      ->group(g);
   f.add("lr_anneal_steps", t.lr_anneal_steps, kStepRange,
         "anneal lr linearly to 0 over this many steps, then stop (0: never)")
       ->group(g);
@@ -303,7 +309,8 @@ void add_consistency_train_flags(CLI::App& app, TrainConfig& t) {
       ->group(g);
   f.add("target_ema_mode", t.target_ema_mode, "the target network's EMA rate: fixed or adaptive")
       ->group(g);
-  f.add("scale_mode", t.scale_mode, "the number of scales N over training: fixed, progressive, or progdist (halving, for "
+  f.add("scale_mode", t.scale_mode,
+        "the number of scales N over training: fixed, progressive, or progdist (halving, for "
         "--training_mode progdist)")
       ->group(g);
   f.add("start_ema", t.start_ema, {0.0, 0.999999}, "the target network's EMA rate (at the start)")

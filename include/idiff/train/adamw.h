@@ -5,13 +5,24 @@
 // for op; `Fused` calls ATen's fused multi-tensor kernel (at::_fused_adamw_: one call per
 // dtype/device group, step counters on the parameters' device, so CUDA graphs can capture
 // it). `Auto` picks Fused: it equals Single to ~1e-9 relative and is 3-4x faster on the CPU.
+//
+// With `rule` RAdam the same class is torch.optim.RAdam (Liu et al. 2020), the optimizer of
+// consistency_models' training loops: the moments as above, the step rectified by the
+// variance of the adaptive rate once enough steps were taken (plain momentum SGD before),
+// weight decay added to the gradient (not decoupled). It has one implementation, PyTorch's
+// single-tensor update (ATen has no fused RAdam); its file is torch.optim.RAdam's.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
+#include <string>
 #include <vector>
 
 namespace idiff {
+
+// "adamw" or "radam" as a Rule (a ConfigError naming `optimizer` otherwise).
+struct AdamWOptions;
+void set_optimizer_rule(AdamWOptions& options, const std::string& name);
 
 struct AdamWOptions {
   double lr = 1e-4;
@@ -20,6 +31,7 @@ struct AdamWOptions {
   double eps = 1e-8;
   double weight_decay = 0.0;  // the reference's default (LibTorch's own AdamW uses 0.01)
   enum class Impl { Auto, Single, Fused } impl = Impl::Auto;
+  enum class Rule { AdamW, RAdam } rule = Rule::AdamW;
 };
 
 // Per-parameter state as torch.optim.AdamW keeps it: `step` is a float32 scalar tensor.
@@ -53,6 +65,7 @@ class AdamW {
   void init_state(size_t i);
   void step_single(const std::vector<size_t>& active);
   void step_fused(const std::vector<size_t>& active);
+  void step_radam(const std::vector<size_t>& active);
 
   std::vector<at::Tensor> params_;
   AdamWOptions options_;

@@ -36,6 +36,7 @@ RankSettings train_settings(const TrainJob& job) {
       {"`training_mode`", job.diffusion.training_mode},
       {"`schedule_sampler`", t.schedule_sampler},
       {"`lr`", n(t.lr)},
+      {"`optimizer`", t.optimizer},
       {"`lr_anneal_steps`", n(t.lr_anneal_steps)},
       {"`batch_size`", n(t.batch_size)},
       {"`microbatch`", n(t.microbatch)},
@@ -233,6 +234,9 @@ StopReason run_training(const TrainJob& job) {
           .make(ObjectiveContext{diffusion, tc, student, m, teacher.model, teacher.denoiser,
                                  teacher.net});
   logger.log("objective: " + objective->name());
+  logger.log("optimizer: " + tc.optimizer +
+             (tc.optimizer == "radam" ? " (consistency_models' torch.optim.RAdam)"
+                                      : " (improved-diffusion's torch.optim.AdamW)"));
 
   // Before the first collective (TrainLoop broadcasts the weights): the ranks agree.
   RankSettings settings = train_settings(job);

@@ -37,6 +37,10 @@ void AdamW::step() {
     active.push_back(i);
   }
   if (active.empty()) return;
+  if (options_.rule == AdamWOptions::Rule::RAdam) {
+    step_radam(active);
+    return;
+  }
   bool fused = options_.impl == AdamWOptions::Impl::Fused;
   // The fused kernel is 3-4x faster on the CPU too, and equal to ~1e-9 (README, Performance).
   if (options_.impl == AdamWOptions::Impl::Auto) fused = true;
@@ -67,6 +71,36 @@ void AdamW::step_single(const std::vector<size_t>& active) {
   }
 }
 
+void AdamW::step_radam(const std::vector<size_t>& active) {
+  const double lr = options_.lr, b1 = options_.beta1, b2 = options_.beta2;
+  const double rho_inf = 2 / (1 - b2) - 1;  // the longest simple moving average
+  for (size_t i : active) {
+    at::Tensor& p = params_[i];
+    at::Tensor grad = p.grad();
+    AdamWParamState& s = state_[i];
+    s.step.add_(1);
+    const double step = s.step.item<double>();
+    if (options_.weight_decay != 0) grad = grad.add(p, options_.weight_decay);
+    s.exp_avg.lerp_(grad, 1 - b1);
+    s.exp_avg_sq.mul_(b2).addcmul_(grad, grad, 1 - b2);
+    const double bias_correction1 = 1 - std::pow(b1, step);
+    const double bias_correction2 = 1 - std::pow(b2, step);
+    const at::Tensor corrected = s.exp_avg / bias_correction1;
+    // The length of the moving average so far: the adaptive rate's variance is finite, and
+    // rectified, only beyond 5.
+    const double rho_t = rho_inf - 2 * step * std::pow(b2, step) / bias_correction2;
+    if (rho_t > 5.0) {
+      const double rect =
+          std::sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t));
+      const at::Tensor adaptive =
+          std::sqrt(bias_correction2) / s.exp_avg_sq.sqrt().add_(options_.eps);
+      p.add_(corrected * lr * adaptive * rect, -1.0);
+    } else {
+      p.add_(corrected * lr, -1.0);
+    }
+  }
+}
+
 void AdamW::step_fused(const std::vector<size_t>& active) {
   // The fused kernel takes one device and dtype per call.
   std::map<std::pair<std::string, int>, std::vector<size_t>> groups;
@@ -92,6 +126,12 @@ void AdamW::step_fused(const std::vector<size_t>& active) {
                       options_.beta2, options_.weight_decay, options_.eps, /*amsgrad=*/false,
                       /*maximize=*/false);
   }
+}
+
+void set_optimizer_rule(AdamWOptions& options, const std::string& name) {
+  IDIFF_REQUIRE(name == "adamw" || name == "radam", ConfigError,
+                "`optimizer` must be adamw or radam, got '", name, "'");
+  options.rule = name == "radam" ? AdamWOptions::Rule::RAdam : AdamWOptions::Rule::AdamW;
 }
 
 void AdamW::zero_grad() {

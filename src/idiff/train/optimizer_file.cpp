@@ -25,12 +25,17 @@ void save_optimizer_file(const std::string& path, const AdamW& opt) {
   group.set("betas", PickleValue::tuple({PickleValue::real(o.beta1), PickleValue::real(o.beta2)}));
   group.set("eps", PickleValue::real(o.eps));
   group.set("weight_decay", PickleValue::real(o.weight_decay));
-  group.set("amsgrad", PickleValue::boolean(false));
+  const bool radam = o.rule == AdamWOptions::Rule::RAdam;
+  if (!radam) group.set("amsgrad", PickleValue::boolean(false));
   group.set("foreach", PickleValue::none());
   group.set("maximize", PickleValue::boolean(false));
   group.set("capturable", PickleValue::boolean(false));
   group.set("differentiable", PickleValue::boolean(false));
-  group.set("fused", PickleValue::none());
+  if (radam) {
+    group.set("decoupled_weight_decay", PickleValue::boolean(false));
+  } else {
+    group.set("fused", PickleValue::none());
+  }
   PickleValue ids = PickleValue::list();
   for (size_t i = 0; i < opt.params().size(); ++i)
     ids.push_back(PickleValue::integer(static_cast<int64_t>(i)));

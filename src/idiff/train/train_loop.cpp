@@ -87,6 +87,8 @@ TrainLoop::TrainLoop(UNetModel model, std::unique_ptr<TrainingObjective> objecti
                 "`precision` bf16 needs a CUDA device (bf16 autocast); use fp32 on the CPU");
   IDIFF_REQUIRE(!(bf16_ && c.use_fp16), ConfigError,
                 "`use_fp16` True and `precision` bf16 exclude each other");
+  AdamWOptions rule;
+  set_optimizer_rule(rule, c.optimizer);  // a bad name fails before the model moves
 
   model_->to(device_);
   model_->train();
@@ -125,6 +127,7 @@ std::unique_ptr<AdamW> TrainLoop::make_optimizer() const {
   AdamWOptions opt;
   opt.lr = config_.lr;
   opt.weight_decay = config_.weight_decay;
+  set_optimizer_rule(opt, config_.optimizer);
   return std::make_unique<AdamW>(master_params_, opt);
 }
 
