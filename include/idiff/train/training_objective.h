@@ -154,6 +154,12 @@ class ObjectiveLossNorm {
   std::optional<Lpips> lpips_;  // lpips: the network, until to() binds it into norm_
 };
 
+// The draws of the Karras distillation objectives: level indices uniform in [0, count) as
+// `t`, weights 1, the batch's noise (an Error naming `objective` when the batch brings
+// timesteps).
+ObjectiveDraws draw_level_indices(const TrainBatch& batch, const at::Tensor& images, int64_t count,
+                                  const std::string& objective);
+
 // A network of an objective's own that is not trained: on `device`, no gradients, in eval
 // mode, or in train mode (dropout as the model's) with `dropout`.
 void freeze_network(UNetModel& net, c10::Device device, bool dropout);

@@ -29,6 +29,18 @@ void ObjectiveLossNorm::to(c10::Device device) {
   };
 }
 
+ObjectiveDraws draw_level_indices(const TrainBatch& batch, const at::Tensor& images, int64_t count,
+                                  const std::string& objective) {
+  IDIFF_REQUIRE(!batch.timesteps.defined(), Error, "the ", objective,
+                " objective draws its own noise levels, not timesteps");
+  const int64_t n = images.size(0);
+  ObjectiveDraws d;
+  d.t = at::randint(0, count, {n}, images.options().dtype(at::kLong));
+  d.weights = at::ones({n}, images.options().dtype(at::kFloat));
+  d.noise = batch_noise(batch, images);
+  return d;
+}
+
 void freeze_network(UNetModel& net, c10::Device device, bool dropout) {
   net->to(device);
   net->train(dropout);

@@ -53,14 +53,7 @@ class ProgdistObjective : public TrainingObjective {
   std::string name() const override { return "progdist"; }
 
   ObjectiveDraws draw(const TrainBatch& batch, const at::Tensor& images) override {
-    IDIFF_REQUIRE(!batch.timesteps.defined(), Error,
-                  "the progdist objective draws its own noise levels, not timesteps");
-    const int64_t n = images.size(0);
-    ObjectiveDraws d;
-    d.t = at::randint(0, scales_, {n}, images.options().dtype(at::kLong));
-    d.weights = at::ones({n}, images.options().dtype(at::kFloat));
-    d.noise = batch_noise(batch, images);
-    return d;
+    return draw_level_indices(batch, images, scales_, name());
   }
 
   LossTerms losses(const ModelFn& model, const at::Tensor& x_start, const ObjectiveDraws& d,
