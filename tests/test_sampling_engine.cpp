@@ -346,7 +346,14 @@ TEST(StepSchedule, DefaultsForStepsAreTheMeasuredOnes) {
   // Given flags are not defaults; without --steps the reference's sampler stays the default.
   s.sampler = "dpmpp_2m";
   s.schedule = "karras";
-  EXPECT_EQ(sampler_setup(s, d).defaults_note.find("--schedule"), std::string::npos);
+  const std::string note = sampler_setup(s, d).defaults_note;
+  EXPECT_EQ(note.find("--schedule"), std::string::npos);
+  // The cap taken alone says why the cap, not why a schedule the user did not take.
+  EXPECT_NE(note.find("--sigma_max 80 (x_T starts at sigma"), std::string::npos) << note;
+  EXPECT_EQ(note.find("log-SNR"), std::string::npos) << note;
+  s.steps = 5;
+  EXPECT_NE(sampler_setup(s, d).defaults_note.find("the first step starts at x_T itself"),
+            std::string::npos);
   EXPECT_EQ(sampler_setup(SampleConfig(), d).solver.name, "ddpm");
 }
 

@@ -161,7 +161,9 @@ std::string choose_steps(const SampleConfig& s, const DiffusionConfig& d, Sample
     if (s.schedule.empty()) taken.push_back("--schedule " + defaults.name);
     if (s.sigma_max < 0) taken.push_back(str("--sigma_max ", defaults.sigma_max));
     if (!taken.empty()) {
-      out.defaults_note = str("defaults for --steps: ", join(taken, " "), " (", defaults.why, ")");
+      const std::string& why = s.schedule.empty() ? defaults.why : defaults.sigma_max_why;
+      out.defaults_note = str("defaults for --steps: ", join(taken, " "),
+                              why.empty() ? std::string() : str(" (", why, ")"));
     }
   } else {
     out.schedule = respacing_schedule(T, d.timestep_respacing);

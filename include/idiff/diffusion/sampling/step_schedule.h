@@ -49,7 +49,8 @@ bool first_step_capped(const NoiseSchedule& ns, double t_start, int64_t steps, d
 struct ScheduleDefaults {
   std::string name;
   double sigma_max = 0.0;
-  std::string why;  // for the log and --help
+  std::string why;            // for the log and --help
+  std::string sigma_max_why;  // the cap's reason alone (a --schedule given, --sigma_max not)
 };
 ScheduleDefaults default_schedule(const NoiseSchedule& ns, int64_t steps);
 

@@ -146,15 +146,17 @@ ScheduleDefaults default_schedule(const NoiseSchedule& ns, int64_t steps) {
     d.why = str("at ", kFewSteps,
                 " steps or fewer, steps uniform in t from the last one "
                 "(measured best from full noise with clipping, README)");
+    d.sigma_max_why = str("at ", kFewSteps, " steps or fewer the first step starts at x_T itself");
   } else if (top > kSigmaMax) {
     d.name = "logsnr";
     d.sigma_max = kSigmaMax;
-    d.why = str("x_T starts at sigma ", format_sigma(top),
-                ", where the model's x_0 prediction is the data's mean: one step goes straight to "
-                "sigma ",
-                kSigmaMax,
-                ", the rest are uniform in log-SNR (measured best from full "
-                "noise with clipping, README)");
+    d.sigma_max_why = str("x_T starts at sigma ", format_sigma(top),
+                          ", where the model's x_0 prediction is the data's mean: one step goes "
+                          "straight to sigma ",
+                          kSigmaMax);
+    d.why = d.sigma_max_why +
+            ", the rest are uniform in log-SNR (measured best from full noise with clipping, "
+            "README)";
   } else {
     d.name = "logsnr";
     d.why = "steps uniform in log-SNR (measured best from full noise with clipping, README)";
