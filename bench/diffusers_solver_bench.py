@@ -5,7 +5,9 @@ their ground truth, and prints the rows beside its own.
 The model is the Python reference's UNet (pass its checkout with --ref) with the
 checkpoint's weights; x_T sits at --t_start, which diffusers reaches by a process of the
 first t_start + 1 steps (trained_betas), so that its spacings and Karras sigmas start
-there. Prints one JSON line per configuration:
+there. With --clip the x_0 of every step is clipped to [-1, 1] as the reference's
+--clip_denoised does: diffusers' thresholding with sample_max_value 1 (its quantile floor
+is 1, so the threshold is 1 whatever the quantile). Prints one JSON line per configuration:
   {"solver": ..., "schedule": ..., "error": {"NFE": RMS}, "seconds": {"NFE": s per image}}
 """
 import argparse
@@ -24,6 +26,7 @@ def main():
     p.add_argument("--t_start", type=int, required=True)
     p.add_argument("--nfe", default="5,10,20")
     p.add_argument("--flags", required=True, help="the model's idiff flags, one string")
+    p.add_argument("--clip", action="store_true", help="clip each step's x_0 to [-1, 1]")
     a = p.parse_args()
     sys.path.insert(0, a.ref)
     from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler
@@ -39,10 +42,26 @@ def main():
         if isinstance(defaults[key], bool):
             return str(v).lower() in ("true", "1", "yes")
         return type(defaults[key])(v)
-    model = create_model(**{k: value(k) for k in (
+    kw = {k: value(k) for k in (
         "image_size", "num_channels", "num_res_blocks", "learn_sigma", "class_cond",
         "use_checkpoint", "attention_resolutions", "num_heads", "num_heads_upsample",
-        "use_scale_shift_norm", "dropout")})
+        "use_scale_shift_norm", "dropout")}
+    grey = int(flags.get("image_channels", 3))
+    if grey == 3:
+        model = create_model(**kw)
+    else:
+        # create_model builds RGB models only; idiff's --image_channels 1 is the same UNet
+        # with one input and output channel (two with learned sigma).
+        from improved_diffusion.unet import UNetModel
+        size = kw["image_size"]
+        model = UNetModel(
+            in_channels=grey, model_channels=kw["num_channels"],
+            out_channels=grey * (2 if kw["learn_sigma"] else 1),
+            num_res_blocks=kw["num_res_blocks"],
+            attention_resolutions=tuple(size // int(r) for r in kw["attention_resolutions"].split(",")),
+            dropout=kw["dropout"], channel_mult={256: (1, 1, 2, 2, 4, 4), 64: (1, 2, 3, 4), 32: (1, 2, 2, 2)}[size],
+            num_classes=None, use_checkpoint=False, num_heads=kw["num_heads"],
+            num_heads_upsample=kw["num_heads_upsample"], use_scale_shift_norm=kw["use_scale_shift_norm"])
     if a.model_path.endswith(".safetensors"):
         sd = load_file(a.model_path)
     else:
@@ -63,6 +82,8 @@ def main():
 
     common = dict(num_train_timesteps=a.t_start + 1, trained_betas=betas, final_sigmas_type="zero",
                   lower_order_final=True)
+    if a.clip:
+        common.update(thresholding=True, sample_max_value=1.0)
     configs = [
         ("DPM-Solver++ 2M", DPMSolverMultistepScheduler, dict(algorithm_type="dpmsolver++", solver_order=2)),
         ("DPM-Solver++ 3M", DPMSolverMultistepScheduler, dict(algorithm_type="dpmsolver++", solver_order=3)),

@@ -15,6 +15,15 @@
 # writes its 10,000 test images padded to 32x32 as the data loader pads them.
 # Each configuration samples with seed 1, so a rerun repeats the table; the table prints
 # last and goes to OUT_DIR/table.md.
+#
+# ROWS selects the rows (space-separated, default "default reference"):
+#   default    idiff's default at 5, 10 and 20 calls
+#   reference  the reference's DDIM at 5, 10, 50 and its 250-step ancestral sampler
+#   solvers    every deterministic solver of the engine (ddim, euler, dpmpp_2m, dpmpp_3m,
+#              unipc; heun at half the steps) with every --schedule (karras, logsnr,
+#              trailing) at $CALLS model calls (default "10")
+#   ode        the reference's DDIM at 250 and 1000 steps: the ODE solution itself, the
+#              end every few-call solver approaches (slow: 1000 calls an image)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IDIFF=${IDIFF:-build/idiff}
@@ -63,14 +72,41 @@ row() {  # row NAME CALLS sample-flags...
   echo "| $name | $calls | $fid | $precision | $recall | $seconds |" | tee -a "$TABLE"
 }
 
-row "idiff default (--steps 5)" 5 default5 --steps 5
-row "idiff default (--steps 10)" 10 default10 --steps 10
-row "idiff default (--steps 20)" 20 default20 --steps 20
-row "the reference's DDIM (--use_ddim True --timestep_respacing 5)" 5 ddim5 \
-  --use_ddim True --timestep_respacing 5
-row "the reference's DDIM, 10" 10 ddim10 --use_ddim True --timestep_respacing 10
-row "the reference's DDIM, 50" 50 ddim50 --use_ddim True --timestep_respacing 50
-row "the reference's ancestral sampler (--timestep_respacing 250)" 250 ancestral250 \
-  --timestep_respacing 250
+for rows in ${ROWS:-default reference}; do
+  case $rows in
+    default)
+      for calls in 5 10 20; do
+        row "idiff default (--steps $calls)" "$calls" "default$calls" --steps "$calls"
+      done
+      ;;
+    reference)
+      row "the reference's DDIM (--use_ddim True --timestep_respacing 5)" 5 ddim5 \
+        --use_ddim True --timestep_respacing 5
+      row "the reference's DDIM, 10" 10 ddim10 --use_ddim True --timestep_respacing 10
+      row "the reference's DDIM, 50" 50 ddim50 --use_ddim True --timestep_respacing 50
+      row "the reference's ancestral sampler (--timestep_respacing 250)" 250 ancestral250 \
+        --timestep_respacing 250
+      ;;
+    solvers)
+      for calls in ${CALLS:-10}; do
+        for schedule in karras logsnr trailing; do
+          for sampler in ddim euler dpmpp_2m dpmpp_3m unipc heun; do
+            steps=$calls
+            [[ $sampler == heun ]] && steps=$(((calls + 1) / 2))  # 2 calls a step, 1 the last
+            row "--sampler $sampler --schedule $schedule --steps $steps" "$calls" \
+              "${sampler}_${schedule}_$calls" --sampler "$sampler" --schedule "$schedule" \
+              --steps "$steps"
+          done
+        done
+      done
+      ;;
+    ode)
+      row "the reference's DDIM, 250 (the ODE solution, nearly)" 250 ddim250 \
+        --use_ddim True --timestep_respacing 250
+      row "the reference's DDIM, 1000 (the ODE solution)" 1000 ddim1000 --use_ddim True
+      ;;
+    *) echo "ROWS: unknown row set '$rows' (default, reference, solvers, ode)" >&2; exit 2 ;;
+  esac
+done
 echo
 cat "$TABLE"

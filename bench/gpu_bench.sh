@@ -7,7 +7,9 @@
 # turn when a copy of it is carried in .ref/improved-diffusion, then the profile of one bf16
 # CIFAR-10 training round (host operators, top kernels, how busy the device was), then
 # `idiff serve` under load at --max_batch 1, 16 and 64 (bench/serve_load.cpp) on the
-# CIFAR-10 configuration with random weights. The summary (tests, table) prints last.
+# CIFAR-10 configuration with random weights, then consistency_models' commands on CUDA
+# (edm-train, cm-train's distillations, one-call and Heun sampling). The summary (tests,
+# table) prints last.
 #
 #   bench/gpu_bench.sh                         (from the repository root)
 #   device tool: run(command="bench/gpu_bench.sh", carry=[".ref", ".deps"], timeout_s=600)
@@ -128,6 +130,29 @@ PNG
       --max_batches 1,16,64 --sequential_jobs 4 --time_limit_s 60 >"$LOGS/serve_load.txt" 2>&1
     say "serve_load: exit $? at $(($(date +%s) - START)) s"
     cat "$LOGS/serve_load.txt" >>"$SUMMARY"
+  fi
+  if [ "$(left)" -gt 60 ] && [ -d /tmp/serve-data ]; then
+    # consistency_models' training and sampling on CUDA, small: edm-train, consistency
+    # distillation and progressive distillation from it (RAdam, their default), one-call and
+    # Heun sampling. Its log's tail goes to the summary (the tool brings back eight files).
+    C=(--image_size 32 --image_channels 1 --num_channels 32 --num_res_blocks 1
+      --attention_resolutions 8 --num_head_channels 16 --batch_size 4 --device cuda)
+    T=/tmp/cm-edm/model000020.pt
+    timeout $(($(left) - 10)) bash -c '
+      B=$1; T=$2; shift 2
+      set -e
+      "$B/idiff" edm-train --data_dir /tmp/serve-data "$@" --max_steps 20 --log_dir /tmp/cm-edm
+      "$B/idiff" cm-train --data_dir /tmp/serve-data "$@" --teacher_model_path "$T" \
+        --max_steps 20 --log_dir /tmp/cm-cd
+      "$B/idiff" cm-train --training_mode progdist --scale_mode progdist --start_scales 4 \
+        --distill_steps_per_iter 5 --total_training_steps 20 --data_dir /tmp/serve-data "$@" \
+        --teacher_model_path "$T" --log_dir /tmp/cm-pd
+      "$B/idiff" sample /tmp/cm-cd/model000020.pt --sampler onestep --num_samples 256 \
+        --batch_size 256 --device cuda --log_dir /tmp/cm-s1
+      "$B/idiff" sample "$T" --sampler heun --steps 18 --num_samples 256 --batch_size 256 \
+        --device cuda --log_dir /tmp/cm-s2' _ "$BUILD" "$T" "${C[@]}" >/tmp/cm.log 2>&1
+    say "consistency models on cuda: exit $? at $(($(date +%s) - START)) s"
+    grep -E "images/s|wall|error|model calls" /tmp/cm.log | tail -12 >>"$SUMMARY"
   fi
   cat "$LOGS/gpu_bench.txt" >>"$SUMMARY"
 fi

@@ -79,8 +79,6 @@ double rms(const at::Tensor& a, const at::Tensor& b) {
 }
 
 int run(const Settings& st) {
-  IDIFF_REQUIRE(!(st.diffusers && st.clip_denoised), ConfigError,
-                "--diffusers compares unclipped solutions: leave --clip_denoised off");
   const TensorMap sd = load_tensor_file(st.model_path);
   InferredModel inferred = infer_model_config(sd);
   IDIFF_REQUIRE(inferred.is_unet && !inferred.super_res, ConfigError, st.model_path,
@@ -261,12 +259,12 @@ int run(const Settings& st) {
     io.insert("x_T", x_T.contiguous());
     io.insert("truth", truth.contiguous());
     save_tensor_file(dir + "/io.safetensors", io);
-    const std::string cmd =
-        str(st.python, " ", IDIFF_SOURCE_DIR, "/bench/diffusers_solver_bench.py --ref ",
-            st.reference, " --model_path ", st.model_path, " --io ", dir,
-            "/io.safetensors --t_start ", st.t_start, " --nfe ", st.nfe, " --flags '",
-            inferred.flags, " --num_heads ", st.num_heads, " --noise_schedule ", st.noise_schedule,
-            " --diffusion_steps ", st.diffusion_steps, "' > ", dir, "/diffusers.json");
+    const std::string cmd = str(
+        st.python, " ", IDIFF_SOURCE_DIR, "/bench/diffusers_solver_bench.py --ref ", st.reference,
+        " --model_path ", st.model_path, " --io ", dir, "/io.safetensors --t_start ", st.t_start,
+        " --nfe ", st.nfe, " --flags '", inferred.flags, " --num_heads ", st.num_heads,
+        " --noise_schedule ", st.noise_schedule, " --diffusion_steps ", st.diffusion_steps, "'",
+        st.clip_denoised ? " --clip" : "", " > ", dir, "/diffusers.json");
     IDIFF_REQUIRE(std::system(cmd.c_str()) == 0, Error, "the diffusers benchmark failed: ", cmd);
     std::ifstream in(dir + "/diffusers.json");
     for (std::string line; std::getline(in, line);) {
