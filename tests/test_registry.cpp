@@ -200,9 +200,12 @@ TEST(ObjectiveRegistry, EveryRowConstructsAndItsLossesDependOnTheModel) {
     row_dc.training_mode = row.name;
     // The consistency rows' networks (target, teacher) are small UNets of their own.
     const ModelConfig mc = test::small_unet_config();
-    const UNetModel teacher =
-        row.name == std::string("consistency_distillation") ? create_model(mc) : nullptr;
-    const auto objective = row.make(ObjectiveContext{diffusion, tc, row_dc, mc, teacher});
+    const bool distills =
+        row.name == std::string("consistency_distillation") || row.name == std::string("progdist");
+    const UNetModel teacher = distills ? create_model(mc) : nullptr;
+    TrainConfig row_tc = tc;
+    if (row.name == std::string("progdist")) row_tc.scale_mode = "progdist";  // its schedule
+    const auto objective = row.make(ObjectiveContext{diffusion, row_tc, row_dc, mc, teacher});
     EXPECT_EQ(objective->name(), row.name);
     const ObjectiveDraws d = objective->draw(batch, batch.images);
     ASSERT_EQ(d.t.sizes(), (at::IntArrayRef{4}));
