@@ -103,9 +103,10 @@ def main():
                 try:
                     for t in sched.timesteps:
                         x = sched.step(eps(x, int(t)), t, x).prev_sample
-                except IndexError as e:
+                except (IndexError, AssertionError) as e:
                     # diffusers' Karras sigmas from the top of a cosine schedule can map two
-                    # sigmas to one timestep, and its step index then runs off the end.
+                    # sigmas to one timestep, and its step index then runs off the end (or
+                    # its UniPC order reaches 0).
                     row.setdefault("failed", {})[str(nfe)] = str(e)
                     row["error"][str(nfe)] = None
                     continue
