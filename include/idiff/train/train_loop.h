@@ -1,9 +1,10 @@
-// The training loop (reference: improved_diffusion/train_util.py TrainLoop): AdamW with
-// linear lr annealing, microbatches, EMA for each --ema_rate, the timestep sampler fed
-// with per-sample losses, fp16 with dynamic loss scaling (or bf16 autocast on CUDA),
-// logging every --log_interval steps (log_loss_dict.cpp), checkpoints every
-// --save_interval steps in the reference's names and format, and resume
-// (train_checkpoint.cpp), and a clean stop when the caller asks (a StopCheck).
+// The training loop (reference: improved_diffusion/train_util.py TrainLoop): AdamW (or
+// consistency_models' RAdam, --optimizer) with linear lr annealing, microbatches, EMA for
+// each --ema_rate, the timestep sampler fed with per-sample losses, fp16 with dynamic loss
+// scaling (or bf16 autocast on CUDA), logging every --log_interval steps
+// (log_loss_dict.cpp), checkpoints every --save_interval steps in the reference's names and
+// format, and resume (train_checkpoint.cpp), and a clean stop when the caller asks (a
+// StopCheck).
 //
 // Data-parallel over the ranks of a DistContext, as the reference with
 // DistributedDataParallel: parameters and EMA come from rank 0 at the start (after a
