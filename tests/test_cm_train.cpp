@@ -21,30 +21,14 @@
 namespace idiff::test {
 namespace {
 
-std::vector<std::string> small_flags() {
-  return {"--image_size=16",        "--num_channels=32",
-          "--num_res_blocks=1",     "--attention_resolutions=8",
-          "--num_head_channels=16", "--channel_mult=1,2",
-          "--device=cpu",           "--num_workers=1"};
-}
-
 // A small EDM teacher trained for two steps (its flags.json beside it).
 std::string train_teacher(const TempDir& data, const TempDir& dir) {
   const auto r = run_idiff(
       cat_args(std::vector<std::string>{"edm-train", "--data_dir", data.path(), "--batch_size", "4",
                                         "--max_steps", "2", "--log_dir", dir.path()},
-               small_flags()));
+               small_karras_flags()));
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return dir.file("model000002.pt");
-}
-
-bool same_file_tensors(const std::string& a, const std::string& b) {
-  const TensorMap x = load_tensor_file(a), y = load_tensor_file(b);
-  if (x.size() != y.size()) return false;
-  for (const auto& [key, t] : x) {
-    if (!at::equal(t, y.at(key))) return false;
-  }
-  return true;
 }
 
 TEST(CmTrain, DistillsResumesBitwiseAndSamplesInOneCall) {
@@ -62,7 +46,7 @@ TEST(CmTrain, DistillsResumesBitwiseAndSamplesInOneCall) {
                                                         "10",        "--teacher_dropout",
                                                         "0.2",       "--dropout",
                                                         "0.1"},
-                               small_flags());
+                               small_karras_flags());
   auto r = run_idiff(
       cat_args(common, std::vector<std::string>{"--log_dir", straight.path(), "--max_steps", "4"}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -149,7 +133,7 @@ TEST(CmTrain, TrainingsTargetIsAnEmaAndItsLossFalls) {
                                // thousands of steps; 30 steps here
                                // check the objective.
                                "--optimizer", "adamw"},
-      small_flags()));
+      small_karras_flags()));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("objective: consistency_training"), std::string::npos) << r.out;
   EXPECT_FALSE(same_file_tensors(dir.file("model000030.pt"), dir.file("target_model000030.pt")));
@@ -247,13 +231,13 @@ TEST(CmTrain, DistillsAnImprovedDiffusionTeacher) {
       cat_args(std::vector<std::string>{"train", "--data_dir", data.path(), "--batch_size", "2",
                                         "--max_steps", "1", "--noise_schedule", "cosine",
                                         "--log_dir", teacher_dir.path()},
-               small_flags(), std::vector<std::string>{"--learn_sigma", "True"}));
+               small_karras_flags(), std::vector<std::string>{"--learn_sigma", "True"}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = run_idiff(cat_args(
       std::vector<std::string>{"cm-train", "--data_dir", data.path(), "--teacher_model_path",
                                teacher_dir.file("model000001.pt"), "--batch_size", "2",
                                "--max_steps", "2", "--start_scales", "10", "--log_dir", dir.path()},
-      small_flags()));
+      small_karras_flags()));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("improved-/guided-diffusion teacher"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("starts from fresh weights"), std::string::npos) << r.out;
@@ -289,7 +273,7 @@ TEST(CmTrain, DistillsAClassifierFreeGuidedTeacher) {
         std::vector<std::string>{"train", "--data_dir", data.path(), "--batch_size", "2",
                                  "--max_steps", "4", "--lr", "5e-3", "--class_cond", "True",
                                  "--class_dropout_prob", dropout, "--log_dir", dir.path()},
-        small_flags()));
+        small_karras_flags()));
     EXPECT_EQ(r.exit_code, 0) << r.err;
     // Four steps at a high rate: the output layer starts at zero, so after one step the
     // teacher's conditional and unconditional outputs would differ by little.
@@ -302,7 +286,7 @@ TEST(CmTrain, DistillsAClassifierFreeGuidedTeacher) {
         std::vector<std::string>{"cm-train", "--data_dir", data.path(), "--teacher_model_path", t,
                                  "--batch_size", "2", "--max_steps", "1", "--start_scales", "10",
                                  "--class_cond", "True", "--log_interval", "1", "--log_dir", out},
-        small_flags(), extra));
+        small_karras_flags(), extra));
   };
   RunResult r = distil(guided, a.path(), {"--guidance_scale", "3"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -337,7 +321,7 @@ TEST(CmTrain, BadFlagsGetOneLineEach) {
   const auto base =
       cat_args(std::vector<std::string>{"cm-train", "--data_dir", data.path(), "--log_dir",
                                         dir.path(), "--batch_size", "2", "--max_steps", "1"},
-               small_flags());
+               small_karras_flags());
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--teacher_model_path", teacher, "--image_size", "32"}, "was trained with --image_size 16"},
       {{"--training_mode", "consistency_training", "--teacher_model_path", teacher},

@@ -72,29 +72,13 @@ TEST(Progdist, TargetIsTheXZeroOfTheTeachersTwoEulerSteps) {
   EXPECT_TRUE(at::allclose(line.target, c, 1e-9, 1e-9));
 }
 
-std::vector<std::string> small_flags() {
-  return {"--image_size=16",        "--num_channels=32",
-          "--num_res_blocks=1",     "--attention_resolutions=8",
-          "--num_head_channels=16", "--channel_mult=1,2",
-          "--device=cpu",           "--num_workers=1"};
-}
-
-bool same_tensors(const std::string& a, const std::string& b) {
-  const TensorMap x = load_tensor_file(a), y = load_tensor_file(b);
-  if (x.size() != y.size()) return false;
-  for (const auto& [key, t] : x) {
-    if (!at::equal(t, y.at(key))) return false;
-  }
-  return true;
-}
-
 TEST(Progdist, HalvesItsStepsResumesBitwiseAndSamples) {
   TempDir data, teacher_dir, straight, first, second, third, samples;
   write_shape_folder(data.path(), 8);
   auto r = run_idiff(
       cat_args(std::vector<std::string>{"edm-train", "--data_dir", data.path(), "--batch_size", "4",
                                         "--max_steps", "2", "--log_dir", teacher_dir.path()},
-               small_flags()));
+               small_karras_flags()));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string teacher = teacher_dir.file("model000002.pt");
   // N = 4 for steps 0-1, 2 for steps 2-5, 1 from step 6 (create_ema_and_scales_fn).
@@ -110,7 +94,7 @@ TEST(Progdist, HalvesItsStepsResumesBitwiseAndSamples) {
                                                         "3",         "--ema_rate",
                                                         "0.9",       "--lr",
                                                         "1e-3"},
-                               small_flags());
+                               small_karras_flags());
   r = run_idiff(cat_args(
       common, std::vector<std::string>{"--log_dir", straight.path(), "--save_interval", "1"}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -128,13 +112,14 @@ TEST(Progdist, HalvesItsStepsResumesBitwiseAndSamples) {
   // A stage begins with the model as its teacher and the EMA restarted from the model.
   for (const std::string step : {"000002", "000006"}) {
     const std::string model = straight.file("model" + step + ".pt");
-    EXPECT_TRUE(same_tensors(model, straight.file("teacher_model" + step + ".pt"))) << step;
-    EXPECT_TRUE(same_tensors(model, straight.file("ema_0.9_" + step + ".pt"))) << step;
+    EXPECT_TRUE(same_file_tensors(model, straight.file("teacher_model" + step + ".pt"))) << step;
+    EXPECT_TRUE(same_file_tensors(model, straight.file("ema_0.9_" + step + ".pt"))) << step;
   }
-  EXPECT_TRUE(same_tensors(straight.file("teacher_model000002.pt"),
-                           straight.file("teacher_model000005.pt")));
-  EXPECT_FALSE(same_tensors(straight.file("model000005.pt"), straight.file("ema_0.9_000005.pt")));
-  EXPECT_FALSE(same_tensors(straight.file("model000007.pt"), teacher));
+  EXPECT_TRUE(same_file_tensors(straight.file("teacher_model000002.pt"),
+                                straight.file("teacher_model000005.pt")));
+  EXPECT_FALSE(
+      same_file_tensors(straight.file("model000005.pt"), straight.file("ema_0.9_000005.pt")));
+  EXPECT_FALSE(same_file_tensors(straight.file("model000007.pt"), teacher));
 
   r = run_idiff(
       cat_args(common, std::vector<std::string>{"--log_dir", first.path(), "--max_steps", "4"}));
@@ -146,7 +131,7 @@ TEST(Progdist, HalvesItsStepsResumesBitwiseAndSamples) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("loading the stage's teacher from checkpoint"), std::string::npos) << r.out;
   for (const std::string name : {"model000007.pt", "ema_0.9_000007.pt", "teacher_model000007.pt"}) {
-    EXPECT_TRUE(same_tensors(straight.file(name), second.file(name))) << name;
+    EXPECT_TRUE(same_file_tensors(straight.file(name), second.file(name))) << name;
   }
   // Resumed where a stage begins (its optimizer state and EMAs fresh, its teacher the model).
   r = run_idiff(
@@ -154,7 +139,7 @@ TEST(Progdist, HalvesItsStepsResumesBitwiseAndSamples) {
                                                 straight.file("model000006.pt")}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   for (const std::string name : {"model000007.pt", "ema_0.9_000007.pt"}) {
-    EXPECT_TRUE(same_tensors(straight.file(name), third.file(name))) << name;
+    EXPECT_TRUE(same_file_tensors(straight.file(name), third.file(name))) << name;
   }
   // Without the stage's teacher a resume cannot repeat the run: one line naming the file.
   std::filesystem::remove(first.file("teacher_model000004.pt"));
@@ -174,7 +159,7 @@ TEST(Progdist, HalvesItsStepsResumesBitwiseAndSamples) {
   const auto base = cat_args(
       std::vector<std::string>{"cm-train", "--data_dir", data.path(), "--log_dir",
                                samples.file("bad"), "--batch_size", "2", "--max_steps", "1"},
-      small_flags());
+      small_karras_flags());
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--training_mode", "progdist", "--scale_mode", "progdist"},
        "progdist needs --teacher_model_path"},

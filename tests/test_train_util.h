@@ -8,6 +8,9 @@
 
 #include "idiff/common/strings.h"
 #include "idiff/config.h"
+#include "idiff/io/tensor_file.h"
+
+#include <ATen/ATen.h>
 
 #include <algorithm>
 #include <cmath>
@@ -61,6 +64,24 @@ inline void write_shape_folder(const std::string& dir, int n = 12) {
     std::snprintf(name, sizeof(name), "/%s_%02d.png", ring ? "ring" : "disc", i);
     write_png(dir + name, im);
   }
+}
+
+// Whether two tensor files hold the same names and bitwise equal tensors.
+inline bool same_file_tensors(const std::string& a, const std::string& b) {
+  const TensorMap x = load_tensor_file(a), y = load_tensor_file(b);
+  if (x.size() != y.size()) return false;
+  for (const auto& [key, t] : x) {
+    if (!y.contains(key) || !at::equal(t, y.at(key))) return false;
+  }
+  return true;
+}
+
+// A 16x16 consistency_models-style model small enough for cm-train tests.
+inline std::vector<std::string> small_karras_flags() {
+  return {"--image_size=16",        "--num_channels=32",
+          "--num_res_blocks=1",     "--attention_resolutions=8",
+          "--num_head_channels=16", "--channel_mult=1,2",
+          "--device=cpu",           "--num_workers=1"};
 }
 
 // The values of `column` in a progress.csv, one per logged row (NaN where a row has none).
