@@ -21,7 +21,9 @@ void AdamW::init_state(size_t i) {
   AdamWParamState& s = state_[i];
   if (s.exp_avg.defined()) return;
   // PyTorch keeps `step` on the CPU, except for the fused/capturable paths (device).
-  const bool on_device = !p.is_cpu();
+  // RAdam (no fused kernel) reads its step on the host every update: kept there, as
+  // PyTorch's non-capturable RAdam does, it costs no device sync per parameter.
+  const bool on_device = !p.is_cpu() && options_.rule != AdamWOptions::Rule::RAdam;
   s.step = at::zeros(
       {}, at::TensorOptions().dtype(at::kFloat).device(on_device ? p.device() : at::kCPU));
   s.exp_avg = at::zeros_like(p, at::MemoryFormat::Preserve);
@@ -154,7 +156,7 @@ void AdamW::set_state(std::vector<AdamWParamState> state) {
     s.exp_avg_sq = s.exp_avg_sq.to(p.device(), p.scalar_type()).contiguous();
     s.step = s.step.defined() ? s.step.to(at::kFloat).reshape({})
                               : at::zeros({}, at::TensorOptions().dtype(at::kFloat));
-    if (!p.is_cpu()) s.step = s.step.to(p.device());
+    if (!p.is_cpu() && options_.rule != AdamWOptions::Rule::RAdam) s.step = s.step.to(p.device());
   }
   state_ = std::move(state);
 }
